@@ -1,0 +1,1 @@
+//! bup (to be written).

@@ -1,0 +1,473 @@
+//! Command-line definitions (clap derive). The doc comments are the `--help`
+//! text. Nothing here decides anything: each subcommand's handler takes its
+//! args struct.
+//!
+//! Names, flags and values spelled out in the project's issues are interfaces
+//! that recipes and lab scripts call; keep them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Re-lay-out and re-install an NVIDIA Jetson eMMC in place.
+///
+/// Without a subcommand, `sysinstall [OPTIONS] [ROOTFS] [DATA]` runs `install`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sysinstall",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = crate::exit::EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// What to do (default: install).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of the default `install` command.
+    #[command(flatten)]
+    pub install: InstallArgs,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install: partition, mkfs, unpack both slots, data, boot partitions (the default).
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Install(InstallArgs),
+    /// Convert a flash layout XML (or partition_table CSV) into the eMMC partition table.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Layout(LayoutArgs),
+    /// Zap and write the GPT of a device or image file, and make the kernel see it.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Partition(PartitionArgs),
+    /// Compare a device's current GPT with a layout: keep/create/move/resize/delete.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Plan(PlanArgs),
+    /// Unpack a rootfs tarball into one or more directories from one decompressed stream.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Unpack(UnpackArgs),
+    /// Inspect, check and write bootloader update payloads (BUP).
+    #[command(subcommand)]
+    Bup(BupCommand),
+}
+
+/// Output format of `layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutFormat {
+    /// Human-readable, like `sgdisk --print`.
+    Table,
+    /// tegra-sysinstall `partition_table` CSV.
+    Csv,
+    /// Stable JSON for recipes and automation.
+    Json,
+}
+
+/// Output format of `plan` and `bup list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Human-readable.
+    Table,
+    /// Stable JSON.
+    Json,
+}
+
+/// Where a layout comes from and how its placeholders are filled.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LayoutSource {
+    /// Flash layout XML or partition_table CSV.
+    #[arg(long, value_name = "FILE")]
+    pub layout: Option<PathBuf>,
+
+    /// Substitute a placeholder before anything else (repeatable), e.g. APPSIZE=15032385536.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// `sysinstall layout`.
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// Flash layout XML (t186, t194, t234, t210) or partition_table CSV.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Substitute a placeholder before anything else (repeatable), e.g. APPSIZE=15032385536.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+
+    /// Size of the target disk in 512-byte sectors (default: the XML's num_sectors).
+    #[arg(long, value_name = "N", conflicts_with = "device")]
+    pub disk_sectors: Option<u64>,
+
+    /// Take the disk size from this block device or image file.
+    #[arg(long, value_name = "DEV")]
+    pub device: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LayoutFormat::Table)]
+    pub format: LayoutFormat,
+}
+
+/// `sysinstall partition`.
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// Layout file and placeholder values.
+    #[command(flatten)]
+    pub layout: LayoutSource,
+
+    /// Block device or regular image file to partition.
+    #[arg(long, value_name = "DEV")]
+    pub device: PathBuf,
+
+    /// Print what would be written; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `sysinstall plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Layout file and placeholder values.
+    #[command(flatten)]
+    pub layout: LayoutSource,
+
+    /// Block device or image file whose current GPT is compared.
+    #[arg(long, value_name = "DEV")]
+    pub device: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ProgressMode {
+    /// A bar on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Always the bar.
+    Bar,
+    /// One plain line every few seconds.
+    Plain,
+    /// Nothing.
+    None,
+}
+
+/// `sysinstall unpack`.
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// Tarball: a path, file://, http://, https://, or - for stdin.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+
+    /// Destination directories; every one receives the whole tree.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Expected SHA-256 of the (compressed) tarball.
+    #[arg(long, value_name = "HEX")]
+    pub rootfs_sha256: Option<String>,
+
+    /// Keep existing files that are newer than the archive's (for data tarballs).
+    #[arg(long)]
+    pub keep_newer_files: bool,
+
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// HTTP: how many times to retry (resuming with Range) after a dropped connection.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
+/// Slot selector for `bup write --slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlotArg {
+    /// Slot A (partitions without suffix).
+    A,
+    /// Slot B (`_b` partitions).
+    B,
+}
+
+/// SoC family override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SocArg {
+    /// TX2 family.
+    T186,
+    /// AGX Xavier, Xavier NX.
+    T194,
+    /// TX1, Nano.
+    T210,
+}
+
+/// Board identity overrides, for test rigs and boards with unreadable EEPROMs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BoardArgs {
+    /// Use this TNSPEC instead of building it from EEPROM, fuses and config.
+    #[arg(long, value_name = "SPEC")]
+    pub tnspec: Option<String>,
+
+    /// Machine name (overrides the config file).
+    #[arg(long, value_name = "NAME")]
+    pub machine: Option<String>,
+}
+
+/// `sysinstall bup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BupCommand {
+    /// List a payload's header and entries.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    List {
+        /// The payload file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// Check that a payload can be installed on this board (exit 0 only if it can).
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Check(BupCheckArgs),
+    /// Write the boot partitions from a payload.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Write(BupWriteArgs),
+}
+
+/// `sysinstall bup check`.
+#[derive(Debug, Args)]
+pub struct BupCheckArgs {
+    /// The payload file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Board identity overrides.
+    #[command(flatten)]
+    pub board: BoardArgs,
+
+    /// Layout file and placeholder values.
+    #[command(flatten)]
+    pub layout: LayoutSource,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+/// `sysinstall bup write`.
+#[derive(Debug, Args)]
+pub struct BupWriteArgs {
+    /// The payload file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Initialize: write both slots and the non-redundant partitions, rebuild
+    /// the boot device's partition table, reset slot metadata.
+    #[arg(long, conflicts_with = "slot")]
+    pub initialize: bool,
+
+    /// Update only this slot and leave slot metadata alone.
+    #[arg(long, value_enum)]
+    pub slot: Option<SlotArg>,
+
+    /// Print the exact write plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Boot device(s): boot0 then boot1 of the eMMC, or the SPI flash
+    /// (default: from the layout, /dev/mmcblk0boot0 /dev/mmcblk0boot1 or /dev/mtdblock0).
+    #[arg(long = "boot-device", value_name = "DEV")]
+    pub boot_devices: Vec<PathBuf>,
+
+    /// Where user-area partitions are found: a whole-disk device or image
+    /// whose GPT is read (default: /dev/disk/by-partlabel, else /dev/mmcblk0).
+    #[arg(long, value_name = "DEV")]
+    pub user_device: Option<PathBuf>,
+
+    /// SoC family (default: from the running system, else from the layout).
+    #[arg(long, value_enum)]
+    pub soc: Option<SocArg>,
+
+    /// Board identity overrides.
+    #[command(flatten)]
+    pub board: BoardArgs,
+
+    /// Layout file and placeholder values.
+    #[command(flatten)]
+    pub layout: LayoutSource,
+}
+
+/// Install mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ModeArg {
+    /// Decide from the plan: initial when the layout is not in place, else update.
+    #[default]
+    Auto,
+    /// Re-lay-out the disk and install everything.
+    Initial,
+    /// Layout already in place: write only the inactive slot and switch to it.
+    Update,
+}
+
+/// Machine-readable event stream format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventsFormat {
+    /// JSON Lines.
+    Json,
+}
+
+/// `sysinstall install` (and `sysinstall` alone).
+#[derive(Debug, Clone, Default, Args)]
+pub struct InstallArgs {
+    /// Rootfs tarball: path, file://, http(s):// or - (default /installer/image.tar.gz, or .tar.zst).
+    #[arg(value_name = "ROOTFS")]
+    pub rootfs: Option<String>,
+
+    /// Data tarball for DATA (default /installer/data.tar.gz when present).
+    #[arg(value_name = "DATA")]
+    pub data: Option<String>,
+
+    /// Layout file and placeholder values.
+    #[command(flatten)]
+    pub layout: LayoutSource,
+
+    /// Target disk (default: the eMMC user area, /dev/mmcblk0).
+    #[arg(long, value_name = "DEV")]
+    pub device: Option<PathBuf>,
+
+    /// Bootloader update payload (default: from the new rootfs, /opt/ota_package/...).
+    #[arg(long, value_name = "FILE")]
+    pub bup: Option<PathBuf>,
+
+    /// Boot device(s) for the payload (see `bup write --help`).
+    #[arg(long = "boot-device", value_name = "DEV")]
+    pub boot_devices: Vec<PathBuf>,
+
+    /// SoC family (default: from the running system, else from the layout).
+    #[arg(long, value_enum)]
+    pub soc: Option<SocArg>,
+
+    /// Initial install or update (default: decided from the plan).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+
+    /// Expected SHA-256 of the rootfs tarball (default: NAME.sha256 beside a local file).
+    #[arg(long, value_name = "HEX")]
+    pub rootfs_sha256: Option<String>,
+
+    /// Save DATA (or UDA) before it is re-created and restore it afterwards.
+    #[arg(long)]
+    pub keep_data: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Show the preflight and plan, then stop.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Skip `e2fsck -p` after unpacking each slot.
+    #[arg(long)]
+    pub no_fsck: bool,
+
+    /// Emit machine-readable events (JSON Lines) on stdout or --events-fd.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub events: Option<EventsFormat>,
+
+    /// File descriptor for --events (default: stdout).
+    #[arg(long, value_name = "N", requires = "events")]
+    pub events_fd: Option<i32>,
+
+    /// Progress display on stderr.
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressMode>,
+
+    /// Site defaults (default: /etc/sysinstall.conf).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Board identity overrides.
+    #[command(flatten)]
+    pub board: BoardArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_positionals_mean_install() {
+        let cli = Cli::try_parse_from(["sysinstall", "--yes", "/x/image.tar.zst"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.install.rootfs.as_deref(), Some("/x/image.tar.zst"));
+        assert!(cli.install.yes);
+    }
+
+    #[test]
+    fn layout_interface_as_documented() {
+        let cli = Cli::try_parse_from([
+            "sysinstall",
+            "layout",
+            "flash.xml",
+            "--set",
+            "APPSIZE=1024",
+            "--disk-sectors",
+            "61071360",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Layout(a)) => {
+                assert_eq!(a.set, ["APPSIZE=1024"]);
+                assert_eq!(a.disk_sectors, Some(61071360));
+                assert_eq!(a.format, LayoutFormat::Json);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from([
+            "sysinstall",
+            "layout",
+            "f.xml",
+            "--disk-sectors",
+            "1",
+            "--device",
+            "/dev/x"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn bup_write_rejects_initialize_with_slot() {
+        assert!(Cli::try_parse_from([
+            "sysinstall",
+            "bup",
+            "write",
+            "p",
+            "--initialize",
+            "--slot",
+            "a"
+        ])
+        .is_err());
+    }
+}

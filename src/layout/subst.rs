@@ -1,0 +1,1 @@
+//! subst (to be written).

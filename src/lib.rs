@@ -1,0 +1,51 @@
+//! `sysinstall`: re-lay-out and re-install an NVIDIA Jetson's eMMC in place,
+//! from an initramfs, without a USB flashing host.
+//!
+//! # The pipeline
+//!
+//! ```text
+//!  layout XML/CSV ──layout──▶ PartitionTable ──plan──▶ what changes on the disk
+//!                                   │
+//!  payload (BUP) ──bup──▶ entries for this board (TNSPEC) ──▶ boot write plan
+//!                                   │
+//!  preflight: every input parsed and checked, nothing written yet
+//!                                   │
+//!  gpt ▶ mkfs ▶ rootfs (one stream, both slots) ▶ data ▶ boot partitions ▶ slot metadata
+//! ```
+//!
+//! Everything left of the last line is pure: it takes bytes, text or
+//! `Read + Write + Seek` and never opens `/dev`. The last line is carried out
+//! by [`install`], which alone calls into [`sys`], the thin layer that runs
+//! commands, issues ioctls and mounts. Writes are ordered so that a power cut
+//! leaves a board that either boots what it booted before, or on which running
+//! `sysinstall` again finishes the job: the bootloader is switched only after
+//! everything it will boot has been written and verified.
+//!
+//! # Modules
+//!
+//! * [`layout`]: flash-layout XML / partition_table CSV → [`layout::PartitionTable`].
+//! * [`gpt`]: GPT bytes (protective MBR, primary and backup, NVIDIA's boot pseudo-GPT).
+//! * [`plan`]: current GPT vs. wanted table → keep/create/move/resize/delete.
+//! * [`bup`]: bootloader update payloads, TNSPEC matching, boot-partition writing.
+//! * [`rootfs`]: tarball sources, decompression, the tar reader, fan-out unpacking.
+//! * [`install`]: the orchestration of a whole install, preflight to commit.
+//! * [`events`] and [`progress`]: what the operator and automation see.
+//! * [`sys`]: commands, ioctls, mounts, sysfs.
+//! * [`exit`]: exit codes, the contract with scripts.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+pub mod bup;
+pub mod cli;
+pub mod commands;
+pub mod events;
+pub mod exit;
+pub mod gpt;
+pub mod guid;
+pub mod install;
+pub mod layout;
+pub mod plan;
+pub mod progress;
+pub mod rootfs;
+pub mod sys;

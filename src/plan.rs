@@ -1,0 +1,1 @@
+//! Partition planning (to be written).

@@ -1,0 +1,1 @@
+//! Progress rendering (to be written).

@@ -1,0 +1,142 @@
+//! Helpers shared by the integration tests: the binary, ../shared, root-only
+//! tiers, loop devices and sparse images.
+//!
+//! Tiers: everything runs unprivileged unless it needs a loop device, mkfs on a
+//! real block device or mounting; those tests call [`require_root`] and skip
+//! with a visible `SKIP` line when not root. The qemu tier lives in
+//! `tests/qemu/` and is gated by `SYSINSTALL_TEST_QEMU=1`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `sysinstall` binary under test, with a quiet, backtrace-free environment.
+pub fn sysinstall() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sysinstall"));
+    c.env("RUST_BACKTRACE", "0").env_remove("SYSINSTALL_LOG");
+    c
+}
+
+/// Runs a command and returns its output (panics only if it cannot start).
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the repository (or `$SYSINSTALL_SHARED`), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("SYSINSTALL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
+    dir.join("flash-layouts").is_dir().then_some(dir)
+}
+
+/// Prints a visible skip line. Tests `return` right after.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIP {test}: {why}");
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// True when `tool` is on PATH (or in /sbin, /usr/sbin).
+pub fn have(tool: &str) -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/sbin", "/usr/sbin"])
+        .any(|d| Path::new(d).join(tool).is_file())
+}
+
+/// Returns false (after printing SKIP) unless we are root and every tool exists.
+pub fn require_root(test: &str, tools: &[&str]) -> bool {
+    if !is_root() {
+        skip(test, "needs root (loop devices, mkfs, mount)");
+        return false;
+    }
+    if let Some(t) = tools.iter().find(|t| !have(t)) {
+        skip(test, &format!("needs {t}"));
+        return false;
+    }
+    true
+}
+
+/// Creates a sparse file of `bytes` bytes.
+pub fn sparse_image(path: &Path, bytes: u64) {
+    let f = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.set_len(bytes).unwrap();
+}
+
+/// SHA-256 of a file's contents, as hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// A loop device attached to an image file; detached (with its partitions
+/// removed) on drop.
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub path: PathBuf,
+}
+
+impl LoopDevice {
+    /// Attaches `image` to a free loop device (retrying races with parallel tests).
+    pub fn attach(image: &Path) -> LoopDevice {
+        for _ in 0..20 {
+            let o = output(Command::new("losetup").args(["-f", "--show"]).arg(image));
+            if o.status.success() {
+                let path = PathBuf::from(stdout(&o).trim());
+                return LoopDevice { path };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("no free loop device for {}", image.display());
+    }
+
+    /// The node of partition `n` (`/dev/loop3p2`).
+    pub fn part(&self, n: u32) -> PathBuf {
+        PathBuf::from(format!("{}p{n}", self.path.display()))
+    }
+
+    /// Registers the GPT partitions with the kernel the way `partx -a` does
+    /// (this host kernel does not parse GPTs itself).
+    pub fn partx_add(&self) {
+        let o = output(Command::new("partx").arg("-a").arg(&self.path));
+        assert!(o.status.success(), "partx -a: {}", stderr(&o));
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").arg("-d").arg(&self.path).output();
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
+    }
+}

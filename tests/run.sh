@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test tier: formatting, lints, unit and integration tests (the
+# root-only ones run when we are root), then the gated tiers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/setup.sh
+export RUST_BACKTRACE=0
+
+echo "== fmt"; cargo fmt --all -- --check
+echo "== clippy"; cargo clippy --all-targets --locked -- -D warnings
+echo "== tests"; cargo test --all-targets --locked
