@@ -14,6 +14,8 @@
 
 #![deny(clippy::indexing_slicing)]
 
+pub mod read;
+
 use crate::guid::Guid;
 
 /// "EFI PART".

@@ -5,4 +5,5 @@
 //! Nothing outside `sys` calls `Command::new`, opens `/dev/...`, mounts or
 //! issues an ioctl.
 
+pub mod blockdev;
 pub mod cmd;

@@ -1,0 +1,246 @@
+//! Reading a disk's GPT: the primary at LBA 1, or the backup at the last LBA
+//! when the primary is damaged.
+//!
+//! Used by `plan` (what is on the disk now), by the post-write verification,
+//! and to find user-area partitions by name where there is no udev.
+
+use super::{Entry, GptError, Header, SECTOR};
+use std::io::{Read, Seek, SeekFrom};
+
+/// Which copy a table was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Copy {
+    /// The primary header at LBA 1.
+    Primary,
+    /// The backup header at the last LBA.
+    Backup,
+}
+
+/// A GPT as found on a disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskGpt {
+    /// The header the table was taken from.
+    pub header: Header,
+    /// Used entries, in number order.
+    pub entries: Vec<(u32, Entry)>,
+    /// Which copy that was.
+    pub copy: Copy,
+    /// Why the other copy was not used or does not agree, if so.
+    pub other_copy_problem: Option<String>,
+}
+
+/// Why no GPT could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading the device failed.
+    #[error("reading the disk: {0}")]
+    Io(#[from] std::io::Error),
+    /// Neither copy is valid; both reasons given.
+    #[error("no valid GPT (primary: {primary}; backup: {backup})")]
+    NoValidGpt {
+        /// Why the primary is invalid.
+        primary: String,
+        /// Why the backup is invalid.
+        backup: String,
+    },
+}
+
+fn read_at<R: Read + Seek>(r: &mut R, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    r.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads and validates the header at `lba` and its entry array.
+fn read_copy<R: Read + Seek>(
+    r: &mut R,
+    lba: u64,
+    disk_sectors: u64,
+) -> Result<(Header, Vec<(u32, Entry)>), String> {
+    let sector = read_at(r, lba * SECTOR as u64, SECTOR).map_err(|e| e.to_string())?;
+    let h = Header::decode(&sector).map_err(|e| e.to_string())?;
+    if h.my_lba != lba {
+        return Err(format!(
+            "header at LBA {lba} says it is at LBA {}",
+            h.my_lba
+        ));
+    }
+    let last = disk_sectors.saturating_sub(1);
+    let array_end = h
+        .partition_entry_lba
+        .checked_add(h.entry_array_sectors())
+        .ok_or_else(|| "entry array LBA overflows".to_string())?;
+    if h.partition_entry_lba < 2 || array_end > last + 1 {
+        return Err(format!(
+            "entry array at LBA {}..{} is outside the disk of {disk_sectors} sectors",
+            h.partition_entry_lba, array_end
+        ));
+    }
+    if h.first_usable_lba > h.last_usable_lba.saturating_add(1) || h.last_usable_lba >= last {
+        return Err(format!(
+            "usable range {}..={} does not fit a disk of {disk_sectors} sectors",
+            h.first_usable_lba, h.last_usable_lba
+        ));
+    }
+    let len = usize::try_from(h.entry_array_bytes()).map_err(|e| e.to_string())?;
+    let array =
+        read_at(r, h.partition_entry_lba * SECTOR as u64, len).map_err(|e| e.to_string())?;
+    let entries = h
+        .decode_entries(&array)
+        .map_err(|e: GptError| e.to_string())?;
+    Ok((h, entries))
+}
+
+/// Reads the GPT of a disk of `disk_sectors` sectors: the primary if it is
+/// valid, else the backup at the last LBA. `Ok(None)` when the disk has no GPT
+/// signature in either place (a blank or MBR-only disk).
+pub fn read<R: Read + Seek>(r: &mut R, disk_sectors: u64) -> Result<Option<DiskGpt>, ReadError> {
+    if disk_sectors < 3 {
+        return Ok(None);
+    }
+    let primary = read_copy(r, 1, disk_sectors);
+    let backup_lba = disk_sectors - 1;
+    let backup = read_copy(r, backup_lba, disk_sectors);
+    match (primary, backup) {
+        (Ok((header, entries)), b) => {
+            let other_copy_problem = match b {
+                Err(e) => Some(format!("backup GPT: {e}")),
+                Ok((bh, be)) if be != entries || bh.disk_guid != header.disk_guid => {
+                    Some("backup GPT differs from the primary".to_string())
+                }
+                Ok(_) if header.alternate_lba != backup_lba => Some(format!(
+                    "primary GPT points to a backup at LBA {}, not at the last LBA {backup_lba}",
+                    header.alternate_lba
+                )),
+                Ok(_) => None,
+            };
+            Ok(Some(DiskGpt {
+                header,
+                entries,
+                copy: Copy::Primary,
+                other_copy_problem,
+            }))
+        }
+        (Err(p), Ok((header, entries))) => Ok(Some(DiskGpt {
+            header,
+            entries,
+            copy: Copy::Backup,
+            other_copy_problem: Some(format!("primary GPT: {p}")),
+        })),
+        (Err(p), Err(b)) => {
+            if p == GptError::NoSignature.to_string() && b == GptError::NoSignature.to_string() {
+                Ok(None)
+            } else {
+                Err(ReadError::NoValidGpt {
+                    primary: p,
+                    backup: b,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::super::{
+        crc32, encode_entries, Header, ENTRY_COUNT, ENTRY_SIZE, HEADER_SIZE, REVISION_1_0,
+    };
+    use super::*;
+    use crate::guid::{Guid, BASIC_DATA};
+    use std::io::{Cursor, Write};
+
+    const N: u64 = 4096;
+
+    fn entry(name: &str, first: u64, last: u64) -> Entry {
+        Entry {
+            type_guid: BASIC_DATA,
+            unique_guid: Guid::random().unwrap(),
+            first_lba: first,
+            last_lba: last,
+            attributes: 0,
+            name: name.into(),
+        }
+    }
+
+    fn image(entries: &[(u32, Entry)]) -> Cursor<Vec<u8>> {
+        let mut img = Cursor::new(vec![0u8; (N * 512) as usize]);
+        let arr = encode_entries(entries, ENTRY_COUNT).unwrap();
+        let disk_guid = Guid::random().unwrap();
+        let h = |my: u64, alt: u64, elba: u64| Header {
+            revision: REVISION_1_0,
+            header_size: HEADER_SIZE,
+            my_lba: my,
+            alternate_lba: alt,
+            first_usable_lba: 34,
+            last_usable_lba: N - 34,
+            disk_guid,
+            partition_entry_lba: elba,
+            num_partition_entries: ENTRY_COUNT,
+            sizeof_partition_entry: ENTRY_SIZE,
+            partition_entry_array_crc32: crc32(&arr),
+        };
+        for (lba, bytes) in [
+            (1, h(1, N - 1, 2).encode().to_vec()),
+            (2, arr.clone()),
+            (N - 33, arr.clone()),
+            (N - 1, h(N - 1, 1, N - 33).encode().to_vec()),
+        ] {
+            img.seek(SeekFrom::Start(lba * 512)).unwrap();
+            img.write_all(&bytes).unwrap();
+        }
+        img
+    }
+
+    #[test]
+    fn blank_disk_has_no_gpt() {
+        let mut img = Cursor::new(vec![0u8; (N * 512) as usize]);
+        assert!(read(&mut img, N).unwrap().is_none());
+    }
+
+    #[test]
+    fn reads_primary_and_notes_agreement() {
+        let mut img = image(&[(5, entry("EXTRA", 100, 200)), (1, entry("APP", 34, 99))]);
+        let g = read(&mut img, N).unwrap().unwrap();
+        assert_eq!(g.copy, Copy::Primary);
+        assert_eq!(g.other_copy_problem, None);
+        assert_eq!(g.entries.len(), 2);
+        assert_eq!(g.entries[1].0, 5);
+        assert_eq!(g.entries[1].1.name, "EXTRA");
+    }
+
+    #[test]
+    fn falls_back_to_backup_when_primary_is_damaged() {
+        let mut img = image(&[(1, entry("APP", 34, 99))]);
+        img.get_mut()[512 + 40] ^= 0xFF; // first_usable in primary header: CRC breaks
+        let g = read(&mut img, N).unwrap().unwrap();
+        assert_eq!(g.copy, Copy::Backup);
+        assert!(g.other_copy_problem.unwrap().contains("CRC"));
+        assert_eq!(g.entries[0].1.name, "APP");
+    }
+
+    #[test]
+    fn damaged_entries_are_detected_by_crc() {
+        let mut img = image(&[(1, entry("APP", 34, 99))]);
+        img.get_mut()[2 * 512 + 56] = b'X'; // primary entry name
+        let g = read(&mut img, N).unwrap().unwrap();
+        assert_eq!(g.copy, Copy::Backup);
+        let last = (N - 33) as usize * 512 + 56;
+        img.get_mut()[last] = b'Y';
+        let err = read(&mut img, N).unwrap_err().to_string();
+        assert!(err.contains("entry array CRC"), "{err}");
+    }
+
+    #[test]
+    fn a_backup_for_another_disk_size_is_reported() {
+        // A table written for a smaller disk, read on a bigger one: the primary
+        // is fine but its backup is not at our last LBA.
+        let mut img = image(&[(1, entry("APP", 34, 99))]);
+        img.get_mut().resize(((N + 2048) * 512) as usize, 0);
+        let g = read(&mut img, N + 2048).unwrap().unwrap();
+        assert_eq!(g.copy, Copy::Primary);
+        assert!(g.other_copy_problem.is_some());
+    }
+}
