@@ -1,9 +1,256 @@
-//! `sysinstall partition`.
+//! `sysinstall partition`: show what changes, confirm, write the GPT, make
+//! the kernel see it. `--dry-run` prints the exact table and every write
+//! (including what is zapped) and changes nothing.
 
 use super::Context;
-use crate::cli::PartitionArgs;
+use crate::cli::{LayoutSource, PartitionArgs};
+use crate::disk::{self, Found, Options, Prepared, WrittenTable};
+use crate::events::{Event, EventKind, Events, Sink};
+use crate::exit::{Declined, UsageError, SUCCESS};
+use crate::gpt::write::{Content, NewGpt, WritePlan};
+use crate::guid::Guid;
+use crate::layout::{self, Layout, LoadOptions, PartitionTable};
+use crate::plan::{self, human_size};
+use anyhow::{bail, Context as _};
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+
+/// Loads `--layout` with `--set` values, placed for a disk of `disk_sectors`.
+/// Shared with `plan`.
+pub(super) fn load_layout(src: &LayoutSource, disk_sectors: u64) -> anyhow::Result<Layout> {
+    let path = src
+        .layout
+        .as_ref()
+        .ok_or_else(|| UsageError("--layout FILE is required".into()))?;
+    let set = src
+        .set
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(UsageError(format!("--set '{s}': expected NAME=VALUE"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let layout = layout::load(
+        path,
+        &LoadOptions {
+            set,
+            disk_sectors: Some(disk_sectors),
+        },
+    )?;
+    for note in &layout.notes {
+        log::warn!("{note}");
+    }
+    Ok(layout)
+}
 
 /// Runs `sysinstall partition`.
-pub fn run(_args: &PartitionArgs, _ctx: &Context) -> anyhow::Result<u8> {
-    anyhow::bail!("partition: not implemented yet")
+pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let dev = args.device.display().to_string();
+    if args.layout.layout.is_none() {
+        return Err(UsageError("partition needs --layout FILE".into()).into());
+    }
+    // Fail before any work when nobody could answer the question.
+    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
+        bail!("refusing to partition {dev} without confirmation: stdin is not a terminal (pass --yes)");
+    }
+    let sectors = disk::device_sectors(&args.device)?;
+    let layout = load_layout(&args.layout, sectors)?;
+    let table = &layout.user;
+    let opts = Options::default();
+
+    if args.dry_run {
+        let p = disk::inspect(&args.device, table)?;
+        let mut out = format!("Dry run: nothing is written to {dev}.\n\n");
+        out.push_str(&render_gpt(&p.gpt, table, &p.found, &dev));
+        out.push('\n');
+        out.push_str(&render_writes(&p.writes));
+        out.push('\n');
+        out.push_str(&plan::render_table(&p.plan, &dev));
+        print!("{out}");
+        disk::check_not_in_use(&args.device, &opts)?;
+        return Ok(SUCCESS);
+    }
+
+    let p = disk::prepare(&args.device, table, &opts)?;
+    if !ctx.quiet {
+        eprint!("{}", plan::render_table(&p.plan, &dev));
+    }
+    if !args.yes {
+        confirm(&p, &dev)?;
+    }
+    let events = Events::new(vec![Box::new(LogSink)]);
+    let written = disk::write(p, &opts, &ctx.changes, &events)?;
+    print!("{}", render_written(&written, table));
+    Ok(SUCCESS)
+}
+
+/// Asks on the terminal; anything but "y"/"yes" declines.
+fn confirm(p: &Prepared, dev: &str) -> anyhow::Result<()> {
+    let lost: Vec<&str> = p.plan.data_lost().map(|x| x.name.as_str()).collect();
+    let mut question = format!("Write a new GPT to {dev}");
+    if !lost.is_empty() {
+        let _ = write!(question, ", destroying the data on {}", lost.join(", "));
+    }
+    question.push_str("? [y/N] ");
+    let mut err = std::io::stderr();
+    let _ = err.write_all(question.as_bytes());
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(Declined.into()),
+    }
+}
+
+/// Forwards operator messages to the log (`-v` shows them).
+struct LogSink;
+
+impl Sink for LogSink {
+    fn emit(&mut self, event: &Event) {
+        if let EventKind::Message { level, text } = &event.kind {
+            match *level {
+                "error" => log::error!("{text}"),
+                "warn" => log::warn!("{text}"),
+                _ => log::info!("{text}"),
+            }
+        }
+    }
+}
+
+/// Where a unique GUID of the new table comes from, for the dry run.
+fn guid_origin(guid: Guid, number: u32, table: &PartitionTable, found: &Found) -> &'static str {
+    if table.by_number(number).and_then(|p| p.unique_guid) == Some(guid) {
+        return "layout";
+    }
+    match found {
+        Found::Gpt(g, _) if g.entries.iter().any(|(_, e)| e.unique_guid == guid) => "kept",
+        _ => "random",
+    }
+}
+
+/// The new table, like `sgdisk --print` plus the GUIDs and their origin.
+fn render_gpt(gpt: &NewGpt, table: &PartitionTable, found: &Found, dev: &str) -> String {
+    let h = &gpt.header;
+    let n = gpt.disk_sectors;
+    let mut s = String::new();
+    let disk_guid_origin = match found {
+        Found::Gpt(g, _) if g.header.disk_guid == h.disk_guid => "kept",
+        _ => "random",
+    };
+    let _ = writeln!(
+        s,
+        "New GPT for {dev}: {n} sectors ({})",
+        human_size(n.saturating_mul(512))
+    );
+    let _ = writeln!(
+        s,
+        "Disk identifier (GUID): {} ({disk_guid_origin})",
+        h.disk_guid
+    );
+    let _ = writeln!(
+        s,
+        "Partition table holds up to {} entries, at LBA {} and {}",
+        h.num_partition_entries,
+        h.partition_entry_lba,
+        gpt.backup_entry_lba()
+    );
+    let _ = writeln!(
+        s,
+        "First usable sector is {}, last usable sector is {}",
+        h.first_usable_lba, h.last_usable_lba
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Number  Start (sector)    End (sector)  Size        Code  Unique GUID                                    Name"
+    );
+    for (num, e) in &gpt.entries {
+        let code = e
+            .type_guid
+            .sgdisk_code()
+            .map(str::to_owned)
+            .unwrap_or_else(|| e.type_guid.to_string());
+        let _ = writeln!(
+            s,
+            "{num:>6}  {:>14}  {:>14}  {:<10}  {code:<4}  {} ({:<6})  {}",
+            e.first_lba,
+            e.last_lba,
+            human_size((e.last_lba - e.first_lba + 1).saturating_mul(512)),
+            e.unique_guid,
+            guid_origin(e.unique_guid, *num, table, found),
+            e.name
+        );
+    }
+    s
+}
+
+/// Every write in order, zaps marked, barriers shown.
+fn render_writes(writes: &WritePlan) -> String {
+    let mut s = String::from("Writes, in order (sync = fsync barrier):\n");
+    for step in &writes.steps {
+        let range = if step.sectors == 1 {
+            format!("LBA {}", step.lba)
+        } else {
+            format!("LBA {}..{}", step.lba, step.lba + step.sectors - 1)
+        };
+        let what = match (&step.content, step.zap) {
+            (Content::Zeros, true) => format!("zap (zeros): {}", step.what),
+            (_, true) => format!("zap: {}", step.what),
+            _ => step.what.clone(),
+        };
+        let _ = writeln!(s, "  {range:<24} {:>6} sectors  {what}", step.sectors);
+        if step.barrier_after {
+            let _ = writeln!(s, "  sync");
+        }
+    }
+    s
+}
+
+/// What was written and where the kernel put the partitions.
+fn render_written(w: &WrittenTable, table: &PartitionTable) -> String {
+    let dev = w.device.display();
+    let mut s = format!(
+        "Wrote and verified the GPT on {dev}: {} partitions.\n",
+        w.gpt.entries.len()
+    );
+    match &w.kernel {
+        Some(disk::KernelUpdate::Reread) => s.push_str("The kernel re-read the partition table.\n"),
+        Some(disk::KernelUpdate::Blkpg { reason, .. }) => {
+            let _ = writeln!(
+                s,
+                "Registered the partitions with the kernel via BLKPG ({reason})."
+            );
+        }
+        None => {}
+    }
+    if !w.nodes.is_empty() {
+        s.push('\n');
+        for node in &w.nodes {
+            let _ = writeln!(
+                s,
+                "{:>6}  {:<24}  {}",
+                node.number,
+                node.path.display(),
+                node.name
+            );
+        }
+    } else {
+        for (num, e) in &w.gpt.entries {
+            let fixed = table.by_number(*num).and_then(|p| p.unique_guid).is_some();
+            let _ = writeln!(
+                s,
+                "{num:>6}  {:>12}  {:>12}  {}{}  {}",
+                e.first_lba,
+                e.last_lba,
+                e.unique_guid,
+                if fixed { "*" } else { " " },
+                e.name
+            );
+        }
+    }
+    s
 }
