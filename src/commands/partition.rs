@@ -185,6 +185,12 @@ fn render_gpt(gpt: &NewGpt, table: &PartitionTable, found: &Found, dev: &str) ->
             e.name
         );
     }
+    if s.contains("(random") {
+        let _ = writeln!(
+            s,
+            "GUIDs marked random are drawn anew when the table is written."
+        );
+    }
     s
 }
 
@@ -202,7 +208,12 @@ fn render_writes(writes: &WritePlan) -> String {
             (_, true) => format!("zap: {}", step.what),
             _ => step.what.clone(),
         };
-        let _ = writeln!(s, "  {range:<24} {:>6} sectors  {what}", step.sectors);
+        let unit = if step.sectors == 1 {
+            "sector "
+        } else {
+            "sectors"
+        };
+        let _ = writeln!(s, "  {range:<24} {:>6} {unit}  {what}", step.sectors);
         if step.barrier_after {
             let _ = writeln!(s, "  sync");
         }
@@ -253,4 +264,69 @@ fn render_written(w: &WrittenTable, table: &PartitionTable) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::write::{build, plan_writes};
+    use crate::guid::BASIC_DATA;
+    use crate::layout::Partition;
+
+    fn table() -> PartitionTable {
+        let p = |number: u32, name: &str, first: u64, last: u64, guid: Option<&str>| Partition {
+            number,
+            name: name.into(),
+            first_lba: first,
+            last_lba: last,
+            type_guid: BASIC_DATA,
+            unique_guid: guid.map(|g| Guid::parse(g).unwrap()),
+            fills_disk: false,
+        };
+        PartitionTable {
+            sector_size: 512,
+            disk_sectors: 65536,
+            first_usable_lba: 40,
+            last_usable_lba: 65502,
+            partitions: vec![
+                p(
+                    1,
+                    "APP",
+                    8192,
+                    65502,
+                    Some("0D1BE901-1111-4222-8333-444455556666"),
+                ),
+                p(2, "kernel", 40, 8191, None),
+            ],
+        }
+    }
+
+    #[test]
+    fn dry_run_shows_the_exact_table_and_every_write() {
+        let t = table();
+        let gpt = build(&t, None).unwrap();
+        let mut disk = std::io::Cursor::new(vec![0u8; 65536 * 512]);
+        let writes = plan_writes(&mut disk, &gpt).unwrap();
+        let text = render_gpt(
+            &gpt,
+            &t,
+            &Found::Nothing(crate::plan::Content::Empty),
+            "disk.img",
+        );
+        let writes_text = render_writes(&writes);
+        eprintln!("{text}\n{writes_text}");
+        assert!(text.contains("First usable sector is 40, last usable sector is 65502"));
+        assert!(text.contains("0D1BE901-1111-4222-8333-444455556666 (layout"));
+        assert!(text.contains("(random)  kernel"), "{text}");
+        assert!(text.contains("(random)\n"), "disk GUID: {text}");
+        let lines: Vec<&str> = writes_text.lines().collect();
+        assert!(lines[1].contains("LBA 0 ") && lines[1].contains("protective MBR"));
+        assert!(lines[2].contains("LBA 65503..65534") && lines[2].contains("backup GPT entries"));
+        assert!(lines[3].contains("LBA 65535 ") && lines[3].contains("backup GPT header"));
+        assert_eq!(lines[4].trim(), "sync");
+        assert!(lines[5].contains("LBA 34..39") && lines[5].contains("zap (zeros)"));
+        assert!(lines[6].contains("LBA 2..33") && lines[6].contains("primary GPT entries"));
+        assert_eq!(lines[7].trim(), "sync");
+        assert!(lines[8].contains("LBA 1 ") && lines[8].contains("primary GPT header"));
+    }
 }
