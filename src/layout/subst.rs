@@ -150,7 +150,14 @@ pub fn parse_assignments(args: &[String]) -> Result<Vec<(String, String)>, Strin
 impl Substitutions {
     /// Builds the table: the operator's values, then the defaults for `soc`.
     pub fn new(user: &[(String, String)], soc: Option<Soc>) -> Substitutions {
-        let mut pairs: Vec<(String, String)> = user.to_vec();
+        // A token set twice (site config, then command line) takes the later value.
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (t, v) in user {
+            match pairs.iter_mut().find(|(k, _)| k == t) {
+                Some(p) => p.1 = v.clone(),
+                None => pairs.push((t.clone(), v.clone())),
+            }
+        }
         for p in PLACEHOLDERS {
             if pairs.iter().any(|(t, _)| t == p.token) {
                 continue;
@@ -260,6 +267,12 @@ mod tests {
         assert_eq!(s.apply("APPUUID"), "");
         let s = subs(&[("APPUUID", "11111111-2222-3333-4444-555555555555")], None);
         assert_eq!(s.apply("APPUUID_b"), "");
+    }
+
+    #[test]
+    fn the_later_assignment_wins() {
+        let s = subs(&[("APPSIZE", "1"), ("APPSIZE", "2")], None);
+        assert_eq!(s.apply("APPSIZE"), "2");
     }
 
     #[test]
