@@ -69,6 +69,9 @@ pub enum LayoutFormat {
     Csv,
     /// Stable JSON for recipes and automation.
     Json,
+    /// The boot device's partitions as `name:offset:length` lines
+    /// (tegra-boot-tools' boot-partitions.conf).
+    BootConf,
 }
 
 /// Output format of `plan` and `bup list`.

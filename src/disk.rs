@@ -192,12 +192,6 @@ fn prepare_on(mut target: Target, table: &PartitionTable) -> anyhow::Result<Prep
     })
 }
 
-/// Size of a block device or image file in 512-byte sectors (the disk size
-/// a layout is placed for).
-pub fn device_sectors(device: &Path) -> anyhow::Result<u64> {
-    Ok(Target::open(device, Access::ReadOnly)?.sectors())
-}
-
 /// Reads, plans and builds without writing and without claiming the device:
 /// for `plan` and `--dry-run`.
 pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared> {

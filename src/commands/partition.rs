@@ -9,38 +9,20 @@ use crate::events::{Event, EventKind, Events, Sink};
 use crate::exit::{Declined, UsageError, SUCCESS};
 use crate::gpt::write::{Content, NewGpt, WritePlan};
 use crate::guid::Guid;
-use crate::layout::{self, Layout, LoadOptions, PartitionTable};
+use crate::layout::{Layout, PartitionTable};
 use crate::plan::{self, human_size};
 use anyhow::{bail, Context as _};
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 
-/// Loads `--layout` with `--set` values, placed for a disk of `disk_sectors`.
-/// Shared with `plan`.
+/// Loads `--layout` with `--set` values, placed for a disk of `disk_sectors`
+/// (the device's real size). Shared with `plan`.
 pub(super) fn load_layout(src: &LayoutSource, disk_sectors: u64) -> anyhow::Result<Layout> {
     let path = src
         .layout
         .as_ref()
         .ok_or_else(|| UsageError("--layout FILE is required".into()))?;
-    let set = src
-        .set
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(UsageError(format!("--set '{s}': expected NAME=VALUE"))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let layout = layout::load(
-        path,
-        &LoadOptions {
-            set,
-            disk_sectors: Some(disk_sectors),
-        },
-    )?;
-    for note in &layout.notes {
-        log::warn!("{note}");
-    }
-    Ok(layout)
+    super::layout::load(path, &src.set, Some(disk_sectors))
 }
 
 /// Runs `sysinstall partition`.
@@ -53,7 +35,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         bail!("refusing to partition {dev} without confirmation: stdin is not a terminal (pass --yes)");
     }
-    let sectors = disk::device_sectors(&args.device)?;
+    let sectors = crate::sys::blockdev::size_in_sectors(&args.device)?;
     let layout = load_layout(&args.layout, sectors)?;
     let table = &layout.user;
     let opts = Options::default();

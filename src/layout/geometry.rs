@@ -1,1 +1,479 @@
-//! geometry (to be written).
+//! Placing partitions exactly where NVIDIA's tools put them
+//! (docs: flash-layout.md §2, verified against `tegraparser_v2`).
+//!
+//! User area (`sdmmc_user`, or the second `sdmmc` device of a t210 layout):
+//!
+//! * `cur` counts sectors from LBA 0. The protective MBR entry takes its
+//!   size (1 sector); `primary_gpt` takes `ceil(size / 512)` sectors and must
+//!   hold a header and 128 entries (16896 bytes); the first usable LBA is
+//!   where it ends. A t210 `GP1` always takes LBA 0–33 whatever its size says
+//!   (NVIDIA's t210 tools ignore it; meta-tegra 6a763297).
+//! * A partition takes `id` as its number, else the previous number + 1
+//!   (the first gets 1); numbers are 1..=128 and unique.
+//! * It starts at `ceil(start_location / 512)` when given (never behind `cur`;
+//!   `align_boundary` is not applied on top), else at `cur` rounded up to
+//!   `align_boundary` bytes.
+//! * It ends at N − 34 when `allocation_attribute` is exactly 0x808 (C
+//!   `strtoul` semantics: `0x808`, `0X808`, `2056`, `04010`), else after
+//!   `ceil(size / 512)` sectors. N is the real disk size.
+//! * `secondary_gpt` / `GPT` is the backup table in the last 33 sectors.
+//!
+//! Where NVIDIA silently makes something useless (zero-length entries from
+//! an empty size or a second fill partition, junk GUIDs from garbage text),
+//! we refuse instead: the board would not work with it anyway.
+//!
+//! Boot devices (`sdmmc_boot`, `spi`, the first t210 `sdmmc`) follow
+//! meta-tegra's boot-partition rules, which reproduce NVIDIA's offsets: `cur`
+//! is first rounded up to `align_boundary`, then `start_location` (if any,
+//! never behind it) wins; ids are ignored; the backup pseudo-GPT sits in the
+//! last 33 sectors.
+
+use super::xml::{DeviceSpec, FlashLayout, PartitionSpec};
+use super::{
+    BootArea, BootDeviceKind, BootPartition, LayoutError, Partition, PartitionTable, GPT_ENTRIES,
+    GPT_SECTORS, MAX_NAME_UTF16, MIN_PRIMARY_GPT_BYTES, SECTOR_SIZE,
+};
+use crate::guid::{Guid, BASIC_DATA};
+
+/// `allocation_attribute` value that makes a partition fill the disk.
+pub const FILL_ATTRIBUTE: u64 = 0x808;
+/// Sectors NVIDIA's t210 tools give `GP1` (protective MBR + primary GPT).
+pub const T210_GP1_SECTORS: u64 = 34;
+/// The disk tail a fill partition leaves free: backup entries (32) + header (1) + 1.
+pub const TAIL_SECTORS: u64 = GPT_SECTORS + 1;
+
+/// What a `<partition>` is, by its `type` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `protective_master_boot_record`.
+    Mbr,
+    /// `primary_gpt`, or t210 `GP1`.
+    PrimaryGpt {
+        /// True for t210 `GP1` (fixed 34 sectors).
+        t210: bool,
+    },
+    /// `secondary_gpt`, or t210 `GPT`.
+    SecondaryGpt,
+    /// Everything else: a real partition.
+    Data,
+}
+
+/// Classifies a partition spec.
+pub fn role(p: &PartitionSpec) -> Role {
+    match p.attr("type").unwrap_or("") {
+        "protective_master_boot_record" => Role::Mbr,
+        "primary_gpt" => Role::PrimaryGpt { t210: false },
+        "GP1" => Role::PrimaryGpt { t210: true },
+        "secondary_gpt" | "GPT" => Role::SecondaryGpt,
+        _ => Role::Data,
+    }
+}
+
+/// Parses a number the way C `strtoul(s, NULL, 0)` does for a whole field:
+/// `0x`/`0X` hexadecimal, a leading `0` octal, else decimal. Unlike strtoul,
+/// trailing garbage is an error, not ignored.
+pub fn parse_c_number(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(s.get(1..)?, 8).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+/// The file being placed, for error messages.
+pub struct Ctx<'a> {
+    /// File name as shown in errors.
+    pub file: &'a str,
+}
+
+impl Ctx<'_> {
+    /// An error at `line`, about `partition`, breaking `rule`.
+    pub fn err(&self, line: u32, partition: Option<&str>, rule: impl Into<String>) -> LayoutError {
+        LayoutError {
+            file: self.file.to_owned(),
+            line: Some(line),
+            partition: partition.map(str::to_owned),
+            rule: rule.into(),
+        }
+    }
+
+    /// A numeric field (`size`, `start_location`, ...) as bytes.
+    fn number(&self, p: &PartitionSpec, field: &str) -> Result<Option<u64>, LayoutError> {
+        match p.field(field) {
+            // NVIDIA reads an empty element like a missing one.
+            None | Some("") => Ok(None),
+            Some(text) => parse_c_number(text).map(Some).ok_or_else(|| {
+                self.err(
+                    p.line,
+                    Some(p.name()),
+                    format!("<{field}> '{text}' is not a number"),
+                )
+            }),
+        }
+    }
+}
+
+fn sectors(bytes: u64) -> u64 {
+    bytes.div_ceil(SECTOR_SIZE)
+}
+
+/// Checks a partition name: non-empty, at most 36 UTF-16 units.
+fn check_name(ctx: &Ctx<'_>, p: &PartitionSpec) -> Result<String, LayoutError> {
+    let name = p.name();
+    if name.is_empty() {
+        return Err(ctx.err(p.line, None, "partition has no name"));
+    }
+    let units = name.encode_utf16().count();
+    if units > MAX_NAME_UTF16 {
+        return Err(ctx.err(
+            p.line,
+            Some(name),
+            format!("name is {units} UTF-16 units long; GPT names hold at most {MAX_NAME_UTF16}"),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(ctx.err(p.line, Some(name), "name contains a NUL character"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Whether `allocation_attribute` asks for "fill the rest of the disk".
+fn is_fill(ctx: &Ctx<'_>, p: &PartitionSpec) -> Result<bool, LayoutError> {
+    Ok(ctx.number(p, "allocation_attribute")? == Some(FILL_ATTRIBUTE))
+}
+
+/// Rounds `sector` up to a multiple of `align` bytes (a multiple of 512).
+fn align_up(ctx: &Ctx<'_>, p: &PartitionSpec, sector: u64, align: u64) -> Result<u64, LayoutError> {
+    if align == 0 {
+        return Ok(sector);
+    }
+    if !align.is_multiple_of(SECTOR_SIZE) {
+        return Err(ctx.err(
+            p.line,
+            Some(p.name()),
+            format!("<align_boundary> {align} is not a multiple of {SECTOR_SIZE} bytes"),
+        ));
+    }
+    let per = align / SECTOR_SIZE;
+    sector
+        .div_ceil(per)
+        .checked_mul(per)
+        .ok_or_else(|| ctx.err(p.line, Some(p.name()), "aligned start overflows"))
+}
+
+/// Places the user-area device on a disk of `disk_sectors` sectors.
+pub fn user_table(
+    ctx: &Ctx<'_>,
+    dev: &DeviceSpec,
+    disk_sectors: u64,
+) -> Result<(PartitionTable, Vec<String>), LayoutError> {
+    let n = disk_sectors;
+    let mut notes = Vec::new();
+    let mut cur: u64 = 0;
+    let mut first_usable: Option<u64> = None;
+    let mut next_id: u64 = 1;
+    let mut fill_seen: Option<String> = None;
+    let mut secondary_seen = false;
+    let mut parts: Vec<Partition> = Vec::new();
+    let min_disk = 2 * GPT_SECTORS + 2;
+    if n < min_disk {
+        return Err(ctx.err(
+            dev.line,
+            None,
+            format!("a disk of {n} sectors cannot hold two GPTs and a partition"),
+        ));
+    }
+    let last_usable = n - TAIL_SECTORS;
+
+    for p in &dev.partitions {
+        match role(p) {
+            Role::Mbr => {
+                let size = ctx.number(p, "size")?.unwrap_or(SECTOR_SIZE);
+                cur = cur
+                    .checked_add(sectors(size))
+                    .ok_or_else(|| ctx.err(p.line, Some(p.name()), "size overflows"))?;
+            }
+            Role::PrimaryGpt { t210 } => {
+                if first_usable.is_some() {
+                    return Err(ctx.err(p.line, Some(p.name()), "a second primary GPT"));
+                }
+                if t210 {
+                    cur = T210_GP1_SECTORS;
+                } else {
+                    let size = ctx.number(p, "size")?.unwrap_or(0);
+                    if size < MIN_PRIMARY_GPT_BYTES {
+                        return Err(ctx.err(
+                            p.line,
+                            Some(p.name()),
+                            format!(
+                                "primary GPT size {size} bytes is smaller than {MIN_PRIMARY_GPT_BYTES} (33 sectors: header + 128 entries)"
+                            ),
+                        ));
+                    }
+                    // The header is at LBA 1 whether or not the layout lists the MBR.
+                    cur = cur.max(1).checked_add(sectors(size)).ok_or_else(|| {
+                        ctx.err(p.line, Some(p.name()), "primary GPT size overflows")
+                    })?;
+                }
+                first_usable = Some(cur);
+            }
+            Role::SecondaryGpt => secondary_seen = true,
+            Role::Data => {
+                let name = check_name(ctx, p)?;
+                let err = |rule: String| ctx.err(p.line, Some(&name), rule);
+                if secondary_seen {
+                    return Err(err("placed after the secondary GPT".into()));
+                }
+                let Some(first) = first_usable else {
+                    return Err(err("comes before the primary_gpt entry".into()));
+                };
+                let number = match p.attr("id") {
+                    Some(text) => parse_c_number(text)
+                        .ok_or_else(|| err(format!("id '{text}' is not a number")))?,
+                    None => next_id,
+                };
+                if !(1..=u64::from(GPT_ENTRIES)).contains(&number) {
+                    return Err(err(format!(
+                        "id {number} is out of range [1, {GPT_ENTRIES}]"
+                    )));
+                }
+                let number = number as u32;
+                if let Some(other) = parts.iter().find(|q| q.number == number) {
+                    return Err(err(format!(
+                        "id {number} is already used by '{}'",
+                        other.name
+                    )));
+                }
+                if let Some(other) = parts.iter().find(|q| q.name == name) {
+                    return Err(err(format!(
+                        "name is already used by partition {}",
+                        other.number
+                    )));
+                }
+                next_id = u64::from(number) + 1;
+
+                let fill = is_fill(ctx, p)?;
+                if let Some(f) = &fill_seen {
+                    return Err(err(format!(
+                        "comes after '{f}', which fills the rest of the disk"
+                    )));
+                }
+                let start = match ctx.number(p, "start_location")? {
+                    Some(bytes) => {
+                        let s = sectors(bytes);
+                        if s < cur {
+                            return Err(err(format!(
+                                "start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"
+                            )));
+                        }
+                        s
+                    }
+                    None => align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?,
+                };
+                if start < first {
+                    return Err(err(format!(
+                        "starts at sector {start}, inside the primary GPT (first usable sector {first})"
+                    )));
+                }
+                let last = if fill {
+                    fill_seen = Some(name.clone());
+                    if start > last_usable {
+                        return Err(err(format!(
+                            "fill partition starts at sector {start}, past the last usable sector {last_usable}"
+                        )));
+                    }
+                    last_usable
+                } else {
+                    let size = ctx.number(p, "size")?.unwrap_or(0);
+                    let len = sectors(size);
+                    if len == 0 {
+                        return Err(err("has a size of zero (empty or missing <size>)".into()));
+                    }
+                    start
+                        .checked_add(len - 1)
+                        .filter(|e| *e <= last_usable)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "ends at sector {}, past the last usable sector {last_usable} of a {n}-sector disk",
+                                start.saturating_add(len - 1)
+                            ))
+                        })?
+                };
+                let type_guid = match p.field("partition_type_guid").filter(|t| !t.is_empty()) {
+                    Some(t) => Guid::parse(t)
+                        .map_err(|_| err(format!("partition_type_guid '{t}' is not a GUID")))?,
+                    None => BASIC_DATA,
+                };
+                let unique_guid = match p.field("unique_guid").filter(|t| !t.is_empty()) {
+                    Some(t) => {
+                        let g = Guid::parse(t)
+                            .map_err(|_| err(format!("unique_guid '{t}' is not a GUID")))?;
+                        if let Some(other) = parts.iter().find(|q| q.unique_guid == Some(g)) {
+                            notes.push(format!(
+                                "partition '{name}': unique GUID {g} is already used by '{}'; a new one will be generated",
+                                other.name
+                            ));
+                            None
+                        } else {
+                            Some(g)
+                        }
+                    }
+                    None => None,
+                };
+                parts.push(Partition {
+                    number,
+                    name,
+                    first_lba: start,
+                    last_lba: last,
+                    type_guid,
+                    unique_guid,
+                    fills_disk: fill,
+                });
+                cur = last + 1;
+            }
+        }
+    }
+    let Some(first_usable_lba) = first_usable else {
+        return Err(ctx.err(
+            dev.line,
+            None,
+            "the user-area device has no primary_gpt entry",
+        ));
+    };
+    if parts.is_empty() {
+        return Err(ctx.err(dev.line, None, "the user-area device has no partitions"));
+    }
+    parts.sort_by_key(|p| p.number);
+    Ok((
+        PartitionTable {
+            sector_size: SECTOR_SIZE,
+            disk_sectors: n,
+            first_usable_lba,
+            last_usable_lba: last_usable,
+            partitions: parts,
+        },
+        notes,
+    ))
+}
+
+/// Places a boot device's partitions.
+pub fn boot_area(
+    ctx: &Ctx<'_>,
+    dev: &DeviceSpec,
+    kind: BootDeviceKind,
+) -> Result<BootArea, LayoutError> {
+    let num_sectors = match dev.attr("num_sectors") {
+        Some(t) => Some(parse_c_number(t).ok_or_else(|| {
+            ctx.err(
+                dev.line,
+                None,
+                format!("num_sectors '{t}' of the boot device is not a number"),
+            )
+        })?),
+        None => None,
+    };
+    let mut cur: u64 = 0;
+    let mut out: Vec<BootPartition> = Vec::new();
+    for p in &dev.partitions {
+        if role(p) != Role::Data {
+            continue;
+        }
+        let name = check_name(ctx, p)?;
+        let err = |rule: String| ctx.err(p.line, Some(&name), rule);
+        if out.iter().any(|q| q.name == name) {
+            return Err(err("name is used twice on the boot device".into()));
+        }
+        if is_fill(ctx, p)? {
+            return Err(err(
+                "a fill (0x808) partition on a boot device is not supported".into(),
+            ));
+        }
+        cur = align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?;
+        let start = match ctx.number(p, "start_location")? {
+            Some(bytes) => {
+                let s = sectors(bytes);
+                if s < cur {
+                    return Err(err(format!(
+                        "start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"
+                    )));
+                }
+                s
+            }
+            None => cur,
+        };
+        let len = sectors(ctx.number(p, "size")?.unwrap_or(0));
+        if len == 0 {
+            return Err(err("has a size of zero (empty or missing <size>)".into()));
+        }
+        let end = start
+            .checked_add(len)
+            .ok_or_else(|| err("size overflows".into()))?;
+        if let Some(n) = num_sectors {
+            let limit = n.saturating_sub(GPT_SECTORS);
+            if end > limit {
+                return Err(err(format!(
+                    "ends at sector {}, past sector {} where the boot device's GPT begins",
+                    end - 1,
+                    limit
+                )));
+            }
+        }
+        out.push(BootPartition {
+            name,
+            offset: start * SECTOR_SIZE,
+            size: len * SECTOR_SIZE,
+        });
+        cur = end;
+    }
+    Ok(BootArea {
+        kind,
+        num_sectors,
+        partitions: out,
+    })
+}
+
+/// The user-area device of a layout: `sdmmc_user`, else the second `sdmmc`
+/// (t210), else `sdcard`.
+pub fn user_device(layout: &FlashLayout) -> Option<&DeviceSpec> {
+    let by_kind = |k: &str| layout.devices.iter().find(|d| d.kind == k);
+    by_kind("sdmmc_user")
+        .or_else(|| layout.devices.iter().filter(|d| d.kind == "sdmmc").nth(1))
+        .or_else(|| by_kind("sdcard"))
+}
+
+/// The boot device of a layout: `sdmmc_boot`, else `spi`, else the first
+/// `sdmmc` (t210).
+pub fn boot_device(layout: &FlashLayout) -> Option<(&DeviceSpec, BootDeviceKind)> {
+    let by_kind = |k: &str| layout.devices.iter().find(|d| d.kind == k);
+    by_kind("sdmmc_boot")
+        .map(|d| (d, BootDeviceKind::SdmmcBoot))
+        .or_else(|| by_kind("spi").map(|d| (d, BootDeviceKind::Spi)))
+        .or_else(|| by_kind("sdmmc").map(|d| (d, BootDeviceKind::T210Sdmmc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_numbers_follow_strtoul_base_0() {
+        assert_eq!(parse_c_number("0x808"), Some(0x808));
+        assert_eq!(parse_c_number("0X808"), Some(0x808));
+        assert_eq!(parse_c_number("2056"), Some(0x808));
+        assert_eq!(parse_c_number("04010"), Some(0x808));
+        assert_eq!(parse_c_number("808"), Some(808));
+        assert_eq!(parse_c_number(" 512 "), Some(512));
+        assert_eq!(parse_c_number("0"), Some(0));
+        assert_eq!(parse_c_number("0xFFFFFFFFFFFFFFFF"), Some(u64::MAX));
+        assert_eq!(parse_c_number("-1"), None);
+        assert_eq!(parse_c_number("APPSIZE"), None);
+        assert_eq!(parse_c_number("12abc"), None);
+        assert_eq!(parse_c_number("0x1_0"), None);
+        assert_eq!(parse_c_number(""), None);
+        assert_eq!(parse_c_number("099"), None);
+    }
+}

@@ -231,13 +231,688 @@ pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Layout, Layout
     parse(&text, &file, opts)
 }
 
-/// Places a layout given as text; `file` names it in errors.
+/// Places a layout given as text; `file` names it in errors. Text starting
+/// with `<` is a flash-layout XML, anything else a partition_table CSV.
 pub fn parse(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, LayoutError> {
-    let _ = (text, opts);
-    Err(LayoutError {
+    if text.trim_start().starts_with('<') {
+        parse_xml(text, file, opts)
+    } else {
+        parse_csv(text, file, opts)
+    }
+}
+
+fn whole_file_error(file: &str, rule: impl Into<String>) -> LayoutError {
+    LayoutError {
         file: file.to_owned(),
         line: None,
         partition: None,
-        rule: "layout parsing is not implemented yet".into(),
+        rule: rule.into(),
+    }
+}
+
+fn parse_csv(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, LayoutError> {
+    let csv = csv::parse(text, file)?;
+    let n = opts.disk_sectors.or(csv.disk_sectors).ok_or_else(|| {
+        whole_file_error(
+            file,
+            "a partition_table CSV carries no disk size: give --disk-sectors or --device",
+        )
+    })?;
+    let (user, notes) = csv::place(&csv, n, file)?;
+    Ok(Layout {
+        source: file.to_owned(),
+        soc: None,
+        user,
+        boot: None,
+        notes,
     })
+}
+
+/// The SoC family a layout is for, from the partitions it has (before
+/// substitution): t210 layouts describe two `sdmmc` devices; t234 names its
+/// boot chain `A_mb1`, `A_kernel`...; t194 has `mts-mce`/`MEM_BCT`; t186 has
+/// the `mts-bootpack` (`MBPNAME`) Denver firmware.
+pub fn detect_soc(layout: &xml::FlashLayout) -> Option<Soc> {
+    if layout.devices.iter().any(|d| d.kind == "sdmmc") {
+        return Some(Soc::T210);
+    }
+    let names: Vec<&str> = layout
+        .devices
+        .iter()
+        .flat_map(|d| d.partitions.iter().map(|p| p.name()))
+        .collect();
+    let has = |f: &dyn Fn(&str) -> bool| names.iter().any(|n| f(n));
+    if has(&|n| n == "A_mb1" || n == "A_kernel" || n.contains("psc_bl1")) {
+        Some(Soc::T234)
+    } else if has(&|n| n.contains("mts-mce") || n.contains("MEM_BCT") || n.contains("mts-proper")) {
+        Some(Soc::T194)
+    } else if has(&|n| n.contains("mts-bootpack") || n.contains("MBPNAME")) {
+        Some(Soc::T186)
+    } else {
+        None
+    }
+}
+
+/// Fields whose text must be free of placeholders once substituted.
+const CHECKED_FIELDS: &[&str] = &[
+    "size",
+    "start_location",
+    "align_boundary",
+    "allocation_attribute",
+    "unique_guid",
+    "partition_type_guid",
+];
+
+fn check_leftovers(
+    dev: &xml::DeviceSpec,
+    subs: &subst::Substitutions,
+    ctx: &geometry::Ctx<'_>,
+) -> Result<(), LayoutError> {
+    for p in &dev.partitions {
+        if let Some(t) = subs.leftover(p.name()) {
+            return Err(ctx.err(
+                p.line,
+                Some(p.name()),
+                format!("name contains placeholder {t} with no value (give --set {t}=...)"),
+            ));
+        }
+        for f in CHECKED_FIELDS {
+            if let Some(t) = p.field(f).and_then(|v| subs.leftover(v)) {
+                return Err(ctx.err(
+                    p.line,
+                    Some(p.name()),
+                    format!("<{f}> contains placeholder {t} with no value (give --set {t}=...)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, LayoutError> {
+    let mut layout = xml::parse(text).map_err(|e| LayoutError {
+        file: file.to_owned(),
+        line: Some(e.line),
+        partition: None,
+        rule: e.message,
+    })?;
+    let soc = detect_soc(&layout);
+    let subs = subst::Substitutions::new(&opts.set, soc);
+    subs.apply_to(&mut layout);
+    let ctx = geometry::Ctx { file };
+
+    let user_dev = geometry::user_device(&layout).ok_or_else(|| {
+        whole_file_error(
+            file,
+            "no user-area device (sdmmc_user, the second sdmmc, or sdcard)",
+        )
+    })?;
+    check_leftovers(user_dev, &subs, &ctx)?;
+    let xml_sectors = match user_dev.attr("num_sectors") {
+        Some(t) => Some(geometry::parse_c_number(t).ok_or_else(|| {
+            ctx.err(
+                user_dev.line,
+                None,
+                format!("num_sectors '{t}' is not a number"),
+            )
+        })?),
+        None => None,
+    };
+    let mut notes = Vec::new();
+    let n = match (opts.disk_sectors, xml_sectors) {
+        (Some(n), Some(x)) if n != x => {
+            notes.push(format!(
+                "the disk has {n} sectors; the layout's num_sectors says {x}: placing for the disk"
+            ));
+            n
+        }
+        (Some(n), _) => n,
+        (None, Some(x)) => x,
+        (None, None) => {
+            return Err(ctx.err(
+                user_dev.line,
+                None,
+                "the user-area device has no num_sectors: give --disk-sectors or --device",
+            ))
+        }
+    };
+    let (user, table_notes) = geometry::user_table(&ctx, user_dev, n)?;
+    notes.extend(table_notes);
+    let boot = match geometry::boot_device(&layout) {
+        Some((dev, kind)) if !std::ptr::eq(dev, user_dev) => {
+            check_leftovers(dev, &subs, &ctx)?;
+            Some(geometry::boot_area(&ctx, dev, kind)?)
+        }
+        _ => None,
+    };
+    Ok(Layout {
+        source: file.to_owned(),
+        soc,
+        user,
+        boot,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guid::{BASIC_DATA, EFI_SYSTEM};
+
+    /// A user-area layout: MBR, primary GPT of `pg` bytes, then `parts`
+    /// (each a `<partition ...>` body), on a disk of `n` sectors.
+    fn xml(pg: &str, n: Option<u64>, parts: &[String]) -> String {
+        let ns = n
+            .map(|n| format!(" num_sectors=\"{n}\""))
+            .unwrap_or_default();
+        let mut s = format!(
+            "<?xml version=\"1.0\"?>\n<partition_layout version=\"01.00.0000\">\n<device type=\"sdmmc_user\" instance=\"3\" sector_size=\"512\"{ns}>\n\
+             <partition name=\"master_boot_record\" type=\"protective_master_boot_record\"><size> 512 </size></partition>\n\
+             <partition name=\"primary_gpt\" type=\"primary_gpt\"><size> {pg} </size></partition>\n"
+        );
+        for p in parts {
+            s.push_str(p);
+            s.push('\n');
+        }
+        s.push_str("<partition name=\"secondary_gpt\" type=\"secondary_gpt\"><size> 0xFFFFFFFFFFFFFFFF </size></partition>\n</device>\n</partition_layout>\n");
+        s
+    }
+
+    fn part(name: &str, attrs: &str, body: &str) -> String {
+        format!("<partition name=\"{name}\" type=\"data\"{attrs}>{body}</partition>")
+    }
+
+    fn place(text: &str, n: Option<u64>) -> Result<Layout, LayoutError> {
+        parse(
+            text,
+            "t.xml",
+            &LoadOptions {
+                set: vec![],
+                disk_sectors: n,
+            },
+        )
+    }
+
+    fn err(text: &str, n: Option<u64>) -> String {
+        place(text, n).unwrap_err().to_string()
+    }
+
+    const N: u64 = 1_000_000;
+
+    #[test]
+    fn first_usable_follows_the_primary_gpt_size() {
+        for (pg, first) in [("16896", 34), ("19968", 40), ("2097152", 4097)] {
+            let t = place(
+                &xml(pg, Some(N), &[part("A", "", "<size>512</size>")]),
+                None,
+            )
+            .unwrap();
+            assert_eq!(t.user.first_usable_lba, first, "{pg}");
+            assert_eq!(t.user.partitions[0].first_lba, first, "{pg}");
+            assert_eq!(t.user.last_usable_lba, N - 34);
+        }
+    }
+
+    #[test]
+    fn primary_gpt_smaller_than_header_and_128_entries_is_refused() {
+        let e = err(
+            &xml("16384", Some(N), &[part("A", "", "<size>512</size>")]),
+            None,
+        );
+        assert!(
+            e.contains("primary GPT size 16384 bytes is smaller than 16896"),
+            "{e}"
+        );
+        assert!(e.starts_with("t.xml:5: partition 'primary_gpt'"), "{e}");
+    }
+
+    #[test]
+    fn sizes_round_up_and_alignment_applies_to_the_start() {
+        let l = place(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("A", "", "<size> 618144 </size>"),
+                    part(
+                        "B",
+                        "",
+                        "<size>512</size><align_boundary> 4096 </align_boundary>",
+                    ),
+                    part("C", "", "<size>0x200</size>"),
+                ],
+            ),
+            None,
+        )
+        .unwrap();
+        let p = &l.user.partitions;
+        assert_eq!((p[0].first_lba, p[0].last_lba), (34, 34 + 1208 - 1));
+        assert_eq!(p[1].first_lba, 1248); // 1242 rounded up to 8 sectors
+        assert_eq!(p[2].first_lba, 1249); // no alignment: right after
+    }
+
+    #[test]
+    fn start_location_overrides_without_alignment_on_top() {
+        let l = place(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("A", "", "<size>512</size>"),
+                    part("B", "", "<size>512</size><start_location> 0x7E0200 </start_location><align_boundary>65536</align_boundary>"),
+                ],
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(l.user.partitions[1].first_lba, 0x7E0200 / 512);
+    }
+
+    #[test]
+    fn start_location_behind_the_current_position_is_refused() {
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("A", "", "<size>1048576</size>"),
+                    part(
+                        "B",
+                        "",
+                        "<size>512</size><start_location>1024</start_location>",
+                    ),
+                ],
+            ),
+            None,
+        );
+        assert!(e.contains("partition 'B': start_location 0x400 (sector 2) is behind the current position (sector 2082)"), "{e}");
+    }
+
+    #[test]
+    fn ids_number_partitions_and_continue_from_the_last_one() {
+        let l = place(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("M", " id=\"6\"", "<size>512</size>"),
+                    part("N", "", "<size>512</size>"),
+                    part("A", " id=\"1\"", "<size>512</size>"),
+                    part("B", "", "<size>512</size>"),
+                ],
+            ),
+            None,
+        )
+        .unwrap();
+        let numbers: Vec<(u32, &str)> = l
+            .user
+            .partitions
+            .iter()
+            .map(|p| (p.number, p.name.as_str()))
+            .collect();
+        assert_eq!(numbers, [(1, "A"), (2, "B"), (6, "M"), (7, "N")]);
+    }
+
+    #[test]
+    fn duplicate_and_out_of_range_ids_are_refused() {
+        let dup = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("A", " id=\"2\"", "<size>512</size>"),
+                    part("B", " id=\"2\"", "<size>512</size>"),
+                ],
+            ),
+            None,
+        );
+        assert!(
+            dup.contains("partition 'B': id 2 is already used by 'A'"),
+            "{dup}"
+        );
+        let implicit = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("A", " id=\"2\"", "<size>512</size>"),
+                    part("B", " id=\"1\"", "<size>512</size>"),
+                    part("C", "", "<size>512</size>"),
+                ],
+            ),
+            None,
+        );
+        assert!(
+            implicit.contains("partition 'C': id 2 is already used by 'A'"),
+            "{implicit}"
+        );
+        for id in ["0", "129"] {
+            let e = err(
+                &xml(
+                    "16896",
+                    Some(N),
+                    &[part("A", &format!(" id=\"{id}\""), "<size>512</size>")],
+                ),
+                None,
+            );
+            assert!(
+                e.contains(&format!("id {id} is out of range [1, 128]")),
+                "{e}"
+            );
+        }
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[part("A", " id=\"x\"", "<size>512</size>")],
+            ),
+            None,
+        );
+        assert!(e.contains("id 'x' is not a number"), "{e}");
+    }
+
+    #[test]
+    fn fill_partition_ends_before_the_backup_gpt_whatever_its_size() {
+        for size in [
+            "",
+            "<size>18432</size>",
+            "<size>-1</size>",
+            "<size>1073741824</size>",
+        ] {
+            let l = place(
+                &xml(
+                    "16896",
+                    Some(N),
+                    &[part("UDA", "", &format!("{size}<allocation_attribute>0x808</allocation_attribute><align_boundary>4096</align_boundary>"))],
+                ),
+                None,
+            )
+            .unwrap();
+            let p = &l.user.partitions[0];
+            assert_eq!((p.first_lba, p.last_lba), (40, N - 34), "{size}");
+            assert!(p.fills_disk);
+        }
+    }
+
+    #[test]
+    fn only_exactly_0x808_fills() {
+        for (attr, fills) in [
+            ("0x808", true),
+            ("0X808", true),
+            ("2056", true),
+            ("04010", true),
+            ("808", false),
+            ("0x809", false),
+            ("0x818", false),
+            ("0x1808", false),
+            ("8", false),
+        ] {
+            let l = place(
+                &xml(
+                    "16896",
+                    Some(N),
+                    &[part(
+                        "A",
+                        "",
+                        &format!(
+                            "<size>512</size><allocation_attribute>{attr}</allocation_attribute>"
+                        ),
+                    )],
+                ),
+                None,
+            )
+            .unwrap();
+            assert_eq!(l.user.partitions[0].fills_disk, fills, "{attr}");
+        }
+    }
+
+    #[test]
+    fn fixed_partition_after_the_fill_is_refused() {
+        let fill = part(
+            "UDA",
+            "",
+            "<allocation_attribute>0x808</allocation_attribute>",
+        );
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[fill.clone(), part("B", "", "<size>512</size>")],
+            ),
+            None,
+        );
+        assert!(
+            e.contains("partition 'B': comes after 'UDA', which fills the rest of the disk"),
+            "{e}"
+        );
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    fill,
+                    part(
+                        "U2",
+                        "",
+                        "<allocation_attribute>0x808</allocation_attribute>",
+                    ),
+                ],
+            ),
+            None,
+        );
+        assert!(e.contains("partition 'U2': comes after 'UDA'"), "{e}");
+    }
+
+    #[test]
+    fn partition_past_the_end_of_the_disk_is_refused() {
+        let body = [part("A", "", "<size>1048576</size>")];
+        // 2048 sectors of A end at 2081; the last usable sector is N - 34.
+        assert!(place(&xml("16896", Some(2081 + 34), &body), None).is_ok());
+        let e = err(&xml("16896", Some(2081 + 33), &body), None);
+        assert!(e.contains("partition 'A': ends at sector 2081, past the last usable sector 2080 of a 2114-sector disk"), "{e}");
+    }
+
+    #[test]
+    fn the_disk_size_comes_from_the_caller_then_the_xml() {
+        let text = xml(
+            "16896",
+            Some(N),
+            &[part(
+                "A",
+                "",
+                "<allocation_attribute>0x808</allocation_attribute>",
+            )],
+        );
+        let l = place(&text, Some(2 * N)).unwrap();
+        assert_eq!(l.user.partitions[0].last_lba, 2 * N - 34);
+        assert!(
+            l.notes
+                .iter()
+                .any(|n| n.contains("num_sectors says 1000000")),
+            "{:?}",
+            l.notes
+        );
+        let e = err(
+            &xml("16896", None, &[part("A", "", "<size>512</size>")]),
+            None,
+        );
+        assert!(
+            e.contains("no num_sectors: give --disk-sectors or --device"),
+            "{e}"
+        );
+        assert!(place(
+            &xml("16896", None, &[part("A", "", "<size>512</size>")]),
+            Some(N)
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn zero_length_partitions_are_refused() {
+        for body in ["", "<size></size>", "<size>0</size>"] {
+            let e = err(&xml("16896", Some(N), &[part("A", "", body)]), None);
+            assert!(
+                e.contains("partition 'A': has a size of zero"),
+                "{body}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_longer_than_36_utf16_units_are_refused() {
+        let ok = "é".repeat(36); // 36 units, 72 bytes
+        assert!(place(
+            &xml("16896", Some(N), &[part(&ok, "", "<size>512</size>")]),
+            None
+        )
+        .is_ok());
+        let long = "a".repeat(37);
+        let e = err(
+            &xml("16896", Some(N), &[part(&long, "", "<size>512</size>")]),
+            None,
+        );
+        assert!(e.contains("name is 37 UTF-16 units long"), "{e}");
+        let e = err(
+            &xml("16896", Some(N), &[part("", "", "<size>512</size>")]),
+            None,
+        );
+        assert!(e.contains("partition has no name"), "{e}");
+    }
+
+    #[test]
+    fn placeholders_and_non_numeric_sizes_are_named() {
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[part("APP", "", "<size> APPSIZE </size>")],
+            ),
+            None,
+        );
+        assert!(e.contains("partition 'APP': <size> contains placeholder APPSIZE with no value (give --set APPSIZE=...)"), "{e}");
+        let e = err(
+            &xml("16896", Some(N), &[part("A", "", "<size> 12MB </size>")]),
+            None,
+        );
+        assert!(
+            e.contains("partition 'A': <size> '12MB' is not a number"),
+            "{e}"
+        );
+        let e = err(
+            &xml("PPTSIZE", Some(N), &[part("A", "", "<size>512</size>")]),
+            None,
+        );
+        assert!(e.contains("placeholder PPTSIZE"), "{e}");
+        let set = LoadOptions {
+            set: vec![("APPSIZE".into(), "1048576".into())],
+            disk_sectors: None,
+        };
+        let l = parse(
+            &xml(
+                "16896",
+                Some(N),
+                &[part("APP", "", "<size> APPSIZE </size>")],
+            ),
+            "t.xml",
+            &set,
+        )
+        .unwrap();
+        assert_eq!(l.user.partitions[0].sectors(), 2048);
+    }
+
+    #[test]
+    fn type_and_unique_guids() {
+        let g = "11111111-2222-3333-4444-555555555555";
+        let l = place(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part("esp", "", "<size>512</size><partition_type_guid> C12A7328-F81F-11D2-BA4B-00A0C93EC93B </partition_type_guid>"),
+                    part("A", "", &format!("<size>512</size><unique_guid> {g} </unique_guid>")),
+                    part("B", "", &format!("<size>512</size><unique_guid>{g}</unique_guid>")),
+                    part("C", "", "<size>512</size><unique_guid> APPUUID </unique_guid>"),
+                ],
+            ),
+            None,
+        )
+        .unwrap();
+        let p = &l.user.partitions;
+        assert_eq!(p[0].type_guid, EFI_SYSTEM);
+        assert_eq!(p[1].type_guid, BASIC_DATA);
+        assert_eq!(p[1].unique_guid, Some(Guid::parse(g).unwrap()));
+        assert_eq!(p[2].unique_guid, None, "duplicate GUID is regenerated");
+        assert!(l.notes.iter().any(|n| n.contains("partition 'B'")));
+        assert_eq!(p[3].unique_guid, None, "APPUUID defaults to empty: random");
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[part(
+                    "A",
+                    "",
+                    "<size>512</size><unique_guid>garbage</unique_guid>",
+                )],
+            ),
+            None,
+        );
+        assert!(e.contains("unique_guid 'garbage' is not a GUID"), "{e}");
+    }
+
+    #[test]
+    fn structural_problems_are_refused() {
+        let e = err(
+            "<partition_layout><device type=\"spi\" num_sectors=\"1000\"/></partition_layout>",
+            None,
+        );
+        assert!(e.contains("no user-area device"), "{e}");
+        let e = err("<partition_layout>\n<device type=\"sdmmc_user\" num_sectors=\"100000\">\n<partition name=\"A\" type=\"data\"><size>512</size></partition>\n</device></partition_layout>", None);
+        assert!(
+            e.contains("partition 'A': comes before the primary_gpt entry"),
+            "{e}"
+        );
+        let e = err("<partition_layout>\n<device type=\"sdmmc_user\" num_sectors=\"100000\">\n<partition name=\"A\" type=\"data\"\n", None);
+        assert!(e.starts_with("t.xml:"), "{e}");
+        let e = err("<partition_layout>\n<device type=\"sdmmc_user\">\n  <partition name=\"A\" type=\"data\"><size>1</size></sise>\n</device></partition_layout>", None);
+        assert!(e.starts_with("t.xml:3: malformed XML"), "{e}");
+    }
+
+    #[test]
+    fn t210_gp1_takes_34_sectors_whatever_its_size() {
+        let text = "<partition_layout>\n<device type=\"sdmmc\" instance=\"3\"><partition name=\"BCT\" type=\"boot_config_table\"><size>1048576</size></partition></device>\n\
+            <device type=\"sdmmc\" instance=\"3\">\n<partition name=\"GP1\" type=\"GP1\"><size> 2097152 </size></partition>\n\
+            <partition name=\"DXB\" type=\"data\" id=\"6\"><size>1048576</size></partition>\n\
+            <partition name=\"APP\" type=\"data\" id=\"1\"><size>APPSIZE</size></partition>\n\
+            <partition name=\"GPT\" type=\"GPT\"><size>-1</size></partition>\n</device></partition_layout>";
+        let opts = LoadOptions {
+            set: vec![("APPSIZE".into(), "1048576".into())],
+            disk_sectors: Some(N),
+        };
+        let l = parse(text, "nano.xml", &opts).unwrap();
+        assert_eq!(l.soc, Some(Soc::T210));
+        assert_eq!(l.user.first_usable_lba, 34);
+        assert_eq!(l.user.by_name("DTB").unwrap().first_lba, 34);
+        assert_eq!(l.user.by_name("APP").unwrap().first_lba, 34 + 2048);
+        let boot = l.boot.unwrap();
+        assert_eq!(boot.kind, BootDeviceKind::T210Sdmmc);
+        assert_eq!(boot.partitions[0].name, "BCT");
+    }
+
+    #[test]
+    fn csv_input_is_recognised() {
+        let l = parse(
+            "1,APP,8,,,,34\n",
+            "p.csv",
+            &LoadOptions {
+                set: vec![],
+                disk_sectors: Some(100),
+            },
+        )
+        .unwrap();
+        assert_eq!(l.user.partitions[0].last_lba, 41);
+        let e = parse("1,APP,8,,,,34\n", "p.csv", &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("carries no disk size"), "{e}");
+    }
 }

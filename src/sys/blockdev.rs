@@ -321,6 +321,12 @@ impl Target {
     }
 }
 
+/// Size of a block device or image file in 512-byte sectors: the disk size a
+/// layout is placed for (refusals as [`Target::open`]).
+pub fn size_in_sectors(path: &Path) -> anyhow::Result<u64> {
+    Ok(Target::open(path, Access::ReadOnly)?.sectors())
+}
+
 fn err_is(err: &anyhow::Error, errno: i32) -> bool {
     err.downcast_ref::<io::Error>()
         .and_then(io::Error::raw_os_error)

@@ -8,3 +8,4 @@
 pub mod blockdev;
 pub mod cmd;
 pub mod holders;
+pub mod mount;

@@ -6,7 +6,7 @@
 //! with a visible `SKIP` line when not root. The qemu tier lives in
 //! `tests/qemu/` and is gated by `SYSINSTALL_TEST_QEMU=1`.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

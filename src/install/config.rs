@@ -1,0 +1,239 @@
+//! `/etc/sysinstall.conf`: site defaults for `install`, one `key = value`
+//! per line, keys named like the long options (`layout`, `set`, `device`,
+//! `boot-device`, `keep-data`, ...). Repeatable options (`set`,
+//! `boot-device`) may appear several times. `#` starts a comment. The
+//! command line wins over the file; the file wins over built-in defaults.
+//!
+//! `yes`, `dry-run` and `config` are not accepted here: confirming a
+//! destructive run is a decision for each run, not a site default.
+
+use crate::cli::{InstallArgs, ModeArg, ProgressMode, SocArg};
+use clap::ValueEnum;
+use std::path::{Path, PathBuf};
+
+/// Where the site configuration is read from unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/sysinstall.conf";
+
+/// Keys the file may set.
+pub const KEYS: &[&str] = &[
+    "rootfs",
+    "data",
+    "layout",
+    "set",
+    "device",
+    "bup",
+    "boot-device",
+    "soc",
+    "mode",
+    "rootfs-sha256",
+    "keep-data",
+    "no-fsck",
+    "progress",
+    "tnspec",
+    "machine",
+];
+
+/// One `key = value` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// 1-based line.
+    pub line: u32,
+    /// The key.
+    pub key: String,
+    /// The value, unquoted.
+    pub value: String,
+}
+
+/// Parses the file's text; errors name the file and line.
+pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            return Err(format!(
+                "{file}:{line}: expected 'key = value', found '{t}'"
+            ));
+        };
+        let key = k.trim().to_owned();
+        if !KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "{file}:{line}: unknown key '{key}' (known: {})",
+                KEYS.join(", ")
+            ));
+        }
+        let mut value = v.trim();
+        if value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
+        {
+            value = value.get(1..value.len() - 1).unwrap_or("");
+        }
+        out.push(Entry {
+            line,
+            key,
+            value: value.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn boolean(e: &Entry, file: &str) -> Result<bool, String> {
+    match e.value.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Ok(true),
+        "0" | "no" | "false" | "off" => Ok(false),
+        v => Err(format!(
+            "{file}:{}: {} = '{v}' is not yes/no",
+            e.line, e.key
+        )),
+    }
+}
+
+fn choice<T: ValueEnum>(e: &Entry, file: &str) -> Result<T, String> {
+    T::from_str(&e.value, true).map_err(|_| {
+        format!(
+            "{file}:{}: {} = '{}' is not one of its values",
+            e.line, e.key, e.value
+        )
+    })
+}
+
+/// Fills in what the command line left unset from the file's entries.
+pub fn apply(entries: &[Entry], file: &str, args: &mut InstallArgs) -> Result<(), String> {
+    let cli_set = args.layout.set.clone();
+    let cli_boot = args.boot_devices.clone();
+    let mut set = Vec::new();
+    let mut boot = Vec::new();
+    for e in entries {
+        let v = || e.value.clone();
+        match e.key.as_str() {
+            "rootfs" => {
+                args.rootfs.get_or_insert_with(v);
+            }
+            "data" => {
+                args.data.get_or_insert_with(v);
+            }
+            "layout" => {
+                args.layout.layout.get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "set" => set.push(v()),
+            "device" => {
+                args.device.get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "bup" => {
+                args.bup.get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "boot-device" => boot.push(PathBuf::from(v())),
+            "soc" => {
+                let s: SocArg = choice(e, file)?;
+                args.soc.get_or_insert(s);
+            }
+            "mode" => {
+                let m: ModeArg = choice(e, file)?;
+                args.mode.get_or_insert(m);
+            }
+            "progress" => {
+                let p: ProgressMode = choice(e, file)?;
+                args.progress.get_or_insert(p);
+            }
+            "rootfs-sha256" => {
+                args.rootfs_sha256.get_or_insert_with(v);
+            }
+            "keep-data" => args.keep_data |= boolean(e, file)?,
+            "no-fsck" => args.no_fsck |= boolean(e, file)?,
+            "tnspec" => {
+                args.board.tnspec.get_or_insert_with(v);
+            }
+            "machine" => {
+                args.board.machine.get_or_insert_with(v);
+            }
+            _ => {}
+        }
+    }
+    // Placeholder values: the file's first, so the command line overrides them.
+    if !set.is_empty() {
+        set.extend(cli_set);
+        args.layout.set = set;
+    }
+    if cli_boot.is_empty() && !boot.is_empty() {
+        args.boot_devices = boot;
+    }
+    Ok(())
+}
+
+/// Reads `path` (or the default, silently skipped when absent) and applies it.
+pub fn load_into(path: Option<&Path>, args: &mut InstallArgs) -> anyhow::Result<Option<PathBuf>> {
+    let (path, required) = match path {
+        Some(p) => (p.to_owned(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
+    };
+    let file = path.display().to_string();
+    let entries = parse(&text, &file).map_err(anyhow::Error::msg)?;
+    apply(&entries, &file, args).map_err(anyhow::Error::msg)?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# site defaults\nlayout = /usr/share/sysinstall/flash.xml\nset = APPSIZE=1\nset=PPTSIZE=16896\ndevice = \"/dev/mmcblk0\"\nboot-device = /dev/mmcblk0boot0\nboot-device = /dev/mmcblk0boot1\nkeep-data = yes\nmode = update\n";
+
+    #[test]
+    fn command_line_wins_and_lists_merge() {
+        let mut a = InstallArgs {
+            device: Some("/dev/loop0".into()),
+            ..Default::default()
+        };
+        a.layout.set = vec!["APPSIZE=2".into()];
+        apply(&parse(TEXT, "s.conf").unwrap(), "s.conf", &mut a).unwrap();
+        assert_eq!(a.device.as_deref(), Some(Path::new("/dev/loop0")));
+        assert_eq!(
+            a.layout.layout.as_deref(),
+            Some(Path::new("/usr/share/sysinstall/flash.xml"))
+        );
+        // The file's values come first so that the command line's later one wins.
+        assert_eq!(a.layout.set, ["APPSIZE=1", "PPTSIZE=16896", "APPSIZE=2"]);
+        assert_eq!(a.boot_devices.len(), 2);
+        assert!(a.keep_data);
+        assert_eq!(a.mode, Some(ModeArg::Update));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        assert_eq!(
+            parse("layout = x\nyes = 1\n", "s.conf")
+                .unwrap_err()
+                .split(" (known")
+                .next()
+                .unwrap(),
+            "s.conf:2: unknown key 'yes'"
+        );
+        assert_eq!(
+            parse("junk\n", "s.conf").unwrap_err(),
+            "s.conf:1: expected 'key = value', found 'junk'"
+        );
+        let e = apply(
+            &parse("keep-data = maybe\n", "s.conf").unwrap(),
+            "s.conf",
+            &mut InstallArgs::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e, "s.conf:1: keep-data = 'maybe' is not yes/no");
+        let e = apply(
+            &parse("mode = sideways\n", "s.conf").unwrap(),
+            "s.conf",
+            &mut InstallArgs::default(),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("s.conf:1: mode = 'sideways'"), "{e}");
+    }
+}

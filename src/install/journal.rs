@@ -1,0 +1,251 @@
+//! The install journal: one record in the boot-code area of the protective
+//! MBR (LBA 0, bytes 0..440), plus a completion marker per filesystem.
+//!
+//! Why there: it must survive re-partitioning, and LBA 0 is the one sector
+//! the install rewrites itself (keeping these bytes). Nothing on a Jetson
+//! reads them: the boot ROM starts from boot0/SPI, the bootloaders find
+//! partitions by name in the GPT, the kernel reads only the partition records
+//! at 446..512, and UEFI leaves the protective MBR's boot code unused.
+//! NVIDIA's and sgdisk's MBRs have zeros there; a finished install clears
+//! the record back to zeros.
+//!
+//! The record says: an install of this mode, for this rootfs, with this
+//! nonce, started at this time, and whether it finished. Each filesystem
+//! that is complete carries `sysinstall:<nonce>:done` in its superblock's
+//! `s_last_mounted` field (set by `mke2fs -M` / `tune2fs -M` after the last
+//! write; any later mount overwrites it, which correctly makes it "not ours
+//! any more"). Everything else is idempotent by comparison (GPT in place,
+//! boot partitions compared before writing), so a re-run after a power cut
+//! redoes exactly the unfinished steps.
+//!
+//! A torn write of the record is caught by its CRC and treated as "no
+//! journal"; the per-filesystem markers still prevent redoing finished work
+//! only when the nonce matches, so a lost record costs time, never
+//! correctness.
+
+#![deny(clippy::indexing_slicing)]
+
+use sha2::{Digest, Sha256};
+
+/// Bytes of LBA 0 the record may use (the MBR boot-code area).
+pub const AREA: usize = 440;
+/// Record magic.
+pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x01";
+/// Length of the encoded record.
+pub const RECORD_LEN: usize = 12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 4;
+/// Prefix of the per-filesystem marker.
+pub const MARKER_PREFIX: &str = "sysinstall:";
+
+/// Which kind of install a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The disk is re-laid-out and everything is installed.
+    Initial,
+    /// One slot is installed and the board switched to it.
+    Update,
+}
+
+/// State of the recorded install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Started, not finished: a re-run resumes it.
+    Running,
+    /// Finished (kept only until the record is cleared).
+    Complete,
+}
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Mode of the install.
+    pub mode: Mode,
+    /// State.
+    pub state: State,
+    /// Slot being installed in update mode (0 = A, 1 = B); 0 in initial mode.
+    pub target_slot: u8,
+    /// Random per install; filesystem markers carry it.
+    pub nonce: [u8; 8],
+    /// SHA-256 over what is being installed (rootfs identity, data identity,
+    /// layout table): a different image or layout means a different install.
+    pub content: [u8; 32],
+    /// Unix time the install started.
+    pub started: u64,
+}
+
+impl Record {
+    /// A new running record with a random nonce.
+    pub fn start(
+        mode: Mode,
+        target_slot: u8,
+        content: [u8; 32],
+        now: u64,
+    ) -> std::io::Result<Record> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(std::io::Error::from)?;
+        Ok(Record {
+            mode,
+            state: State::Running,
+            target_slot,
+            nonce,
+            content,
+            started: now,
+        })
+    }
+
+    /// The nonce in hex (the filesystem markers' key).
+    pub fn nonce_hex(&self) -> String {
+        self.nonce.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The `s_last_mounted` text of a completed filesystem of this install
+    /// (28 bytes; the field holds 64).
+    pub fn done_marker(&self) -> String {
+        format!("{MARKER_PREFIX}{}:done", self.nonce_hex())
+    }
+
+    /// True when `last_mounted` is this install's completion marker.
+    pub fn is_done(&self, last_mounted: &str) -> bool {
+        last_mounted == self.done_marker()
+    }
+
+    /// Encodes the record into its bytes.
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        let mut w = 0usize;
+        let mut put = |bytes: &[u8]| {
+            if let Some(dst) = b.get_mut(w..w + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+            w += bytes.len();
+        };
+        put(MAGIC);
+        put(&[match self.mode {
+            Mode::Initial => 1,
+            Mode::Update => 2,
+        }]);
+        put(&[match self.state {
+            State::Running => 1,
+            State::Complete => 2,
+        }]);
+        put(&[self.target_slot]);
+        put(&[0]);
+        put(&self.nonce);
+        put(&self.content);
+        put(&self.started.to_le_bytes());
+        let crc = crc32fast::hash(b.get(..RECORD_LEN - 4).unwrap_or(&[]));
+        if let Some(dst) = b.get_mut(RECORD_LEN - 4..) {
+            dst.copy_from_slice(&crc.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes a record from the first bytes of LBA 0; `None` when there is
+    /// none (zeros, another MBR's boot code, or a torn write).
+    pub fn decode(lba0: &[u8]) -> Option<Record> {
+        let b = lba0.get(..RECORD_LEN)?;
+        if b.get(..12)? != MAGIC {
+            return None;
+        }
+        let stored = u32::from_le_bytes(b.get(RECORD_LEN - 4..)?.try_into().ok()?);
+        if crc32fast::hash(b.get(..RECORD_LEN - 4)?) != stored {
+            return None;
+        }
+        let mode = match *b.get(12)? {
+            1 => Mode::Initial,
+            2 => Mode::Update,
+            _ => return None,
+        };
+        let state = match *b.get(13)? {
+            1 => State::Running,
+            2 => State::Complete,
+            _ => return None,
+        };
+        Some(Record {
+            mode,
+            state,
+            target_slot: *b.get(14)?,
+            nonce: b.get(16..24)?.try_into().ok()?,
+            content: b.get(24..56)?.try_into().ok()?,
+            started: u64::from_le_bytes(b.get(56..64)?.try_into().ok()?),
+        })
+    }
+}
+
+/// Hashes the parts that identify what an install installs.
+pub fn content_id(parts: &[&str]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"sysinstall content v1");
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Rewrites the boot-code area of an LBA-0 sector with `record` (or zeros),
+/// leaving the partition records and signature (440..512) alone.
+pub fn store(lba0: &mut [u8], record: Option<&Record>) {
+    if let Some(area) = lba0.get_mut(..AREA) {
+        area.fill(0);
+        if let Some(r) = record {
+            if let Some(dst) = area.get_mut(..RECORD_LEN) {
+                dst.copy_from_slice(&r.encode());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn rec() -> Record {
+        Record::start(
+            Mode::Update,
+            1,
+            content_id(&["rootfs", "abc"]),
+            1_700_000_000,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_marker() {
+        let r = rec();
+        let mut sector = crate::gpt::protective_mbr(1 << 20);
+        store(&mut sector, Some(&r));
+        assert_eq!(Record::decode(&sector), Some(r.clone()));
+        assert!(
+            crate::gpt::is_protective_mbr(&sector),
+            "partition records untouched"
+        );
+        assert!(r.done_marker().len() < 64);
+        assert!(r.is_done(&r.done_marker()));
+        assert!(!r.is_done("/run/sysinstall/APP"));
+        store(&mut sector, None);
+        assert_eq!(Record::decode(&sector), None);
+        assert!(sector[..440].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn torn_or_foreign_bytes_are_not_a_record() {
+        let r = rec();
+        let mut b = r.encode().to_vec();
+        b[40] ^= 1;
+        assert_eq!(Record::decode(&b), None);
+        assert_eq!(Record::decode(&[0u8; 512]), None);
+        assert_eq!(Record::decode(&[0xEB, 0x63, 0x90]), None);
+        for n in 0..RECORD_LEN {
+            assert_eq!(Record::decode(&r.encode()[..n]), None);
+        }
+    }
+
+    #[test]
+    fn nonces_differ_and_content_ids_separate_parts() {
+        assert_ne!(rec().nonce, rec().nonce);
+        assert_ne!(content_id(&["ab", "c"]), content_id(&["a", "bc"]));
+    }
+}

@@ -1,0 +1,85 @@
+//! Mounting a filesystem for the duration of a step.
+//!
+//! A [`Mount`] is unmounted when dropped (best effort, retried, then lazily
+//! detached), so an error in the middle of an unpack does not leave a slot
+//! mounted. The mount point directory is created if needed and never
+//! removed: removing a directory that may still be a mount point is how
+//! installers delete the data they were meant to keep.
+
+use anyhow::Context as _;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A mounted filesystem.
+#[derive(Debug)]
+pub struct Mount {
+    target: PathBuf,
+    mounted: bool,
+}
+
+impl Mount {
+    /// Mounts the ext4 filesystem on `device` at `target` (created if missing).
+    pub fn ext4(device: &Path, target: &Path, read_only: bool) -> anyhow::Result<Mount> {
+        std::fs::create_dir_all(target)
+            .with_context(|| format!("creating mount point {}", target.display()))?;
+        let mut flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+        if read_only {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        // nodev/nosuid protect the installer while it writes device nodes and
+        // setuid files into the tree; they only affect this mount.
+        mount(Some(device), target, Some("ext4"), flags, None::<&str>).with_context(|| {
+            format!(
+                "mounting {} on {} (ext4)",
+                device.display(),
+                target.display()
+            )
+        })?;
+        Ok(Mount {
+            target: target.to_owned(),
+            mounted: true,
+        })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts, reporting failure (use this on the success path).
+    pub fn unmount(mut self) -> anyhow::Result<()> {
+        self.mounted = false;
+        unmount_with_retry(&self.target)
+    }
+}
+
+fn unmount_with_retry(target: &Path) -> anyhow::Result<()> {
+    let mut last = None;
+    for attempt in 0..10 {
+        match umount2(target, MntFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) => {
+                last = Some(nix::errno::Errno::EBUSY);
+                std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+            }
+            Err(e) => return Err(e).with_context(|| format!("unmounting {}", target.display())),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "unmounting {}: {}",
+        target.display(),
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.mounted {
+            if let Err(e) = unmount_with_retry(&self.target) {
+                log::warn!("{e:#}; detaching it lazily");
+                let _ = umount2(&self.target, MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
