@@ -187,9 +187,10 @@ fn the_gap_before_the_first_usable_lba_is_zeroed() {
         bytes[40 * 512..65536].iter().all(|&b| b == 0x5A),
         "partition data untouched"
     );
-    // The whole MBR sector is replaced: stale boot code or DOS partition
-    // records would make it a non-protective (hybrid) MBR.
-    assert_eq!(&bytes[..512], &gpt::protective_mbr(n)[..]);
+    // The partition records are replaced (stale DOS records would make a
+    // hybrid MBR); the boot-code area, where the install journal lives, is kept.
+    assert_eq!(&bytes[440..512], &gpt::protective_mbr(n)[440..]);
+    assert!(bytes[..440].iter().all(|&b| b == 0x5A));
 }
 
 fn refused(img: &Path, table: &sysinstall::layout::PartitionTable) -> String {
@@ -256,4 +257,37 @@ fn inspect_plans_without_writing() {
     write_image(&img, &t);
     let p = disk::inspect(&img, &t).unwrap();
     assert!(p.plan.in_place, "{:#?}", p.plan);
+}
+
+#[test]
+fn the_install_journal_survives_repartitioning() {
+    use sysinstall::install::journal::{self, Mode, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let n = 65536u64;
+    sparse_image(&img, n * 512);
+    write_image(&img, &small_table(n));
+    let record = Record::start(
+        Mode::Initial,
+        0,
+        journal::content_id(&["rootfs", "layout"]),
+        1_700_000_000,
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(&img).unwrap();
+    journal::store(&mut bytes[..512], Some(&record));
+    std::fs::write(&img, &bytes).unwrap();
+
+    let mut moved = small_table(n);
+    moved.partitions.retain(|p| p.name != "esp");
+    write_image(&img, &moved);
+    let lba0 = std::fs::read(&img).unwrap()[..512].to_vec();
+    assert_eq!(Record::decode(&lba0), Some(record));
+    assert_sgdisk_agrees_if_present(&img, &moved);
+}
+
+fn assert_sgdisk_agrees_if_present(img: &Path, t: &sysinstall::layout::PartitionTable) {
+    if have("sgdisk") {
+        assert_sgdisk_agrees(img, &rows_of(t), t.first_usable_lba, t.disk_sectors);
+    }
 }

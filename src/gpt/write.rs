@@ -8,7 +8,7 @@
 //!
 //! | LBA            | content                                              |
 //! |----------------|------------------------------------------------------|
-//! | 0              | protective MBR ([`super::protective_mbr`])           |
+//! | 0              | protective MBR ([`super::protective_mbr`]), boot code kept |
 //! | 1              | primary header                                       |
 //! | 2 ..= 33       | primary entry array, 128 × 128 bytes, entry n in slot n−1 |
 //! | 34 ..= F−1     | zeros (only when the layout's primary_gpt is larger) |
@@ -27,7 +27,11 @@
 //!
 //! Anything that could make the kernel, sgdisk or a bootloader find an older
 //! table later:
-//! * the old MBR, primary header and array: overwritten by the new ones;
+//! * the old MBR's partition records (bytes 440..512), primary header and
+//!   array: overwritten by the new ones. The MBR's boot-code area (bytes
+//!   0..440) is kept: UEFI and every Jetson boot stage ignore it, and the
+//!   install journal lives there so that it survives re-partitioning
+//!   (`install::journal`);
 //! * sectors 34 up to the first usable LBA: zeroed (an older, smaller-entry
 //!   or differently placed primary array may live there);
 //! * the old backup (the last 33 sectors): overwritten by the new backup;
@@ -83,6 +87,10 @@ pub const PRIMARY_ENTRY_LBA: u64 = 2;
 pub const MIN_FIRST_USABLE_LBA: u64 = PRIMARY_ENTRY_LBA + ENTRY_ARRAY_SECTORS;
 /// Sectors at the end of the disk the backup takes: array + header.
 pub const BACKUP_SECTORS: u64 = ENTRY_ARRAY_SECTORS + 1;
+
+/// Bytes of LBA 0 before the disk signature: the MBR boot code, unused by a
+/// protective MBR, kept on write (the install journal lives there).
+pub const MBR_BOOT_CODE_BYTES: usize = 440;
 
 /// Largest chunk written or compared at once when zeroing.
 const ZERO_CHUNK: usize = 64 * 1024;
@@ -568,16 +576,23 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<Writ
             what.to_owned()
         }
     };
+    let mut mbr = gpt.mbr();
+    if let (Some(dst), Some(src)) = (
+        mbr.get_mut(..MBR_BOOT_CODE_BYTES),
+        old_mbr.get(..MBR_BOOT_CODE_BYTES),
+    ) {
+        dst.copy_from_slice(src);
+    }
     let mut steps = vec![
         Step {
             lba: 0,
             sectors: 1,
             what: replacing(
-                "protective MBR",
+                "protective MBR, boot-code area kept",
                 old_mbr.get(510..512) == Some(&[0x55, 0xAA][..]),
             ),
             zap: false,
-            content: Content::Bytes(gpt.mbr().to_vec()),
+            content: Content::Bytes(mbr.to_vec()),
             barrier_after: false,
         },
         Step {
@@ -990,6 +1005,22 @@ mod tests {
         assert!(img[40 * 512..((N - 33) * 512) as usize]
             .iter()
             .all(|&b| b == 0));
+    }
+
+    #[test]
+    fn the_mbr_boot_code_area_is_kept_and_the_records_replaced() {
+        let mut disk = blank(N);
+        // Boot code (or the install journal) and a stale DOS record 2.
+        disk.get_mut()[..440].fill(0x77);
+        disk.get_mut()[462..478].fill(0x11);
+        disk.get_mut()[510..512].copy_from_slice(&[0x55, 0xAA]);
+        let gpt = build(&table(N, 34), None).unwrap();
+        let plan = write_onto(&mut disk, &gpt);
+        assert!(sector(&disk, 0)[..440].iter().all(|&b| b == 0x77));
+        assert_eq!(&sector(&disk, 0)[440..], &protective_mbr(N)[440..]);
+        assert!(plan.steps[0].what.contains("replaces the old one"));
+        verify(&mut disk, &plan, &gpt).unwrap();
+        assert_eq!(MBR_BOOT_CODE_BYTES, crate::install::journal::AREA);
     }
 
     #[test]
