@@ -155,7 +155,7 @@ fn find<R: Read + Seek>(dev: &mut R, sectors: u64) -> anyhow::Result<Found> {
             let mut buf = vec![0u8; len];
             dev.seek(SeekFrom::Start(0))?;
             dev.read_exact(&mut buf)?;
-            Ok(Found::Nothing(plan::probe(&buf)))
+            Ok(Found::Nothing(crate::probe::identify(&buf)))
         }
         Err(ReadError::NoValidGpt { primary, backup }) => Ok(Found::Unreadable(format!(
             "primary: {primary}; backup: {backup}"

@@ -195,6 +195,6 @@ proptest! {
 
     #[test]
     fn probing_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
-        let _ = plan::probe(&bytes);
+        let _ = sysinstall::probe::identify(&bytes);
     }
 }

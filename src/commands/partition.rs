@@ -9,8 +9,9 @@ use crate::events::{Event, EventKind, Events, Sink};
 use crate::exit::{Declined, UsageError, SUCCESS};
 use crate::gpt::write::{Content, NewGpt, WritePlan};
 use crate::guid::Guid;
+use crate::layout::render::{human_size, type_code};
 use crate::layout::{Layout, PartitionTable};
-use crate::plan::{self, human_size};
+use crate::plan;
 use anyhow::{bail, Context as _};
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
@@ -151,11 +152,7 @@ fn render_gpt(gpt: &NewGpt, table: &PartitionTable, found: &Found, dev: &str) ->
         "Number  Start (sector)    End (sector)  Size        Code  Unique GUID                                    Name"
     );
     for (num, e) in &gpt.entries {
-        let code = e
-            .type_guid
-            .sgdisk_code()
-            .map(str::to_owned)
-            .unwrap_or_else(|| e.type_guid.to_string());
+        let code = type_code(&e.type_guid);
         let _ = writeln!(
             s,
             "{num:>6}  {:>14}  {:>14}  {:<10}  {code:<4}  {} ({:<6})  {}",
