@@ -440,7 +440,8 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
             problem,
         } => writeln!(
             s,
-            "Current table: GPT, {partitions} partitions, read from the {}{}",
+            "Current table: GPT, {partitions} partition{}, read from the {}{}",
+            if *partitions == 1 { "" } else { "s" },
             match copy {
                 Copy::Primary => "primary",
                 Copy::Backup => "backup",
@@ -479,8 +480,9 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
             detail.extend(p.changes.iter().cloned());
             let data = match (&p.content, p.data_lost) {
                 (_, true) => "LOST",
-                (Some(_), false) if p.action != Action::Delete => "kept",
-                _ => "-",
+                (Some(Content::Empty), false) => "none",
+                (Some(_), false) => "kept",
+                (None, false) => "-",
             };
             [
                 p.action.as_str().to_owned(),
@@ -559,7 +561,9 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
             .collect();
         let _ = write!(
             s,
-            "The table must be rewritten: {changed} partition(s) change"
+            "The table must be rewritten: {changed} partition{} change{}",
+            if changed == 1 { "" } else { "s" },
+            if changed == 1 { "s" } else { "" }
         );
         if lost.is_empty() {
             let _ = writeln!(s, "; no data is lost.");
@@ -743,7 +747,7 @@ mod tests {
             t.contains("data is lost on kernel (unknown data), UDA (vfat)."),
             "{t}"
         );
-        assert!(t.contains("6 partition(s) change"), "{t}");
+        assert!(t.contains("6 partitions change"), "{t}");
         let app = t.lines().find(|l| l.contains(" APP ")).unwrap();
         assert!(app.starts_with("resize"), "{app}");
         assert!(

@@ -291,3 +291,20 @@ fn assert_sgdisk_agrees_if_present(img: &Path, t: &sysinstall::layout::Partition
         assert_sgdisk_agrees(img, &rows_of(t), t.first_usable_lba, t.disk_sectors);
     }
 }
+
+#[test]
+fn the_sparse_fingerprint_sees_every_write() {
+    // The "unchanged" checks of big sparse images rely on this.
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    sparse_image(&img, 1 << 30);
+    let a = fingerprint(&img);
+    assert_eq!(fingerprint(&img), a);
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, &[0u8; 512], 512 << 20).unwrap();
+    f.sync_all().unwrap();
+    let b = fingerprint(&img);
+    assert_ne!(b, a, "zeros written into a hole");
+    std::os::unix::fs::FileExt::write_at(&f, &[1u8], (512 << 20) + 7).unwrap();
+    assert_ne!(fingerprint(&img), b, "one byte in data");
+}

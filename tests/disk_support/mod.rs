@@ -193,3 +193,44 @@ pub fn assert_sgdisk_agrees(dev: &Path, want: &[Row], first_usable: u64, n: u64)
         "sgdisk --verify:\n{verify}"
     );
 }
+
+/// A fingerprint of an image file that reads only its data extents
+/// (SEEK_DATA/SEEK_HOLE): any write, even of zeros into a hole, changes it,
+/// and a 60 GiB sparse image costs what its few written MiB cost.
+pub fn fingerprint(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as i64;
+    let mut h = Sha256::new();
+    h.update(len.to_le_bytes());
+    let mut pos: i64 = 0;
+    while pos < len {
+        // SAFETY: lseek on an open descriptor.
+        let data = unsafe { libc::lseek(f.as_raw_fd(), pos, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: only a hole is left
+        }
+        let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
+        h.update(data.to_le_bytes());
+        h.update(hole.to_le_bytes());
+        f.seek(SeekFrom::Start(data as u64)).unwrap();
+        let mut chunk = (&mut f).take((hole - data) as u64);
+        std::io::copy(&mut chunk, &mut HashWriter(&mut h)).unwrap();
+        pos = hole;
+    }
+    format!("{:x}", h.finalize())
+}
+
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
