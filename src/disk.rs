@@ -130,14 +130,15 @@ pub struct WrittenTable {
     pub nodes: Vec<PartitionNode>,
 }
 
-/// Refuses when the disk or any of its partitions is in use (block devices).
+/// Refuses when the disk or any of its partitions is in use, or when an
+/// image file backs a loop device that is.
 fn refuse_if_in_use(path: &Path, opts: &Options) -> anyhow::Result<()> {
     let t = Target::open(path, Access::ReadOnly)?;
-    if let Some(name) = t.kernel_name() {
-        holders::check_unused(&opts.sys_root, name)
-            .with_context(|| format!("refusing to partition {}", path.display()))?;
+    match t.kernel_name() {
+        Some(name) => holders::check_unused(&opts.sys_root, name),
+        None => holders::check_image_unused(&opts.sys_root, path),
     }
-    Ok(())
+    .with_context(|| format!("refusing to partition {}", path.display()))
 }
 
 /// Reads what is on the disk: the GPT (if any) and a probe of each partition.

@@ -403,3 +403,49 @@ fn a_rescan_that_finds_nothing_falls_back_to_blkpg() {
         assert!(w.nodes.iter().all(|n| n.path.exists()));
     }
 }
+
+#[test]
+fn an_image_whose_loop_device_is_mounted_is_refused() {
+    let Some(r) = rig("an_image_whose_loop_device_is_mounted_is_refused") else {
+        return;
+    };
+    if !require_root(
+        "an_image_whose_loop_device_is_mounted_is_refused",
+        &["mkfs.ext4", "mount"],
+    ) {
+        return;
+    }
+    let t = small_table(N);
+    disk::partition(&r.lo.path, &t, &Changes::new(), &Events::silent()).unwrap();
+    let p2 = r.lo.part(2);
+    assert!(
+        output(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&p2))
+            .status
+            .success()
+    );
+    let mnt = r.dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    assert!(
+        output(Command::new("mount").args(["-o", "ro"]).arg(&p2).arg(&mnt))
+            .status
+            .success()
+    );
+    let _undo = Undo(vec!["umount"], mnt.clone());
+
+    // Writing the backing image directly would pull the GPT out from under
+    // the mounted filesystem just the same.
+    let img = r.dir.join("disk.img");
+    let before = fingerprint(&img);
+    let changes = Changes::new();
+    let err = format!(
+        "{:#}",
+        disk::partition(&img, &t, &changes, &Events::silent()).unwrap_err()
+    );
+    assert!(
+        err.contains(&format!("disk.img is attached to {}", kname(&r.lo.path))),
+        "{err}"
+    );
+    assert!(err.contains("p2 is mounted on"), "{err}");
+    assert!(!changes.any());
+    assert_eq!(fingerprint(&img), before);
+}

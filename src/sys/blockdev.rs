@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// The only logical sector size the GPT code handles (every Jetson eMMC).
 pub const SECTOR_SIZE: u64 = 512;
 
+/// How often an exclusive open is retried on EBUSY, and the pause between.
+const EXCL_RETRIES: u32 = 10;
+const EXCL_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// The raw ioctls, numbers from <linux/fs.h> and <linux/blkpg.h>. nix
 /// generates them as `pub unsafe fn`; this private module keeps them here.
 mod ioctl {
@@ -164,7 +168,26 @@ impl Target {
                 opts.custom_flags(libc::O_CLOEXEC | libc::O_EXCL);
             }
         }
-        let file = opts.open(path).map_err(|e| {
+        // A short EBUSY retry: the kernel also claims a disk briefly on its
+        // own (a partition rescan started by another tool, a loop device
+        // being torn down). A real holder (a mount, device-mapper, another
+        // exclusive opener) still refuses, one second later.
+        let mut tries = 0;
+        let opened = loop {
+            match opts.open(path) {
+                Err(e)
+                    if block
+                        && access == Access::Exclusive
+                        && e.raw_os_error() == Some(libc::EBUSY)
+                        && tries < EXCL_RETRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(EXCL_RETRY_PAUSE);
+                }
+                other => break other,
+            }
+        };
+        let file = opened.map_err(|e| {
             let mut err = anyhow::Error::new(e);
             if block && access == Access::Exclusive && err_is(&err, libc::EBUSY) {
                 err = err.context(

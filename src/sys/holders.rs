@@ -381,6 +381,50 @@ pub fn check_unused(root: &Path, disk: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Loop devices (kernel names) whose backing file is `image`, read from
+/// `sys/block/loop*/loop/backing_file` below `root`. An image attached to a
+/// loop device is a disk in its own right: what uses that loop device uses
+/// the image.
+pub fn loops_backed_by(root: &Path, image: &Path) -> io::Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let target = std::fs::metadata(image)?;
+    let id = (target.dev(), target.ino());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root.join("sys/block"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(backing) = read_trim(&root.join("sys/block").join(&name).join("loop/backing_file"))
+        else {
+            continue; // not attached
+        };
+        let backing = root.join(backing.trim_start_matches('/'));
+        if std::fs::metadata(&backing).is_ok_and(|m| (m.dev(), m.ino()) == id) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Refuses when `image` backs a loop device that is in use (see
+/// [`check_unused`]): writing the image would change a mounted filesystem
+/// underneath the kernel.
+pub fn check_image_unused(root: &Path, image: &Path) -> anyhow::Result<()> {
+    let loops = loops_backed_by(root, image).map_err(|e| {
+        anyhow::anyhow!(e).context(format!(
+            "finding loop devices backed by {}",
+            image.display()
+        ))
+    })?;
+    for l in loops {
+        check_unused(root, &l)
+            .map_err(|e| e.context(format!("{} is attached to {l}", image.display())))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
@@ -598,5 +642,51 @@ garbage line without separator
         assert_eq!(unescape(r"a\040b\\c\09"), "a b\\\\c\\09");
         assert_eq!(unescape(r"\134"), "\\");
         assert_eq!(unescape("end\\"), "end\\");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod loop_tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn an_image_behind_a_used_loop_device_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let w = |p: &str, v: &str| {
+            let path = r.join(p);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, v).unwrap();
+        };
+        w("images/disk.img", "");
+        w("images/other.img", "");
+        w("sys/block/loop3/loop/backing_file", "/images/disk.img\n");
+        w("sys/block/loop3/dev", "7:3\n");
+        w("sys/block/loop3/loop3p1/partition", "1\n");
+        w("sys/block/loop3/loop3p1/dev", "259:7\n");
+        w("sys/block/loop4/loop/backing_file", "/images/other.img\n");
+        w("sys/block/loop4/dev", "7:4\n");
+        fs::create_dir_all(r.join("sys/block/loop5")).unwrap(); // detached
+        w("sys/block/sda/dev", "8:0\n");
+        w("proc/self/mountinfo", "1 0 0:2 / / rw - rootfs rootfs rw\n");
+
+        let img = r.join("images/disk.img");
+        assert_eq!(loops_backed_by(r, &img).unwrap(), ["loop3"]);
+        check_image_unused(r, &img).unwrap();
+
+        w(
+            "proc/self/mountinfo",
+            "1 0 0:2 / / rw - rootfs rootfs rw\n9 1 259:7 / /mnt rw - ext4 /dev/loop3p1 rw\n",
+        );
+        let err = format!("{:#}", check_image_unused(r, &img).unwrap_err());
+        assert!(
+            err.ends_with(
+                "disk.img is attached to loop3: loop3 is in use: loop3p1 is mounted on /mnt (ext4)"
+            ),
+            "{err}"
+        );
+        check_image_unused(r, &r.join("images/other.img")).unwrap();
     }
 }
