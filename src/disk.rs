@@ -80,11 +80,6 @@ impl Prepared {
     pub fn path(&self) -> &Path {
         self.target.path()
     }
-
-    /// True for an image file (no kernel view to update).
-    pub fn is_image(&self) -> bool {
-        *self.target.kind() == TargetKind::ImageFile
-    }
 }
 
 /// A partition node after writing.
@@ -131,8 +126,9 @@ pub struct WrittenTable {
 }
 
 /// Refuses when the disk or any of its partitions is in use, or when an
-/// image file backs a loop device that is.
-fn refuse_if_in_use(path: &Path, opts: &Options) -> anyhow::Result<()> {
+/// image file backs a loop device that is. [`prepare`] runs it; `--dry-run`
+/// runs it on its own to predict the real outcome.
+pub fn check_not_in_use(path: &Path, opts: &Options) -> anyhow::Result<()> {
     let t = Target::open(path, Access::ReadOnly)?;
     match t.kernel_name() {
         Some(name) => holders::check_unused(&opts.sys_root, name),
@@ -203,16 +199,10 @@ pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared
 /// exclusively (held until [`write`] returns, so nobody can mount it in
 /// between), reads, plans and builds.
 pub fn prepare(device: &Path, table: &PartitionTable, opts: &Options) -> anyhow::Result<Prepared> {
-    refuse_if_in_use(device, opts)?;
+    check_not_in_use(device, opts)?;
     let target = Target::open(device, Access::Exclusive)
         .with_context(|| format!("refusing to partition {}", device.display()))?;
     prepare_on(target, table)
-}
-
-/// The in-use checks [`prepare`] makes, for `--dry-run` (which does not
-/// claim the device).
-pub fn check_not_in_use(device: &Path, opts: &Options) -> anyhow::Result<()> {
-    refuse_if_in_use(device, opts)
 }
 
 /// Writes a prepared GPT, verifies it and makes the kernel see it.
@@ -240,12 +230,17 @@ fn write_inner(
     events: &Events,
     shown: &str,
 ) -> anyhow::Result<WrittenTable> {
+    // Until the primary header lands, the disk holds the old table or the
+    // new backup (see gpt::write); either way a re-run finishes the job.
+    let rerun = "the disk holds the old or the new table; run the same command again";
     changes.mark();
     gpt_write::write(p.target.file(), &p.writes, blockdev::sync)
-        .with_context(|| format!("writing the GPT to {shown}"))?;
-    p.target.flush()?;
+        .with_context(|| format!("writing the GPT to {shown} ({rerun})"))?;
+    p.target
+        .flush()
+        .with_context(|| format!("flushing {shown} ({rerun})"))?;
     let gpt = gpt_write::verify(p.target.file(), &p.writes, &p.gpt)
-        .with_context(|| format!("verifying the GPT on {shown}"))?;
+        .with_context(|| format!("verifying the GPT on {shown} ({rerun})"))?;
     events.message(
         "info",
         format!(
@@ -293,7 +288,7 @@ pub fn partition(
 /// What the kernel must forget and learn so that it sees exactly `wanted`
 /// (`(number, first_lba, sectors)`): partitions that differ in any way are
 /// removed and added again.
-pub fn kernel_changes(
+fn kernel_changes(
     seen: &[KernelPartition],
     wanted: &[(u32, u64, u64)],
 ) -> (Vec<u32>, Vec<(u32, u64, u64)>) {

@@ -15,23 +15,25 @@ use crate::plan;
 use anyhow::{bail, Context as _};
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+/// The `--layout` path (a usage error without one). Shared with `plan`.
+pub(super) fn layout_path(src: &LayoutSource) -> anyhow::Result<&Path> {
+    src.layout
+        .as_deref()
+        .ok_or_else(|| UsageError("--layout FILE is required".into()).into())
+}
 
 /// Loads `--layout` with `--set` values, placed for a disk of `disk_sectors`
 /// (the device's real size). Shared with `plan`.
 pub(super) fn load_layout(src: &LayoutSource, disk_sectors: u64) -> anyhow::Result<Layout> {
-    let path = src
-        .layout
-        .as_ref()
-        .ok_or_else(|| UsageError("--layout FILE is required".into()))?;
-    super::layout::load(path, &src.set, Some(disk_sectors))
+    super::layout::load(layout_path(src)?, &src.set, Some(disk_sectors))
 }
 
 /// Runs `sysinstall partition`.
 pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
     let dev = args.device.display().to_string();
-    if args.layout.layout.is_none() {
-        return Err(UsageError("partition needs --layout FILE".into()).into());
-    }
+    layout_path(&args.layout)?;
     // Fail before any work when nobody could answer the question.
     if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
         bail!("refusing to partition {dev} without confirmation: stdin is not a terminal (pass --yes)");

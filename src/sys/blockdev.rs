@@ -262,12 +262,6 @@ impl Target {
         }
     }
 
-    /// Makes every write durable (`fsync`, which also flushes the device's
-    /// volatile write cache).
-    pub fn sync(&mut self) -> io::Result<()> {
-        sync(&mut self.file)
-    }
-
     /// `fsync`, then for a block device drop its page cache (BLKFLSBUF), so
     /// that reads come from the device and the kernel's next look at the
     /// partition table sees what was written.
@@ -356,7 +350,8 @@ fn err_is(err: &anyhow::Error, errno: i32) -> bool {
         == Some(errno)
 }
 
-/// `fsync` (the device layer's barrier between write stages).
+/// `fsync`, which also flushes the device's volatile write cache: the
+/// barrier between the GPT write stages.
 pub fn sync(file: &mut File) -> io::Result<()> {
     file.sync_all()
 }
