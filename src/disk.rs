@@ -65,6 +65,8 @@ pub enum Found {
 #[derive(Debug)]
 pub struct Prepared {
     target: Target,
+    /// True when made by [`prepare`]: checked, opened exclusively for writing.
+    claimed: bool,
     /// What is on the disk now.
     pub found: Found,
     /// What changes.
@@ -161,7 +163,11 @@ fn find<R: Read + Seek>(dev: &mut R, sectors: u64) -> anyhow::Result<Found> {
     }
 }
 
-fn prepare_on(mut target: Target, table: &PartitionTable) -> anyhow::Result<Prepared> {
+fn prepare_on(
+    mut target: Target,
+    claimed: bool,
+    table: &PartitionTable,
+) -> anyhow::Result<Prepared> {
     let shown = target.path().display().to_string();
     let n = target.sectors();
     if table.disk_sectors != n {
@@ -182,6 +188,7 @@ fn prepare_on(mut target: Target, table: &PartitionTable) -> anyhow::Result<Prep
         gpt_write::plan_writes(target.file(), &gpt).with_context(|| format!("reading {shown}"))?;
     Ok(Prepared {
         target,
+        claimed,
         found,
         plan,
         gpt,
@@ -192,7 +199,7 @@ fn prepare_on(mut target: Target, table: &PartitionTable) -> anyhow::Result<Prep
 /// Reads, plans and builds without writing and without claiming the device:
 /// for `plan` and `--dry-run`.
 pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared> {
-    prepare_on(Target::open(device, Access::ReadOnly)?, table)
+    prepare_on(Target::open(device, Access::ReadOnly)?, false, table)
 }
 
 /// Everything before the first write: refuses a disk in use, opens it
@@ -202,7 +209,7 @@ pub fn prepare(device: &Path, table: &PartitionTable, opts: &Options) -> anyhow:
     check_not_in_use(device, opts)?;
     let target = Target::open(device, Access::Exclusive)
         .with_context(|| format!("refusing to partition {}", device.display()))?;
-    prepare_on(target, table)
+    prepare_on(target, true, table)
 }
 
 /// Writes a prepared GPT, verifies it and makes the kernel see it.
@@ -213,6 +220,9 @@ pub fn write(
     events: &Events,
 ) -> anyhow::Result<WrittenTable> {
     let shown = p.target.path().display().to_string();
+    if !p.claimed {
+        bail!("{shown} was inspected, not prepared for writing (use disk::prepare)");
+    }
     events.step_start(Phase::Partition, &format!("write GPT to {shown}"), None);
     let result = write_inner(&mut p, opts, changes, events, &shown);
     events.step_end(if result.is_ok() {

@@ -257,6 +257,12 @@ fn inspect_plans_without_writing() {
     write_image(&img, &t);
     let p = disk::inspect(&img, &t).unwrap();
     assert!(p.plan.in_place, "{:#?}", p.plan);
+
+    // What inspect returns cannot be written: it was neither checked nor claimed.
+    let changes = Changes::new();
+    let err = disk::write(p, &disk::Options::default(), &changes, &Events::silent()).unwrap_err();
+    assert!(err.to_string().contains("inspected, not prepared"), "{err}");
+    assert!(!changes.any());
 }
 
 #[test]
