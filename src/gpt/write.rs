@@ -59,11 +59,14 @@
 //!    it; Linux does with `gpt` on its command line).
 //! 3. The primary header: both copies are now valid and equal.
 //!
-//! So at every moment at least one complete GPT (the old primary, then the new
-//! backup, then both new copies) is on the disk, except while the single
-//! primary-header sector of stage 3 is in flight. A power cut before stage 3
-//! leaves a disk on which running `sysinstall partition` again finishes the
-//! job.
+//! So at every moment at least one complete, valid GPT is on the disk: the old
+//! primary until stage 2 starts, the new backup from barrier 1 on, both new
+//! copies after stage 3 (a unit test cuts the power after every sector, with
+//! the writes of each stage in random orders). The only window is for
+//! readers that never fall back to the backup (Linux without `gpt`): from
+//! the first primary-entry sector to the primary header, 33 sector writes,
+//! they see no table. A power cut anywhere leaves a disk on which running
+//! `sysinstall partition` again finishes the job.
 //!
 //! Afterwards [`verify`] reads every written sector back and parses the disk
 //! with the same reader `plan` uses ([`super::read::read`]); the caller drops
