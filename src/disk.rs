@@ -4,7 +4,7 @@
 //! [`prepare`] does everything that does not write: it refuses a disk that is
 //! in use (naming the holder), opens the device exclusively, reads and probes
 //! what is there, plans the change and builds and self-checks the new GPT and
-//! the ordered write steps. [`write`] then marks the target changed, writes
+//! the ordered write steps. [`write()`] then marks the target changed, writes
 //! in the safe order of [`crate::gpt::write`], flushes, reads everything back,
 //! makes the kernel see the new partitions and waits for their nodes.
 //! [`partition`] is both in one call; [`inspect`] is the read-only part for
@@ -114,7 +114,7 @@ pub enum KernelUpdate {
     },
 }
 
-/// The result of [`write`].
+/// The result of [`write()`].
 #[derive(Debug, Clone)]
 pub struct WrittenTable {
     /// The device or image path.
@@ -203,7 +203,7 @@ pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared
 }
 
 /// Everything before the first write: refuses a disk in use, opens it
-/// exclusively (held until [`write`] returns, so nobody can mount it in
+/// exclusively (held until [`write()`] returns, so nobody can mount it in
 /// between), reads, plans and builds.
 pub fn prepare(device: &Path, table: &PartitionTable, opts: &Options) -> anyhow::Result<Prepared> {
     check_not_in_use(device, opts)?;
