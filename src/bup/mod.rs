@@ -19,3 +19,4 @@
 //! [`crate::sys`]; the `bup` commands and the installer both use it.
 
 pub mod payload;
+pub mod tnspec;

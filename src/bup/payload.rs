@@ -517,16 +517,18 @@ impl Builder {
     }
 }
 
+/// Payloads shared by the unit tests of the `bup` modules.
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
-mod tests {
-    use super::*;
+pub(crate) mod tests_support {
+    use super::Builder;
 
-    const SPEC_B00: &str = "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1";
-    const SPEC_B01: &str = "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1";
+    /// The TX2 B00 spec of bup-format.md §6.2.
+    pub const SPEC_B00: &str = "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1";
+    /// The TX2 B01 spec of bup-format.md §6.2.
+    pub const SPEC_B01: &str = "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1";
 
     /// The §6.2 "good" payload.
-    pub(crate) fn good() -> Builder {
+    pub fn good() -> Builder {
         Builder::new()
             .entry("mb2", b"MB2DATA!", 0, "")
             .entry("mb1", b"MB1-dev!", 1, "")
@@ -535,6 +537,13 @@ mod tests {
             .entry("BCT", b"BCT for B01", 0, SPEC_B01)
             .entry("kernel-dtb", b"DTB B00", 0, SPEC_B00)
     }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::tests_support::{good, SPEC_B01};
+    use super::*;
 
     #[test]
     fn builder_matches_the_documented_hexdump() {
