@@ -18,5 +18,6 @@
 //! text in, values out. [`session`] is the glue that opens devices through
 //! [`crate::sys`]; the `bup` commands and the installer both use it.
 
+pub mod board;
 pub mod payload;
 pub mod tnspec;

@@ -6,4 +6,5 @@
 //! issues an ioctl.
 
 pub mod blockdev;
+pub mod board;
 pub mod cmd;
