@@ -18,6 +18,34 @@
 //! text in, values out. [`session`] is the glue that opens devices through
 //! [`crate::sys`]; the `bup` commands and the installer both use it.
 
+pub mod bct;
 pub mod board;
 pub mod payload;
+pub mod smd;
 pub mod tnspec;
+pub mod ver;
+
+use crate::layout::BootDeviceKind;
+use serde::Serialize;
+
+/// What the boot partitions are stored on; it decides the BCT geometry, the
+/// names of T210 backup partitions and how many devices make up the boot
+/// area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootMedium {
+    /// eMMC boot0 followed by boot1, used as one linear device.
+    Emmc,
+    /// QSPI NOR flash, through `/dev/mtdblock0`.
+    Spi,
+}
+
+impl BootMedium {
+    /// The medium of a layout's boot device.
+    pub fn of(kind: BootDeviceKind) -> BootMedium {
+        match kind {
+            BootDeviceKind::SdmmcBoot | BootDeviceKind::T210Sdmmc => BootMedium::Emmc,
+            BootDeviceKind::Spi => BootMedium::Spi,
+        }
+    }
+}
