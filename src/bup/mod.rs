@@ -20,6 +20,7 @@
 
 pub mod bct;
 pub mod board;
+pub mod bootgpt;
 pub mod payload;
 pub mod smd;
 pub mod tnspec;
