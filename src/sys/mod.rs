@@ -8,3 +8,5 @@
 pub mod blockdev;
 pub mod board;
 pub mod cmd;
+pub mod emmc;
+pub mod rawdev;
