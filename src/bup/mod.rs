@@ -21,7 +21,9 @@
 pub mod bct;
 pub mod board;
 pub mod bootgpt;
+pub mod device;
 pub mod payload;
+pub mod plan;
 pub mod smd;
 pub mod tnspec;
 pub mod ver;
