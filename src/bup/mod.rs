@@ -22,6 +22,7 @@ pub mod bct;
 pub mod board;
 pub mod bootgpt;
 pub mod device;
+pub mod exec;
 pub mod payload;
 pub mod plan;
 pub mod smd;

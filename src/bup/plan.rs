@@ -548,9 +548,8 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                 None => match input.user.get(&name) {
                     Some(u) => (Place::User(u), input.user.get(&name_b).map(Place::User)),
                     None => {
-                        let in_layout = input
-                            .layout_names
-                            .is_none_or(|names| names.contains(&name));
+                        let in_layout =
+                            input.layout_names.is_none_or(|names| names.contains(&name));
                         if in_layout {
                             return Err(PlanError::NoTarget {
                                 partition: name,
