@@ -25,6 +25,7 @@ pub mod device;
 pub mod exec;
 pub mod payload;
 pub mod plan;
+pub mod session;
 pub mod smd;
 pub mod tnspec;
 pub mod ver;
@@ -51,5 +52,14 @@ impl BootMedium {
             BootDeviceKind::SdmmcBoot | BootDeviceKind::T210Sdmmc => BootMedium::Emmc,
             BootDeviceKind::Spi => BootMedium::Spi,
         }
+    }
+}
+
+impl std::fmt::Display for BootMedium {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BootMedium::Emmc => "eMMC boot0 + boot1",
+            BootMedium::Spi => "SPI flash",
+        })
     }
 }
