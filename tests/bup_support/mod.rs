@@ -97,6 +97,8 @@ pub fn nx_boot() -> Vec<BootPartition> {
         ("cpu-bootloader_b", 4194304, 2097152),
         ("SMD", 6291456, 4096),
         ("SMD_b", 6295552, 4096),
+        ("mts-preboot", 6299648, 262144),
+        ("mts-preboot_b", 6561792, 262144),
         ("VER_b", 33292288, 65536),
         ("VER", 33357824, 65536),
     ])
