@@ -4,6 +4,8 @@
 //! module only does positional I/O on them and keeps every access inside
 //! its window.
 
+#![deny(clippy::indexing_slicing)]
+
 use crate::sys::rawdev;
 use std::fs::File;
 use std::io;

@@ -7,6 +7,13 @@
 //! bytes are hashed again as they stream by, so a payload file that changed
 //! since it was planned is caught too. Memory stays at two 1 MiB buffers
 //! whatever the partition sizes.
+//!
+//! Deviations from REF, so that a re-run writes nothing and a write is
+//! known to have landed: REF rewrites user-area partitions without comparing,
+//! and every BCT copy when initializing (on T210 always); here every step is
+//! compared first. REF never reads back; here every write is verified.
+
+#![deny(clippy::indexing_slicing)]
 
 use super::bootgpt;
 use super::device::{Device, FileWindow, UserArea};

@@ -11,6 +11,8 @@
 //! commit_slot_metadata() force_ro off → SMD, SMD_b → force_ro back
 //! ```
 
+#![deny(clippy::indexing_slicing)]
+
 use super::board::{self, BoardConfig, Slot};
 use super::device::{Device, FileWindow, Linear, UserArea, UserPartition};
 use super::exec::{self, Run, StepReport, Targets};
@@ -427,6 +429,13 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
             .layout
             .as_ref()
             .map_or(String::new(), |l| l.source.clone());
+        let len: u64 = devices.iter().map(|d| d.1).sum();
+        if let Some(n) = b.num_sectors.filter(|&n| n.checked_mul(512) != Some(len)) {
+            warnings.push(format!(
+                "the layout describes a boot device of {n} sectors, {dev_names} has {} bytes",
+                len
+            ));
+        }
         (b.partitions.clone(), format!("layout {src}"))
     } else {
         let table = exec::read_table(&mut boot).with_context(|| {

@@ -163,7 +163,10 @@ fn layout_targets(l: &Layout) -> Option<(BootTargets, UserArea)> {
         .map(|p| p.offset + p.size)
         .max()
         .unwrap_or(0);
-    let total = b.num_sectors.map_or(end, |n| n * 512);
+    let total = b
+        .num_sectors
+        .and_then(|n| n.checked_mul(512))
+        .unwrap_or(end);
     let devices = match (medium, b.num_sectors) {
         (BootMedium::Emmc, Some(_)) => vec![
             ("boot0".to_string(), total / 2),
