@@ -10,6 +10,8 @@ use bup_support::*;
 use std::path::PathBuf;
 use sysinstall::layout::{self, BootDeviceKind, LoadOptions, Soc};
 
+/// The APP size the layout leaves open (a placeholder in NVIDIA's XML).
+const APPSIZE: &str = "15032385536";
 const TNSPEC: &str = "3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1";
 
 fn shared() -> Option<PathBuf> {
@@ -27,7 +29,11 @@ fn initialize_from_the_stock_tx2_layout() {
         return;
     };
     let xml = shared.join("flash-layouts/r32.7.2-flash_l4t_t186.xml");
-    let l = match layout::load(&xml, &LoadOptions::default()) {
+    let opts = LoadOptions {
+        set: vec![("APPSIZE".into(), APPSIZE.into())],
+        disk_sectors: None,
+    };
+    let l = match layout::load(&xml, &opts) {
         Ok(l) => l,
         Err(e) if e.rule.contains("not implemented") => {
             eprintln!("SKIP {test}: the layout engine is not there yet ({e})");
@@ -38,6 +44,9 @@ fn initialize_from_the_stock_tx2_layout() {
     assert_eq!(l.soc, Some(Soc::T186));
     let area = l.boot.clone().expect("a boot area");
     assert_eq!(area.kind, BootDeviceKind::SdmmcBoot);
+    // The engine places exactly the table of bup-format.md §3.2 (computed
+    // with nvflashxmlparse's rules and meta-tegra's names).
+    assert_eq!(area.partitions, tx2_boot());
     let total = area.num_sectors.expect("num_sectors") * 512;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -75,6 +84,7 @@ fn initialize_from_the_stock_tx2_layout() {
         .arg(&payload)
         .arg("--layout")
         .arg(&xml)
+        .arg(format!("--set=APPSIZE={APPSIZE}"))
         .arg("--sysroot")
         .arg(&root);
         for b in &boot {
