@@ -537,14 +537,9 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
             };
             let name = entry.name_lossy().into_owned();
             let name_b = other_copy(soc, medium, &name);
-            let place = |n: &str| -> Option<Place<'a>> {
-                if let Some(b) = input.boot.get(n) {
-                    return Some(Place::Boot(b));
-                }
-                None
-            };
-            let (a, b) = match place(&name) {
-                Some(a) => (a, place(&name_b)),
+            let boot = |n: &str| input.boot.get(n).map(Place::Boot);
+            let (a, b) = match boot(&name) {
+                Some(a) => (a, boot(&name_b)),
                 None => match input.user.get(&name) {
                     Some(u) => (Place::User(u), input.user.get(&name_b).map(Place::User)),
                     None => {

@@ -15,12 +15,12 @@
 
 use super::board::{self, BoardConfig, Slot};
 use super::device::{Device, FileWindow, Linear, UserArea, UserPartition};
-use super::exec::{self, Run, StepReport, Targets};
+use super::exec::{self, Action, Run, StepReport, Targets};
 use super::payload::{Format, Payload};
 use super::plan::{self, BootTargets, Mode, PlanInput, Step, WritePlan};
 use super::tnspec::{self, Selection};
 use super::BootMedium;
-use crate::events::{Events, Phase};
+use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::guid::Guid;
 use crate::layout::{BootDeviceKind, Layout, Soc};
@@ -524,6 +524,18 @@ impl Prepared {
     ) -> anyhow::Result<Vec<StepReport>> {
         if steps.is_empty() {
             return Ok(Vec::new());
+        }
+        if !dry_run {
+            // Compare first: when everything is in place, a re-run stays
+            // read-only, force_ro included.
+            let before = self.run(steps, true, changes, events, phase)?;
+            if before.iter().all(|r| r.action == Action::Skip) {
+                for r in &before {
+                    events.step_start(phase, &format!("write {}", r.label), Some(&r.partition));
+                    events.step_end(Verdict::Skipped);
+                }
+                return Ok(before);
+            }
         }
         // Restored when dropped, whatever happens below.
         let mut guards = Vec::new();
