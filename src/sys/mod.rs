@@ -6,6 +6,9 @@
 //! issues an ioctl.
 
 pub mod blockdev;
+pub mod board;
 pub mod cmd;
+pub mod emmc;
 pub mod holders;
 pub mod mount;
+pub mod rawdev;
