@@ -10,9 +10,9 @@ use crate::bup::tnspec;
 use crate::bup::{device::UserArea, device::UserPartition, BootMedium};
 use crate::cli::{BupCheckArgs, BupWriteArgs, LayoutSource, ReportFormat, SlotArg, SocArg};
 use crate::events::{Event, EventKind, Events, Sink};
-use crate::exit::{self, UsageError};
+use crate::exit;
 use crate::guid::Guid;
-use crate::layout::{self, Layout, LoadOptions, Soc};
+use crate::layout::{Layout, Soc};
 use crate::sys::board::SysRoot;
 use anyhow::Context as _;
 use serde::Serialize;
@@ -32,21 +32,10 @@ fn sysroot(dir: &Option<PathBuf>) -> SysRoot {
 }
 
 fn load_layout(src: &LayoutSource) -> anyhow::Result<Option<Layout>> {
-    let Some(path) = &src.layout else {
-        return Ok(None);
-    };
-    let mut set = Vec::new();
-    for s in &src.set {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--set {s}: expected NAME=VALUE")))?;
-        set.push((k.to_owned(), v.to_owned()));
-    }
-    let opts = LoadOptions {
-        set,
-        disk_sectors: None,
-    };
-    Ok(Some(layout::load(path, &opts)?))
+    src.layout
+        .as_deref()
+        .map(|path| super::layout::load(path, &src.set, None))
+        .transpose()
 }
 
 /// `1,234,567`, as NVIDIA's lister prints sizes.
