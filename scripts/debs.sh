@@ -46,6 +46,10 @@ deb_fetch() {
     dir="$debs_cache/debs"
     mkdir -p "$dir"
     version=$(deb_version "$name:$arch")
+    if [ -z "$version" ] && [ "$arch" != all ]; then
+        # Architecture-independent packages (tzdata, ...) are only known as :all.
+        version=$(deb_version "$name:all") && [ -n "$version" ] && arch=all
+    fi
     if [ -n "$version" ]; then
         file="$dir/$(deb_file_name "$name" "$version" "$arch")"
         if [ ! -s "$file" ]; then
