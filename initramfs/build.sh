@@ -236,7 +236,6 @@ kernel=${kver:-none}
 INFO
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
-echo '. /etc/sysinstall/profile' >"$root/etc/profile"
 install -m 0644 "$here/profile" "$root/etc/sysinstall/profile"
 for o in "${overlays[@]}"; do
     cp -a "$o/." "$root/"
