@@ -175,15 +175,33 @@ def open_tar(path):
 
 
 def acl_text(path, default=False):
-    argv = ["getfacl", "-cpn"] + (["-d"] if default else []) + [path]
+    """The access (or default) ACL as getfacl prints it, numeric ids, one line."""
+    argv = ["getfacl", "-cpn", "-d" if default else "-a", path]
     out = run(*argv).stdout
-    return ",".join(l for l in out.splitlines() if l and not l.startswith("#"))
+    return ",".join(l.split("\t")[0].strip() for l in out.splitlines()
+                    if l and not l.startswith("#"))
 
 
 def tar_acl(text):
-    """SCHILY.acl.* text (GNU tar) in getfacl -cn form."""
-    entries = [e.split(":") for e in text.replace("\n", ",").split(",") if e]
-    return ",".join(":".join(e[:3]) for e in entries)
+    """SCHILY.acl.* text (GNU tar: tag:name:perms[:id]) in getfacl -n form.
+    Names without an id were resolved by tar on the machine that made the
+    archive (the fixture is made on this host), so resolve them here."""
+    import grp
+    import pwd
+    out = []
+    for e in text.replace("\n", ",").split(","):
+        f = e.split(":")
+        if len(f) < 3:
+            continue
+        qualifier = f[3] if len(f) >= 4 and f[1] else f[1]
+        if qualifier and not qualifier.isdigit():
+            try:
+                qualifier = str(grp.getgrnam(qualifier).gr_gid if f[0] == "group"
+                                else pwd.getpwnam(qualifier).pw_uid)
+            except KeyError:
+                pass
+        out.append(f"{f[0]}:{qualifier}:{f[2]}")
+    return ",".join(out)
 
 
 def cmd_tree(a):

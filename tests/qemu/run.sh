@@ -8,6 +8,8 @@
 # at them); one more virtio disk brings the guest's results back.
 #
 # Scenarios (default: all, in this order):
+#   checks     no guest: check.py passes on a reference install made on the
+#              host with the old tools and catches four planted faults
 #   smoke      boot, /dev/mmcblk0 appears, the static binary runs in the guest
 #              (--version, `layout` of the payload layout, same output as on
 #              the host), e2fsprogs runs, poweroff, the host reads the marker
@@ -33,7 +35,7 @@
 #   SYSINSTALL_CACHE           kernel and .deb cache (default ~/.cache/sysinstall)
 # Needs root (loop mounts for the tree checks, mknod for the rootfs fixture).
 #
-# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/run.sh [smoke|install|update|interrupt]...
+# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/run.sh [checks|smoke|install|update|interrupt]...
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/tests/qemu
@@ -51,7 +53,7 @@ for t in sgdisk e2fsck dumpe2fs mke2fs getfacl setfacl setcap setfattr zstd read
 done
 
 scenarios=("$@")
-((${#scenarios[@]})) || scenarios=(smoke install update interrupt)
+((${#scenarios[@]})) || scenarios=(checks smoke install update interrupt)
 timeout_s=${SYSINSTALL_QEMU_TIMEOUT:-300}
 tnspec=${SYSINSTALL_QEMU_TNSPEC:-3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1}
 layout=${SYSINSTALL_QEMU_LAYOUT:-}
@@ -208,6 +210,64 @@ fixtures() {   # rootfs and BUP, v1 and v2
 }
 
 # --- scenarios ----------------------------------------------------------------
+# checks: no guest. A reference install made on the host with the old tools
+# (reference_install.py: sgdisk, mkfs.ext4, GNU tar, the payload written as
+# tegra-bootloader-update --initialize does) must pass every check.py check,
+# and each of four planted faults must be caught: the checks can pass and fail.
+checker() {   # EXPECT(pass|fail) DESCRIPTION check.py-ARGS...
+    local expect=$1 what=$2 out rc=0
+    shift 2
+    out=$(python3 "$here/check.py" "$@" 2>&1) || rc=$?
+    if { [ "$expect" = pass ] && ((rc == 0)); } || { [ "$expect" = fail ] && ((rc == 1)); }; then
+        ok "checks: $what"
+    else
+        fail "checks: $what (check.py status $rc)"
+        echo "$out" | grep -v '^ok - ' | head -n 20
+    fi
+}
+
+scenario_checks() {
+    fixtures
+    local img=$work/ref.img b0=$work/ref-boot0.img b1=$work/ref-boot1.img lj=$work/ref-layout.json
+    rm -f "$img" "$b0" "$b1"
+    truncate -s "$disk_bytes" "$img"
+    truncate -s 4M "$b0" "$b1"
+    python3 "$here/reference_install.py" layout "$layout" $((disk_bytes / 512)) "$lj"
+    python3 "$here/reference_install.py" install "$lj" "$img" "$b0" "$b1" \
+        "$work/rootfs-v1.tar.zst" "$work/bup-v1.json" "$work/bup-v1"
+    checker pass "reference install: GPT equals the layout" gpt "$img" "$lj"
+    checker pass "reference install: filesystems clean and labelled" fs "$img" "$lj" APP APP_b DATA LOGS EXTRA
+    checker pass "reference install: APP equals the tarball" tree "$img" "$lj" APP "$work/rootfs-v1.tar.zst"
+    checker pass "reference install: boot partitions equal the payload" \
+        boot "$lj" "$b0" "$b1" "$img" "$work/bup-v1.json" --slots a,b --smd initialize
+    python3 "$here/check.py" hashes "$img" "$lj" "$b0" "$b1" "$work/ref.hashes.json" >/dev/null
+
+    # Planted faults, one at a time.
+    sgdisk -c 2:WRONG "$img" >/dev/null
+    checker fail "a renamed partition is caught" gpt "$img" "$lj"
+    sgdisk -c 2:APP_b "$img" >/dev/null
+    local app_b
+    app_b=$(python3 -c 'import json,sys; print(next(p["first_lba"] for p in json.load(open(sys.argv[1]))["user"]["partitions"] if p["name"]=="APP_b") * 512)' "$lj")
+    tune2fs -L WRONG "$img?offset=$app_b" >/dev/null 2>&1
+    checker fail "a wrong filesystem label is caught" fs "$img" "$lj" APP_b
+    tune2fs -L APP_b "$img?offset=$app_b" >/dev/null 2>&1
+    local dev mnt
+    dev=$(losetup -f --show -o "$app_b" "$img")
+    mnt=$(mktemp -d)
+    mount "$dev" "$mnt" && chmod 0600 "$mnt/etc/hostname" && umount "$mnt"
+    losetup -d "$dev" && rmdir "$mnt"
+    checker fail "a changed file mode in a slot is caught" tree "$img" "$lj" APP_b "$work/rootfs-v1.tar.zst"
+    python3 "$here/check.py" hashes "$img" "$lj" "$b0" "$b1" "$work/ref2.hashes.json" >/dev/null
+    checker pass "an update-like change of APP_b only is accepted" changed \
+        "$work/ref.hashes.json" "$work/ref2.hashes.json" --allow 'APP_b' --must APP_b --same APP
+    checker fail "a change outside the allowed set is caught" changed \
+        "$work/ref.hashes.json" "$work/ref2.hashes.json" --allow 'DATA' --must APP_b
+    printf '\xff' | dd of="$b0" bs=1 seek=$((1014784 + 100)) conv=notrunc status=none   # inside mb2
+    checker fail "a corrupted boot partition is caught" \
+        boot "$lj" "$b0" "$b1" "$img" "$work/bup-v1.json" --slots a,b
+    rm -f "$img" "$b0" "$b1"
+}
+
 scenario_smoke() {
     fresh_disks
     payload "" "" ""
@@ -298,11 +358,11 @@ scenario_interrupt() {
 
 for s in "${scenarios[@]}"; do
     case "$s" in
-        smoke|install|update|interrupt) ;;
+        checks|smoke|install|update|interrupt) ;;
         *) echo "qemu: unknown scenario $s" >&2; exit 2 ;;
     esac
     echo "== qemu scenario: $s"
-    if [ "$s" != smoke ] && ! install_implemented; then
+    if [ "$s" != smoke ] && [ "$s" != checks ] && ! install_implemented; then
         echo "SKIP qemu scenario $s: \`sysinstall install\` is not implemented in this build"
         skipped=$((skipped + 1))
         continue
