@@ -52,9 +52,15 @@ def load_layout(path):
     """The user table and boot area from `sysinstall layout --format json`.
     Accepts the library's Layout shape ({"user": {...}, "boot": {...}}) or a
     bare table ({"partitions": [...]})."""
-    with open(path) as f:
-        doc = json.load(f)
-    user = doc.get("user", doc)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+        user = doc.get("user", doc)
+        user["partitions"]  # noqa: B018 (must exist)
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        report(False, f"layout JSON {path} is usable", f"{type(e).__name__}: {e} "
+               "(is `sysinstall layout --format json` implemented?)")
+        sys.exit(1)
     return user, doc.get("boot")
 
 

@@ -31,6 +31,8 @@
 #                              tests/fixtures/layouts/tx2-mini.xml)
 #   SYSINSTALL_QEMU_TNSPEC     board spec given to the guest (--tnspec)
 #   SYSINSTALL_QEMU_TIMEOUT    seconds per boot before qemu is killed (default 300)
+#   SYSINSTALL_QEMU_DEADLINE   seconds for the whole tier (default 900): later
+#                              boots get what is left, none starts past it
 #   SYSINSTALL_QEMU_KEEP=1     keep the work directory (images, console logs)
 #   SYSINSTALL_CACHE           kernel and .deb cache (default ~/.cache/sysinstall)
 # Needs root (loop mounts for the tree checks, mknod for the rootfs fixture).
@@ -55,6 +57,7 @@ done
 scenarios=("$@")
 ((${#scenarios[@]})) || scenarios=(checks smoke install update interrupt)
 timeout_s=${SYSINSTALL_QEMU_TIMEOUT:-300}
+deadline_s=${SYSINSTALL_QEMU_DEADLINE:-900}   # the whole tier, preparation included
 tnspec=${SYSINSTALL_QEMU_TNSPEC:-3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1}
 layout=${SYSINSTALL_QEMU_LAYOUT:-}
 if [ -z "$layout" ]; then
@@ -115,10 +118,17 @@ timings+=("prepare $(since "$t0")")
 # boot NAME CMDLINE [KILL_REGEX KILL_DELAY]: one guest run over the current
 # images; console in $work/NAME.console, results unpacked into $work/NAME.results.
 boot() {
-    local name=$1 cmdline=$2 kill_re=${3:-} kill_delay=${4:-0} t pid rc=0 waited=0
+    local name=$1 cmdline=$2 kill_re=${3:-} kill_delay=${4:-0} t pid rc=0 waited=0 limit
+    # Each boot gets its own timeout, cut short by what is left of the tier's deadline.
+    limit=$(awk -v s="$t0" -v n="$(now)" -v d="$deadline_s" -v b="$timeout_s" \
+        'BEGIN { r = int(d - (n - s)); print (r < b ? r : b) }')
+    if ((limit < 30)); then
+        fail "$name: not booted, the tier's deadline of ${deadline_s}s is reached"
+        return 3
+    fi
     truncate -s 0 "$work/results.img" && truncate -s 16M "$work/results.img"
     t=$(now)
-    timeout -s KILL "$timeout_s" qemu-system-aarch64 -M virt -cpu cortex-a57 -smp 2 -m 1024 \
+    timeout -s KILL "$limit" qemu-system-aarch64 -M virt -cpu cortex-a57 -smp 2 -m 1024 \
         -nographic -no-reboot -nic none \
         -kernel "$kernel" -initrd "$work/initrd.cpio.gz" \
         -append "console=ttyAMA0 panic=-1 quiet sysinstall.wait=10 $cmdline" \
@@ -271,7 +281,7 @@ scenario_checks() {
 scenario_smoke() {
     fresh_disks
     payload "" "" ""
-    boot smoke "sysinstall.test=smoke"
+    boot smoke "sysinstall.test=smoke" || return 0
     local r=$work/smoke.results
     check "smoke: guest marker on the results disk" grep -qx 'marker=sysinstall-smoke' "$r/facts"
     check "smoke: /dev/mmcblk0 is the 4 GiB SD card" \
@@ -311,10 +321,10 @@ scenario_install() {
     fixtures
     fresh_disks
     payload "$work/rootfs-v1.tar.zst" "$work/bup-v1" "--progress plain"
-    boot install "sysinstall.auto=1 sysinstall.after=poweroff"
+    boot install "sysinstall.auto=1 sysinstall.after=poweroff" || return 0
     verify_install install "$work/rootfs-v1.tar.zst" "$work/bup-v1.json"
     python3 "$here/check.py" hashes "$work/sd.img" "$work/layout.json" "$work/boot0.img" \
-        "$work/boot1.img" "$work/install.hashes.json" >/dev/null
+        "$work/boot1.img" "$work/install.hashes.json" >/dev/null || fail "install: hashing the partitions"
     installed=1
 }
 
@@ -326,12 +336,12 @@ scenario_update() {
     fixtures
     payload "$work/rootfs-v2.tar.zst" "$work/bup-v2" "--progress plain"
     # Running from slot A, as cboot says on the command line.
-    boot update "sysinstall.auto=1 sysinstall.after=poweroff boot.slot_suffix="
+    boot update "sysinstall.auto=1 sysinstall.after=poweroff boot.slot_suffix=" || return 0
     local r=$work/update.results
     check "update: PASS line on the console" grep -q '^PASS: successful installation' "$work/update.console"
     check "update: sysinstall exited 0" grep -qx 0 "$r/install.rc"
     python3 "$here/check.py" hashes "$work/sd.img" "$work/layout.json" "$work/boot0.img" \
-        "$work/boot1.img" "$work/update.hashes.json" >/dev/null
+        "$work/boot1.img" "$work/update.hashes.json" >/dev/null || fail "update: hashing the partitions"
     host_check changed "$work/install.hashes.json" "$work/update.hashes.json" \
         --allow '.*_b|BCT|mb1|SMD' --must APP_b --same APP DATA LOGS EXTRA UDA
     host_check fs "$work/sd.img" "$work/layout.json" APP APP_b DATA LOGS EXTRA UDA
@@ -344,15 +354,16 @@ scenario_update() {
 scenario_interrupt() {
     fixtures
     fresh_disks
-    payload "$work/rootfs-v1.tar.zst" "$work/bup-v1" "--events json"
-    # Cut the power once the unpack reports progress: JSON events on stdout.
+    # JSON events on stderr (straight to the console; stdout keeps PASS/FAIL).
+    payload "$work/rootfs-v1.tar.zst" "$work/bup-v1" "--events json --events-fd 2"
+    # Cut the power once the unpack reports progress.
     if ! boot interrupt-cut "sysinstall.auto=1 sysinstall.after=poweroff" \
             '"phase":"unpack"[^}]*"kind":"progress"' 1; then
-        fail "interrupt: the unpack never reported progress; no power cut happened"
+        fail "interrupt: no power cut happened (no unpack progress event before the guest stopped)"
         return
     fi
     check "interrupt: the cut came before the end" bash -c "! grep -q '^PASS:' '$work/interrupt-cut.console'"
-    boot interrupt-rerun "sysinstall.auto=1 sysinstall.after=poweroff"
+    boot interrupt-rerun "sysinstall.auto=1 sysinstall.after=poweroff" || return 0
     verify_install interrupt-rerun "$work/rootfs-v1.tar.zst" "$work/bup-v1.json"
 }
 
