@@ -49,19 +49,21 @@ def run(*argv, check=False):
 # --- layout JSON -------------------------------------------------------------
 
 def load_layout(path):
-    """The user table and boot area from `sysinstall layout --format json`.
-    Accepts the library's Layout shape ({"user": {...}, "boot": {...}}) or a
-    bare table ({"partitions": [...]})."""
+    """The user table and boot area from `sysinstall layout --format json`:
+    {"sector_size", "disk_sectors", "first_usable_lba", "last_usable_lba",
+     "partitions": [{"number", "name", "start_lba", "end_lba", "type_guid",
+     "unique_guid", ...}], "boot_device": {"partitions": [{"name", "offset",
+     "size"}]}} (src/layout/render.rs). Partitions get first_lba/last_lba keys."""
     try:
         with open(path) as f:
             doc = json.load(f)
-        user = doc.get("user", doc)
-        user["partitions"]  # noqa: B018 (must exist)
-    except (OSError, ValueError, KeyError, AttributeError) as e:
+        for p in doc["partitions"]:
+            p["first_lba"], p["last_lba"] = p["start_lba"], p["end_lba"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
         report(False, f"layout JSON {path} is usable", f"{type(e).__name__}: {e} "
                "(is `sysinstall layout --format json` implemented?)")
         sys.exit(1)
-    return user, doc.get("boot")
+    return doc, doc.get("boot_device")
 
 
 def user_parts(user):
@@ -310,7 +312,7 @@ class BootArea:
         """Whole contents of a partition, or None when the layout has none."""
         if name in self.boot:
             p = self.boot[name]
-            return self.boot_bytes[p["offset"]:p["offset"] + p["size"]]
+            return bytes(self.boot_bytes[p["offset"]:p["offset"] + p["size"]])
         q = user_parts(self.user).get(name)
         if q is None:
             return None

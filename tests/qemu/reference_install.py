@@ -8,10 +8,10 @@ sgdisk partitions, mkfs.ext4 -L NAME, GNU tar --xattrs --acls into both
 slots, then every boot partition erased and written from the payload (BCT in
 its three copies) and REF's fresh slot metadata in SMD/SMD_b.
 
-The partition placement is deliberately simple (sequential, 4096-sector
-aligned where the XML asks, the 0x808 partition filling the disk): it is not
-NVIDIA's geometry, only a layout JSON of the same shape as
-`sysinstall layout --format json` for the checks to compare with.
+`install` takes the layout JSON of `sysinstall layout --format json`. For
+runs without the layout engine, `layout` makes one of the same shape with a
+deliberately simple placement (sequential, aligned where the XML asks, the
+0x808 partition filling the disk): not NVIDIA's geometry.
 
 usage: reference_install.py layout LAYOUT_XML DISK_SECTORS OUT_JSON
        reference_install.py install LAYOUT_JSON IMG BOOT0 BOOT1 ROOTFS MANIFEST BUP
@@ -76,23 +76,23 @@ def layout(xml_path, disk_sectors, out):
                     n = number
                 fills = (p.findtext("allocation_attribute") or "").strip().lower() == "0x808"
                 last = disk_sectors - 34 if fills else cur + size // SECTOR - 1
-                user.append({"number": n, "name": name, "first_lba": cur, "last_lba": last,
-                             "type_guid": BASIC_DATA, "unique_guid": None, "fills_disk": fills})
+                user.append({"number": n, "name": name, "start_lba": cur, "end_lba": last,
+                             "size_sectors": last + 1 - cur, "type_guid": BASIC_DATA,
+                             "unique_guid": None, "fills_disk": fills})
                 cur = last + 1
     user.sort(key=lambda q: q["number"])
-    doc = {"source": xml_path, "soc": "t186",
-           "user": {"sector_size": SECTOR, "disk_sectors": disk_sectors,
-                    "first_usable_lba": first_usable, "last_usable_lba": disk_sectors - 34,
-                    "partitions": user},
-           "boot": {"kind": "sdmmc_boot", "num_sectors": 16384, "partitions": boot},
-           "notes": []}
+    doc = {"sector_size": SECTOR, "disk_sectors": disk_sectors,
+           "first_usable_lba": first_usable, "last_usable_lba": disk_sectors - 34,
+           "partitions": user,
+           "boot_device": {"kind": "sdmmc_boot", "num_sectors": 16384, "partitions": boot}}
     with open(out, "w") as f:
         json.dump(doc, f, indent=1)
 
 
 def install(layout_json, img, boot0, boot1, rootfs, manifest, bup):
-    doc = json.load(open(layout_json))
-    user = doc["user"]
+    user = json.load(open(layout_json))
+    for q in user["partitions"]:
+        q["first_lba"], q["last_lba"] = q["start_lba"], q["end_lba"]
     argv = ["sgdisk", "--zap-all", "--clear", "-a", "1"]
     for q in user["partitions"]:
         argv += [f"--new={q['number']}:{q['first_lba']}:{q['last_lba']}",
@@ -124,7 +124,7 @@ def install(layout_json, img, boot0, boot1, rootfs, manifest, bup):
 
     # Boot partitions, as --initialize writes them: both slots, erased first.
     blob = open(bup, "rb").read()
-    boot = {p["name"]: p for p in doc["boot"]["partitions"]}
+    boot = {p["name"]: p for p in user["boot_device"]["partitions"]}
     area = bytearray(open(boot0, "rb").read() + open(boot1, "rb").read())
     entries = {e["partition"]: e for e in json.load(open(manifest))["entries"] if e["selected"]}
     table = blob_entries(blob)
