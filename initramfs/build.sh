@@ -119,7 +119,7 @@ find_lib() {   # SONAME -> path in the sysroot
     return 1
 }
 resolve_libs() {   # prints "soname<TAB>path" for the closure; unresolved as "soname<TAB>"
-    local queue=() seen=() f so p
+    local queue=() f so p
     for f in "${tools[@]}"; do queue+=("$sysroot/sbin/$f"); done
     declare -A seen_so=()
     while ((${#queue[@]})); do
@@ -142,10 +142,8 @@ for level in 1 2 3; do
         [ -n "${unpacked[$pkg]:-}" ] && continue
         unpacked[$pkg]=1
         deb_unpack "$pkg" "$sysroot"
-        if [ "$pkg" = "e2fsprogs:$arch" ] || [ "$level" -gt 1 ]; then
-            mapfile -t deps < <(deb_depends "$pkg")
-            next+=("${deps[@]}")
-        fi
+        mapfile -t deps < <(deb_depends "$pkg")
+        next+=("${deps[@]}")
     done
     [ "$level" = 1 ] && { frontier=("${next[@]}"); continue; }
     resolved=$(resolve_libs)
