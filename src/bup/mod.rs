@@ -21,6 +21,7 @@
 pub mod bct;
 pub mod board;
 pub mod bootgpt;
+pub mod check;
 pub mod device;
 pub mod exec;
 pub mod payload;

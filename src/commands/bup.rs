@@ -4,14 +4,14 @@ use super::Context;
 use crate::bup::board::Slot;
 use crate::bup::exec::{Action, StepReport};
 use crate::bup::payload::{Format, Payload};
-use crate::bup::plan::{self, BootTargets, Mode, PlanInput, WritePlan};
+use crate::bup::plan::{Mode, WritePlan};
 use crate::bup::session::{self, IdentityRequest, Request, WriteOptions};
 use crate::bup::tnspec;
-use crate::bup::{device::UserArea, device::UserPartition, BootMedium};
+
 use crate::cli::{BupCheckArgs, BupWriteArgs, LayoutSource, ReportFormat, SlotArg, SocArg};
 use crate::events::{Event, EventKind, Events, Sink};
 use crate::exit;
-use crate::guid::Guid;
+
 use crate::layout::{Layout, Soc};
 use crate::sys::board::SysRoot;
 use anyhow::Context as _;
@@ -143,49 +143,6 @@ pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result
 }
 
 /// The layout as plan targets, for checking sizes without devices.
-fn layout_targets(l: &Layout) -> Option<(BootTargets, UserArea)> {
-    let b = l.boot.as_ref()?;
-    let medium = BootMedium::of(b.kind);
-    let end = b
-        .partitions
-        .iter()
-        .map(|p| p.offset + p.size)
-        .max()
-        .unwrap_or(0);
-    let total = b
-        .num_sectors
-        .and_then(|n| n.checked_mul(512))
-        .unwrap_or(end);
-    let devices = match (medium, b.num_sectors) {
-        (BootMedium::Emmc, Some(_)) => vec![
-            ("boot0".to_string(), total / 2),
-            ("boot1".to_string(), total - total / 2),
-        ],
-        _ => vec![("boot device".to_string(), total)],
-    };
-    let boot = BootTargets {
-        medium,
-        devices,
-        partitions: b.partitions.clone(),
-        source: format!("layout {}", l.source),
-    };
-    let user = UserArea {
-        partitions: l
-            .user
-            .partitions
-            .iter()
-            .map(|p| UserPartition {
-                name: p.name.clone(),
-                size: p.size_bytes(),
-                path: PathBuf::from("user area"),
-                base: p.first_lba * 512,
-            })
-            .collect(),
-        source: format!("layout {}", l.source),
-    };
-    Some((boot, user))
-}
-
 #[derive(Serialize)]
 struct SelectedJson {
     index: u32,
@@ -224,63 +181,11 @@ pub fn check(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
         },
     )?;
     let sel = tnspec::select(&payload.entries, &identity.tnspec);
-    let mut problems = Vec::new();
-    if payload.header.format == Format::V3 {
-        problems.push(plan::PlanError::V3Payload.to_string());
-    }
-    if identity.soc == Some(Soc::T234) {
-        problems.push(plan::PlanError::Soc(Soc::T234).to_string());
-    }
-    let mut planned = None;
-    let mut notes = Vec::new();
-    match (
-        &layout,
-        layout.as_ref().and_then(layout_targets),
-        identity.soc,
-    ) {
-        (None, ..) => notes.push("no --layout: partition sizes not checked".to_string()),
-        (Some(_), None, _) => {
-            notes.push("the layout has no boot device: partition sizes not checked".into())
-        }
-        (Some(_), Some(_), None) => {
-            notes.push("SoC unknown (give --soc): partition sizes not checked".into())
-        }
-        (Some(l), Some((boot, user)), Some(soc)) => {
-            let names: Vec<String> = l
-                .user
-                .partitions
-                .iter()
-                .map(|p| p.name.clone())
-                .chain(boot.partitions.iter().map(|p| p.name.clone()))
-                .collect();
-            let input = PlanInput {
-                soc,
-                mode: Mode::Initialize,
-                payload: &payload,
-                selection: &sel,
-                boot: &boot,
-                user: &user,
-                layout_names: Some(&names),
-                inventory: None,
-            };
-            match plan::plan(&input, &mut file, &mut || Guid::NIL) {
-                Ok(p) => planned = Some(p),
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-    }
-    if planned.is_none() {
-        // Without a plan, the selection's own refusals still apply.
-        if !sel.missing.is_empty() {
-            problems.push(format!(
-                "missing entries for partition(s): {} for TNSPEC {}",
-                sel.missing.join(", "),
-                sel.tnspec
-            ));
-        } else if sel.selected.is_empty() {
-            problems.push(format!("no payload entry applies to TNSPEC {}", sel.tnspec));
-        }
-    }
+    let crate::bup::check::Outcome {
+        planned,
+        mut problems,
+        notes,
+    } = crate::bup::check::check(&payload, &mut file, &sel, identity.soc, layout.as_ref());
     problems.dedup();
     let ok = problems.is_empty();
     let selected: Vec<SelectedJson> = sel
