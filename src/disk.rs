@@ -14,6 +14,7 @@ use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::gpt::read::{self as gpt_read, DiskGpt, ReadError};
 use crate::gpt::write::{self as gpt_write, NewGpt, WritePlan};
+use crate::gpt::Entry;
 use crate::layout::PartitionTable;
 use crate::plan::{self, Content, Current, Plan};
 use crate::sys::blockdev::{self, Access, KernelPartition, NodeOrigin, Target, TargetKind};
@@ -261,7 +262,7 @@ fn write_inner(
     let (kernel, nodes) = match p.target.kind().clone() {
         TargetKind::ImageFile => (None, Vec::new()),
         TargetKind::BlockDevice { .. } => {
-            let (update, seen) = tell_kernel(&p.target, &p.gpt)
+            let (update, seen) = tell_kernel(&p.target, &p.gpt.entries)
                 .with_context(|| format!("making the kernel see the new partitions of {shown}"))?;
             if let KernelUpdate::Blkpg { reason, .. } = &update {
                 events.message(
@@ -269,7 +270,7 @@ fn write_inner(
                     format!("registered the partitions with BLKPG ({reason})"),
                 );
             }
-            let nodes = wait_for_nodes(&p.gpt, &seen, opts)
+            let nodes = wait_for_nodes(&p.gpt.entries, &seen, opts)
                 .with_context(|| format!("waiting for the partition nodes of {shown}"))?;
             (Some(update), nodes)
         }
@@ -295,6 +296,26 @@ pub fn partition(
     write(p, &opts, changes, events)
 }
 
+/// Makes the kernel see the GPT already on `device` and waits for the
+/// partition nodes, writing nothing to the disk: for a re-run that finds the
+/// layout in place (the earlier run may have been cut before the kernel was
+/// told, or on another boot). Image files have no nodes: empty list.
+pub fn expose(device: &Path, opts: &Options) -> anyhow::Result<Vec<PartitionNode>> {
+    let mut target = Target::open(device, Access::ReadOnly)?;
+    if matches!(target.kind(), TargetKind::ImageFile) {
+        return Ok(Vec::new());
+    }
+    let shown = device.display().to_string();
+    let sectors = target.sectors();
+    let gpt = gpt_read::read(target.file(), sectors)
+        .with_context(|| format!("reading the GPT of {shown}"))?
+        .with_context(|| format!("{shown} has no GPT"))?;
+    let (_, seen) = tell_kernel(&target, &gpt.entries)
+        .with_context(|| format!("making the kernel see the partitions of {shown}"))?;
+    wait_for_nodes(&gpt.entries, &seen, opts)
+        .with_context(|| format!("waiting for the partition nodes of {shown}"))
+}
+
 /// What the kernel must forget and learn so that it sees exactly `wanted`
 /// (`(number, first_lba, sectors)`): partitions that differ in any way are
 /// removed and added again.
@@ -315,8 +336,8 @@ fn kernel_changes(
     (remove, add)
 }
 
-fn wanted_extents(gpt: &NewGpt) -> Vec<(u32, u64, u64)> {
-    gpt.entries
+fn wanted_extents(entries: &[(u32, Entry)]) -> Vec<(u32, u64, u64)> {
+    entries
         .iter()
         .map(|(n, e)| (*n, e.first_lba, e.last_lba - e.first_lba + 1))
         .collect()
@@ -327,9 +348,9 @@ fn wanted_extents(gpt: &NewGpt) -> Vec<(u32, u64, u64)> {
 /// scanning), BLKPG like `partx`. Returns the kernel's final view.
 fn tell_kernel(
     target: &Target,
-    gpt: &NewGpt,
+    entries: &[(u32, Entry)],
 ) -> anyhow::Result<(KernelUpdate, Vec<KernelPartition>)> {
-    let wanted = wanted_extents(gpt);
+    let wanted = wanted_extents(entries);
     let reread = target.reread_partition_table();
     let seen = target
         .kernel_partitions()
@@ -395,12 +416,12 @@ fn tell_kernel(
 }
 
 fn wait_for_nodes(
-    gpt: &NewGpt,
+    entries: &[(u32, Entry)],
     seen: &[KernelPartition],
     opts: &Options,
 ) -> anyhow::Result<Vec<PartitionNode>> {
     let mut wanted = Vec::new();
-    for (n, e) in &gpt.entries {
+    for (n, e) in entries {
         let k = seen
             .iter()
             .find(|k| k.number == *n)
@@ -408,8 +429,7 @@ fn wait_for_nodes(
         wanted.push((k.name.clone(), k.dev));
     }
     let made = blockdev::wait_for_nodes(&opts.dev_dir, &wanted, opts.node_timeout)?;
-    Ok(gpt
-        .entries
+    Ok(entries
         .iter()
         .zip(made)
         .map(|((n, e), (path, origin))| PartitionNode {

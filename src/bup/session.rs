@@ -605,3 +605,40 @@ impl Prepared {
         r
     }
 }
+
+/// The slot the bootloader boots next, from the slot metadata on the boot
+/// device (`SMD`, else `SMD_b`, the first valid copy): the bootable slot
+/// with the highest priority, A on a tie. `None` when the layout has no
+/// SMD partitions (T210) or no copy is valid.
+pub fn active_slot(
+    boot_devices: &[PathBuf],
+    area: &crate::layout::BootArea,
+) -> anyhow::Result<Option<Slot>> {
+    let mut dev = open_boot(boot_devices, false)?;
+    let mut copies: Vec<Option<Vec<u8>>> = Vec::new();
+    for name in ["SMD", "SMD_b"] {
+        let copy = match area.by_name(name) {
+            Some(p) => {
+                let mut buf = vec![0u8; super::smd::SMD_LEN];
+                dev.read_at(p.offset, &mut buf)
+                    .with_context(|| format!("reading {name} from the boot device"))?;
+                Some(buf)
+            }
+            None => None,
+        };
+        copies.push(copy);
+    }
+    if copies.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let refs: Vec<Option<&[u8]>> = copies.iter().map(|c| c.as_deref()).collect();
+    let Ok((smd, _)) = super::smd::first_valid(&refs) else {
+        return Ok(None);
+    };
+    let (a, b) = (smd.slot(Slot::A), smd.slot(Slot::B));
+    Ok(match (a.priority, b.priority) {
+        (0, 0) => None,
+        (pa, pb) if pb > pa && smd.maxslots() > 1 => Some(Slot::B),
+        _ => Some(Slot::A),
+    })
+}
