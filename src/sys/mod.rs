@@ -7,3 +7,4 @@
 
 pub mod blockdev;
 pub mod cmd;
+pub mod mkfs;

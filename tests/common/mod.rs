@@ -20,7 +20,8 @@ pub fn sysinstall() -> Command {
 
 /// Runs a command and returns its output (panics only if it cannot start).
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 /// stdout as text.
@@ -59,9 +60,11 @@ pub fn is_root() -> bool {
 /// True when `tool` is on PATH (or in /sbin, /usr/sbin).
 pub fn have(tool: &str) -> bool {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
+    let found = path
+        .split(':')
         .chain(["/sbin", "/usr/sbin"])
-        .any(|d| Path::new(d).join(tool).is_file())
+        .any(|d| Path::new(d).join(tool).is_file());
+    found
 }
 
 /// Returns false (after printing SKIP) unless we are root and every tool exists.
