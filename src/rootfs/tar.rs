@@ -2,10 +2,13 @@
 //!
 //! # Why not `tar::Archive`
 //!
-//! The `tar` crate decodes a header block correctly, and [`tar::Header`] is
-//! used here for exactly that: mode, uid, gid, mtime, size (including GNU
-//! base-256 numbers), device numbers, the ustar `prefix` join and the link
-//! name. Its archive loop is not enough for a rootfs (see
+//! The `tar` crate's [`tar::Header`] is used where it is right: the member
+//! name (with the ustar `prefix` joined only for real ustar headers, not GNU
+//! ones, whose prefix field holds times) and the link name. Its numeric
+//! getters are stricter than GNU tar (an all-NUL uid field is an error there,
+//! 0 for GNU tar), so numbers go through [`parse_numeric`], which reads them
+//! as GNU tar does, base-256 included. Its archive loop is not enough for a
+//! rootfs (see
 //! `shared/docs/toolchain.md` §1): it has no PAX sparse formats, drops
 //! sub-second mtimes, ignores `SCHILY.acl.*`, keeps PAX records and GNU long
 //! names in unbounded buffers and gives no stream offsets for errors. So the
@@ -46,6 +49,14 @@ const SPARSE_ENTRY_LEN: usize = 24;
 const GNU_EXT_ENTRIES: usize = 21;
 const GNU_EXT_ISEXTENDED: usize = 504;
 const TYPEFLAG: usize = 156;
+// Numeric fields of the ustar/GNU header (POSIX `struct posix_header`).
+const MODE: std::ops::Range<usize> = 100..108;
+const UID: std::ops::Range<usize> = 108..116;
+const GID: std::ops::Range<usize> = 116..124;
+const SIZE: std::ops::Range<usize> = 124..136;
+const MTIME: std::ops::Range<usize> = 136..148;
+const DEVMAJOR: std::ops::Range<usize> = 329..337;
+const DEVMINOR: std::ops::Range<usize> = 337..345;
 const CHKSUM: std::ops::Range<usize> = 148..156;
 
 /// A point in time as tar records it (PAX gives nanoseconds).
@@ -220,9 +231,8 @@ impl<R: BufRead> TarReader<R> {
             verify_checksum(&block).with_context(|| format!("tar: header at byte {offset}"))?;
             let header = tar::Header::from_byte_slice(&block);
             let typeflag = block.get(TYPEFLAG).copied().unwrap_or(0);
-            let size = header
-                .entry_size()
-                .map_err(|e| anyhow!("tar: header at byte {offset}: size field: {e}"))?;
+            let size = field(&block, SIZE, "size")
+                .map_err(|e| anyhow!("tar: header at byte {offset}: {e}"))?;
             match typeflag {
                 b'x' | b'g' | b'X' => {
                     let data =
@@ -322,37 +332,35 @@ impl<R: BufRead> TarReader<R> {
                 .unwrap_or_default()
         };
         let size = pax_num("size")?.unwrap_or(header_size);
-        let id = |key: &str, hdr: io::Result<u64>| -> Result<u32> {
+        let num = |range: std::ops::Range<usize>, name: &str| {
+            field(block, range, name).map_err(|e| anyhow!(at(&e)))
+        };
+        let id = |key: &str, hdr: Result<u64>| -> Result<u32> {
             let v = match pax_num(key)? {
                 Some(v) => v,
-                None => hdr.map_err(|e| anyhow!(at(&format!("{key} field: {e}"))))?,
+                None => hdr?,
             };
             u32::try_from(v).map_err(|_| anyhow!(at(&format!("{key} {v} does not fit in 32 bits"))))
         };
-        let uid = id("uid", header.uid())?;
-        let gid = id("gid", header.gid())?;
+        let uid = id("uid", num(UID, "uid"))?;
+        let gid = id("gid", num(GID, "gid"))?;
         let mtime = match get("mtime") {
             Some(v) => parse_pax_time(v).ok_or_else(|| anyhow!(at("PAX mtime is not a time")))?,
             None => {
-                let s = header
-                    .mtime()
-                    .map_err(|e| anyhow!(at(&format!("mtime field: {e}"))))?;
+                let s = num(MTIME, "mtime")?;
                 Timestamp {
                     sec: i64::try_from(s).unwrap_or(i64::MAX),
                     nsec: 0,
                 }
             }
         };
-        let mode = header
-            .mode()
-            .map_err(|e| anyhow!(at(&format!("mode field: {e}"))))?
-            & 0o7777;
-        let dev = |key: &str, hdr: io::Result<Option<u32>>| -> Result<u32> {
-            if let Some(v) = pax_num(key)? {
-                return u32::try_from(v).map_err(|_| anyhow!(at(&format!("{key} {v} too large"))));
-            }
-            hdr.map(|o| o.unwrap_or(0))
-                .map_err(|e| anyhow!(at(&format!("{key}: {e}"))))
+        let mode = u32::try_from(num(MODE, "mode")? & 0o7777).unwrap_or(0);
+        let dev = |key: &str, range: std::ops::Range<usize>| -> Result<u32> {
+            let v = match pax_num(key)? {
+                Some(v) => v,
+                None => num(range, key)?,
+            };
+            u32::try_from(v).map_err(|_| anyhow!(at(&format!("{key} {v} too large"))))
         };
 
         let kind = match typeflag {
@@ -361,12 +369,12 @@ impl<R: BufRead> TarReader<R> {
             b'1' => Kind::Hardlink(link),
             b'2' => Kind::Symlink(link),
             b'3' => Kind::Char {
-                major: dev("SCHILY.devmajor", header.device_major())?,
-                minor: dev("SCHILY.devminor", header.device_minor())?,
+                major: dev("SCHILY.devmajor", DEVMAJOR)?,
+                minor: dev("SCHILY.devminor", DEVMINOR)?,
             },
             b'4' => Kind::Block {
-                major: dev("SCHILY.devmajor", header.device_major())?,
-                minor: dev("SCHILY.devminor", header.device_minor())?,
+                major: dev("SCHILY.devmajor", DEVMAJOR)?,
+                minor: dev("SCHILY.devminor", DEVMINOR)?,
             },
             b'5' | b'D' => Kind::Dir,
             b'6' => Kind::Fifo,
@@ -643,6 +651,15 @@ impl<R: BufRead> TarReader<R> {
         self.pos += n;
         self.remaining -= n;
     }
+}
+
+/// A numeric header field, read as GNU tar reads it: octal with blanks or
+/// NULs around it (all blank is 0), or base-256.
+fn field(block: &[u8; 512], range: std::ops::Range<usize>, name: &str) -> Result<u64, String> {
+    block
+        .get(range)
+        .and_then(parse_numeric)
+        .ok_or_else(|| format!("{name} field is not a number"))
 }
 
 /// Checks the header checksum. GNU tar accepts both the unsigned sum
