@@ -411,6 +411,7 @@ fn consume(
         let mut counts = EntryCounts::default();
         let mut captured = Vec::new();
         let mut stripped = false;
+        let mut links = LinkCheck::default();
         while let Some(entry) = tar.next_entry()? {
             counts.add(&entry);
             let safe = path::sanitize(&entry.path).map_err(|e| {
@@ -426,6 +427,9 @@ fn consume(
                     "warn",
                     "removing leading '/' from member names (as GNU tar does)",
                 );
+            }
+            if ex.is_none() {
+                links.check(&safe.rel, &entry)?;
             }
             let capture = wanted
                 .iter()
@@ -498,6 +502,68 @@ fn consume(
         })
     })()
     .with_context(|| into)
+}
+
+/// Most symlinks a scan remembers (a rootfs has a few thousand).
+const MAX_SCAN_SYMLINKS: usize = 1 << 18;
+
+/// What a scan can tell about symlinks without a filesystem: a member whose
+/// parent path goes through an earlier symlink that leaves the tree (absolute
+/// or climbing with `..`) would be refused by the extractor, so a scan refuses
+/// it too; likewise hard links whose target is unsafe.
+#[derive(Default)]
+struct LinkCheck {
+    symlinks: std::collections::HashMap<PathBuf, Vec<u8>>,
+}
+
+impl LinkCheck {
+    fn check(&mut self, rel: &Path, entry: &Entry) -> Result<()> {
+        let shown = || String::from_utf8_lossy(&entry.path).into_owned();
+        self.check_parents(rel).map_err(|link| {
+            anyhow!(
+                "refusing member {:?}: {} is a symlink that leads out of the destination",
+                shown(),
+                link.display()
+            )
+        })?;
+        match &entry.kind {
+            Kind::Hardlink(target) => {
+                let t = path::sanitize(target)
+                    .map_err(|e| anyhow!("refusing member {:?}: hard link target: {e}", shown()))?;
+                self.check_parents(&t.rel).map_err(|link| {
+                    anyhow!("refusing member {:?}: its target goes through {}, a symlink out of the destination", shown(), link.display())
+                })?;
+            }
+            Kind::Symlink(target) => {
+                if self.symlinks.len() >= MAX_SCAN_SYMLINKS {
+                    bail!("more than {MAX_SCAN_SYMLINKS} symlinks: not a root filesystem");
+                }
+                self.symlinks.insert(rel.to_path_buf(), target.clone());
+            }
+            _ => {
+                self.symlinks.remove(rel);
+            }
+        }
+        Ok(())
+    }
+
+    /// Err(the symlink) if a parent of `rel` is a known symlink leading out.
+    fn check_parents(&self, rel: &Path) -> Result<(), PathBuf> {
+        if self.symlinks.is_empty() {
+            return Ok(());
+        }
+        let mut prefix = PathBuf::new();
+        let parents: Vec<_> = rel.parent().map(|p| p.iter().collect()).unwrap_or_default();
+        for comp in parents {
+            prefix.push(comp);
+            if let Some(target) = self.symlinks.get(&prefix) {
+                if path::resolve_link(&prefix, target).is_none() {
+                    return Err(prefix);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Lays a captured sparse member's data out at its offsets.
