@@ -176,3 +176,79 @@ fn a_huge_pax_header_is_refused_not_allocated() {
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("claims 1073741824 bytes"), "{err}");
 }
+
+fn pax_records(records: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        let body = k.len() + v.len() + 3;
+        let mut len = body + 1;
+        while len.to_string().len() + body != len {
+            len += 1;
+        }
+        out.extend_from_slice(format!("{len} {k}={v}\n").as_bytes());
+    }
+    out
+}
+
+#[test]
+fn a_10_gib_sparse_file_costs_its_data_not_its_size() {
+    let d = setup();
+    let real: u64 = 10 << 30;
+    let mut data = format!("2\n0\n5\n{}\n4\n", real - 4).into_bytes();
+    data.resize(512, 0);
+    data.extend_from_slice(b"startend!");
+    let pax = pax_records(&[
+        ("GNU.sparse.major", "1"),
+        ("GNU.sparse.minor", "0"),
+        ("GNU.sparse.name", "huge.img"),
+        ("GNU.sparse.realsize", &real.to_string()),
+    ]);
+    let tar = archive(&[
+        member("PaxHeaders/huge", b'x', "", &pax),
+        member("GNUSparseFile.0/huge.img", b'0', "", &data),
+    ]);
+    let (code, err) = unpack(d.path(), &tar);
+    assert_eq!(code, 0, "{err}");
+    let f = d.path().join("dest/huge.img");
+    let md = std::fs::metadata(&f).unwrap();
+    assert_eq!(md.len(), real);
+    // Two small regions written, the rest a hole.
+    assert!(
+        std::os::unix::fs::MetadataExt::blocks(&md) < 256,
+        "{} blocks",
+        std::os::unix::fs::MetadataExt::blocks(&md)
+    );
+    use std::io::{Read, Seek, SeekFrom};
+    let mut h = std::fs::File::open(&f).unwrap();
+    let mut buf = [0u8; 5];
+    h.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"start");
+    h.seek(SeekFrom::Start(real - 4)).unwrap();
+    let mut tail = [0u8; 4];
+    h.read_exact(&mut tail).unwrap();
+    assert_eq!(&tail, b"end!");
+}
+
+#[test]
+fn a_sparse_map_that_lies_is_refused() {
+    let d = setup();
+    let mut data = b"1\n0\n100\n".to_vec(); // claims 100 bytes, stores 3
+    data.resize(512, 0);
+    data.extend_from_slice(b"abc");
+    let pax = pax_records(&[
+        ("GNU.sparse.major", "1"),
+        ("GNU.sparse.minor", "0"),
+        ("GNU.sparse.realsize", "100"),
+    ]);
+    let tar = archive(&[
+        member("PaxHeaders/x", b'x', "", &pax),
+        member("liar", b'0', "", &data),
+    ]);
+    let (code, err) = unpack(d.path(), &tar);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("sparse map")
+            && err.contains("regions hold 100 bytes but the member stores 3"),
+        "{err}"
+    );
+}
