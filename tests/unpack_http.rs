@@ -217,7 +217,10 @@ fn http_errors_fail_before_anything_is_written() {
     let d = dests();
     let (code, _, err) = unpack(&server.url, d.path(), &[]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(
+        err.contains("HTTP 404") && err.contains(&server.url),
+        "{err}"
+    );
 }
 
 #[test]
@@ -232,6 +235,21 @@ fn a_stream_with_the_wrong_hash_fails() {
         err.contains("SHA-256 mismatch") && err.contains("--rootfs-sha256 expects 0000"),
         "{err}"
     );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("error:")).count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn https_to_a_plain_server_fails_cleanly() {
+    let server = serve(Vec::new(), Behaviour::NotFound, 1);
+    let url = server.url.replace("http://", "https://");
+    let d = dests();
+    let (code, _, err) = unpack(&url, d.path(), &["--retries", "0"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(&format!("downloading {url}")), "{err}");
     assert_eq!(
         err.lines().filter(|l| l.contains("error:")).count(),
         1,

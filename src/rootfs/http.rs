@@ -430,7 +430,7 @@ impl HttpReader {
                 s => {
                     let e = anyhow!("HTTP {s} {}", head.reason);
                     return Err(if s >= 500 || s == 408 || s == 429 {
-                        e.context(Transient)
+                        retryable(e)
                     } else {
                         e
                     });
@@ -482,9 +482,7 @@ impl HttpReader {
                     let dropped = io::copy(&mut (&mut body).take(skip), &mut io::sink())
                         .map_err(|e| transient(e, "skipping to the resume point"))?;
                     if dropped != skip {
-                        return Err(
-                            anyhow!("the body ended before the resume point").context(Transient)
-                        );
+                        return Err(retryable(anyhow!("the body ended before the resume point")));
                     }
                 } else {
                     self.total = len;
@@ -514,7 +512,7 @@ impl Read for HttpReader {
                 Ok(0) if buf.is_empty() => return Ok(0),
                 Ok(0) => match self.total {
                     Some(t) if self.pos < t => {
-                        anyhow!("connection closed at byte {} of {t}", self.pos).context(Transient)
+                        retryable(anyhow!("connection closed at byte {} of {t}", self.pos))
                     }
                     _ => return Ok(0),
                 },
@@ -538,20 +536,24 @@ impl Read for HttpReader {
     }
 }
 
-/// Marks an error worth a retry (network trouble, 5xx).
+/// An error worth a retry (network trouble, 5xx); shows as its message.
 #[derive(Debug)]
-struct Transient;
+struct Transient(String);
 
 impl std::fmt::Display for Transient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("temporary failure")
+        f.write_str(&self.0)
     }
 }
 
+impl std::error::Error for Transient {}
+
 fn transient(e: io::Error, what: &str) -> anyhow::Error {
-    anyhow::Error::new(e)
-        .context(what.to_owned())
-        .context(Transient)
+    retryable(anyhow::Error::new(e).context(what.to_owned()))
+}
+
+fn retryable(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Transient(format!("{e:#}")))
 }
 
 fn is_retryable(e: &anyhow::Error) -> bool {

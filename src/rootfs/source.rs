@@ -77,7 +77,8 @@ impl Source {
                     timeout: opts.timeout,
                     events: opts.events.clone(),
                 },
-            )?;
+            )
+            .with_context(|| format!("downloading {spec}"))?;
             let len = http.content_length();
             (Kind::Http(spec.to_owned()), Box::new(http), len)
         } else {
