@@ -500,22 +500,32 @@ impl HttpReader {
     }
 }
 
+impl HttpReader {
+    /// One attempt: reconnect if needed, then read from the body.
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.body.is_none() {
+            self.connect()?;
+        }
+        let Some(body) = self.body.as_mut() else {
+            bail!("no response body");
+        };
+        let n = body
+            .read(buf)
+            .map_err(|e| transient(e, "reading the body"))?;
+        match self.total {
+            Some(t) if n == 0 && !buf.is_empty() && self.pos < t => Err(retryable(anyhow!(
+                "connection closed at byte {} of {t}",
+                self.pos
+            ))),
+            _ => Ok(n),
+        }
+    }
+}
+
 impl Read for HttpReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let result = match self.body.as_mut() {
-                Some(body) => body.read(buf).map_err(|e| transient(e, "reading the body")),
-                None => self.connect().map(|()| usize::MAX),
-            };
-            let err = match result {
-                Ok(usize::MAX) => continue,
-                Ok(0) if buf.is_empty() => return Ok(0),
-                Ok(0) => match self.total {
-                    Some(t) if self.pos < t => {
-                        retryable(anyhow!("connection closed at byte {} of {t}", self.pos))
-                    }
-                    _ => return Ok(0),
-                },
+            let err = match self.try_read(buf) {
                 Ok(n) => {
                     self.pos += n as u64;
                     return Ok(n);
@@ -527,11 +537,10 @@ impl Read for HttpReader {
                 self.wait_before_retry(&err);
                 continue;
             }
-            let what = format!(
-                "downloading {} (at byte {}, after {} retries)",
+            return Err(io::Error::other(format!(
+                "downloading {} (at byte {}, after {} retries): {err:#}",
                 self.shown, self.pos, self.retries_used
-            );
-            return Err(io::Error::other(format!("{what}: {:#}", err)));
+            )));
         }
     }
 }
