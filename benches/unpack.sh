@@ -5,6 +5,8 @@
 #
 #   reference   what tegra-sysinstall ran, both slots in parallel, each:
 #               mke2fs; mount; GNU tar --xattrs --acls -xpf; sync; umount; e2fsck -p
+#   ref + copy  the same, preceded by what it also did first: copy the tarball
+#               to a temp dir on EXTRA (cp + sync)
 #   sysinstall  mke2fs both (parallel); mount; `sysinstall unpack TARBALL A B`
 #               (one decompression, both slots, syncfs); umount; e2fsck -p both
 #   tar 1 slot  GNU tar -xpf into one fresh slot + sync (the unpack alone)
@@ -37,12 +39,13 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-for s in a b; do
+for s in a b x; do
     truncate -s 3G "$work/$s.img"
     loops+=("$(losetup -f --show "$work/$s.img")")
     mkdir -p "$work/mnt-$s"
 done
-A=${loops[0]} B=${loops[1]} MA=$work/mnt-a MB=$work/mnt-b
+A=${loops[0]} B=${loops[1]} X=${loops[2]} MA=$work/mnt-a MB=$work/mnt-b MX=$work/mnt-x
+mke2fs -t ext4 -F -q -L EXTRA "$X"
 
 now() { date +%s.%N; }
 mkfs_slot() { mke2fs -t ext4 -F -q -L "$2" -i 4096 "$1"; }
@@ -55,6 +58,11 @@ reference() {
     old_slot "$A" APP "$1" "$MA" & local p1=$!
     old_slot "$B" APP_b "$1" "$MB" & local p2=$!
     wait $p1; wait $p2
+}
+reference_copy() {
+    mount "$X" "$MX"; mkdir -p "$MX/tmp"; cp "$1" "$MX/tmp/"; sync
+    reference "$MX/tmp/$(basename "$1")"
+    rm -rf "$MX/tmp"; umount "$MX"
 }
 ours() {
     mkfs_slot "$A" APP & local p1=$!
@@ -83,7 +91,7 @@ timed() { # name fn tarball [setup-fn] -> prints the median of RUNS wall times
         t+=("$(echo "$t1 - $t0" | bc -l)")
         if [ -s "$work/rss" ]; then rss+=("$(cat "$work/rss")"); : >"$work/rss"; fi
     done
-    for m in "$MA" "$MB"; do mountpoint -q "$m" && umount "$m"; done
+    for m in "$MA" "$MB" "$MX"; do mountpoint -q "$m" && umount "$m"; done
     local med; med=$(printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
     local maxrss=""; ((${#rss[@]})) && maxrss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
     printf '%s %s %s\n' "$name" "$med" "$maxrss"
@@ -97,12 +105,14 @@ for tb in "$CACHE/rootfs.tar.gz" "$CACHE/rootfs.tar.zst"; do
     echo
     echo "== $(basename "$tb"): $(stat -c %s "$tb") bytes compressed, ${tar_bytes:-?} bytes of tar"
     read -r _ ref _ < <(timed reference reference "$tb")
+    read -r _ refcp _ < <(timed refcopy reference_copy "$tb")
     read -r _ full full_rss < <(timed sysinstall ours "$tb")
     read -r _ one _ < <(timed tar1 tar_one "$tb" fresh)
     read -r _ two two_rss < <(timed ours2 ours_two "$tb" fresh)
     rss_kib=$(( full_rss > two_rss ? full_rss : two_rss ))
     printf '  %-46s %7.2f s\n' "reference (old tool, 2 slots in parallel)" "$ref"
-    printf '  %-46s %7.2f s   ratio %.2f (target <= 0.60)\n' "sysinstall (mkfs, unpack both, e2fsck)" "$full" "$(echo "$full / $ref" | bc -l)"
+    printf '  %-46s %7.2f s\n' "reference + copy of the tarball to EXTRA" "$refcp"
+    printf '  %-46s %7.2f s   ratio %.2f (target <= 0.60), %.2f vs ref + copy\n' "sysinstall (mkfs, unpack both, e2fsck)" "$full" "$(echo "$full / $ref" | bc -l)" "$(echo "$full / $refcp" | bc -l)"
     printf '  %-46s %7.2f s\n' "GNU tar into one slot (+sync)" "$one"
     printf '  %-46s %7.2f s   ratio %.2f (target <= 1.00)\n' "sysinstall unpack into two slots (+syncfs)" "$two" "$(echo "$two / $one" | bc -l)"
     printf '  %-46s %7.1f MiB (target < 64)\n' "peak RSS of sysinstall" "$(echo "$rss_kib / 1024" | bc -l)"

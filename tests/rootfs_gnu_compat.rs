@@ -122,4 +122,34 @@ fn unpack_matches_gnu_tar_for_every_format() {
             );
         }
     }
+
+    // A destination that passes things on: setgid with another group and a
+    // default ACL. GNU tar resets every member's owner and ACL from the
+    // archive; so must we.
+    for tar in ["posix.tar", "gnu.tar"] {
+        let (g, s1) = (
+            work.path().join(format!("inh-gnu-{tar}")),
+            work.path().join(format!("inh-ours-{tar}")),
+        );
+        for d in [&g, &s1] {
+            std::fs::create_dir_all(d).unwrap();
+            let o = common::output(
+                Command::new("sh").arg("-c").arg("chgrp 100 \"$0\" && chmod 2775 \"$0\" && setfacl -d -m u:1234:rwx,g:100:rwx \"$0\"").arg(d),
+            );
+            assert!(o.status.success(), "{}", common::stderr(&o));
+        }
+        gnu_extract(&out.join(tar), &g);
+        let o = common::output(
+            common::sysinstall()
+                .args(["unpack", "--progress", "none"])
+                .arg(out.join(tar))
+                .arg(&s1),
+        );
+        assert!(o.status.success(), "{tar}: {}", common::stderr(&o));
+        compare(
+            &g,
+            &s1,
+            &format!("{tar} into a setgid directory with a default ACL"),
+        );
+    }
 }

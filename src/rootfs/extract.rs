@@ -36,7 +36,7 @@ use super::xattr;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::stat::{mknod, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -108,8 +108,16 @@ struct DirMeta {
 pub struct Extractor {
     root: PathBuf,
     opts: ExtractOptions,
-    /// Destination-relative paths known to be real directories.
-    known_dirs: HashSet<PathBuf>,
+    /// Destination-relative paths known to be real directories, and whether
+    /// they are "clean": a new entry in them gets our own uid/gid and no
+    /// inherited ACL (no setgid bit, no default ACL), so the calls that would
+    /// undo those can be skipped.
+    known_dirs: HashMap<PathBuf, bool>,
+    /// Our effective ids (the owner of what we create in a clean directory).
+    euid: u32,
+    egid: u32,
+    /// The process umask, if known (/proc/self/status).
+    umask: Option<u32>,
     delayed: Vec<DirMeta>,
     names: Option<Names>,
     stats: ExtractStats,
@@ -126,7 +134,10 @@ impl Extractor {
         Ok(Extractor {
             root: root.to_path_buf(),
             opts,
-            known_dirs: HashSet::new(),
+            known_dirs: HashMap::new(),
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            umask: read_umask(),
             delayed: Vec::new(),
             names: None,
             stats: ExtractStats::default(),
@@ -162,35 +173,50 @@ impl Extractor {
             .file_name()
             .map(OsStr::to_os_string)
             .unwrap_or_default();
-        let parent = self.resolve_parent(&safe.rel, true)?;
+        let (parent, clean) = self.resolve_parent(&safe.rel, true)?;
         let rel = parent.join(&name);
         let full = self.root.join(&rel);
         match &entry.kind {
             Kind::Dir => {
-                self.make_dir(&full)?;
-                self.known_dirs.insert(rel.clone());
+                let dir_clean = if self.make_dir(&full)? {
+                    clean
+                } else {
+                    probe_clean(&full)
+                };
+                self.known_dirs.insert(rel.clone(), dir_clean);
                 self.delay_dir(rel, entry);
             }
             Kind::File => {
-                let Some(file) = self.create_file(&full, entry)? else {
+                // In a clean directory the new file is already ours with no
+                // inherited ACL, and can be created with its final mode
+                // unless the umask or special bits are in the way.
+                let perm = entry.mode & 0o777;
+                let final_mode =
+                    clean && entry.mode & 0o7000 == 0 && self.umask.is_some_and(|u| perm & u == 0);
+                let create_mode = if final_mode { perm } else { 0o600 };
+                let Some(file) = self.create_file(&full, entry, create_mode)? else {
                     return Ok(()); // kept (newer)
                 };
                 self.known_dirs.remove(&rel);
                 write_data(&file, entry, data)?;
                 let fd = file.as_fd();
-                std::os::unix::fs::fchown(&file, Some(entry.uid), Some(entry.gid))
-                    .context("chown")?;
-                file.set_permissions(fs::Permissions::from_mode(entry.mode))
-                    .context("chmod")?;
+                if !clean || (entry.uid, entry.gid) != (self.euid, self.egid) {
+                    std::os::unix::fs::fchown(&file, Some(entry.uid), Some(entry.gid))
+                        .context("chown")?;
+                }
+                if !final_mode {
+                    file.set_permissions(fs::Permissions::from_mode(entry.mode))
+                        .context("chmod")?;
+                }
                 for (n, v) in &entry.xattrs {
                     xattr::fset(fd, n, v).with_context(|| xattr_ctx(n))?;
                 }
                 if let Some(acls) = &entry.acls {
-                    let access = self.acl_value(acls.access.as_deref())?;
-                    match access {
+                    match self.acl_value(acls.access.as_deref())? {
                         Some(v) => {
                             xattr::fset(fd, ACL_ACCESS, &v).context("setting the access ACL")?
                         }
+                        None if clean => {}
                         None => xattr::fremove(fd, ACL_ACCESS)
                             .context("dropping an inherited access ACL")?,
                     }
@@ -222,7 +248,7 @@ impl Extractor {
                 if t.is_root() {
                     bail!("refused: hard link to the destination directory");
                 }
-                let tparent = self.resolve_parent(&t.rel, false)?;
+                let (tparent, _) = self.resolve_parent(&t.rel, false)?;
                 let tfull = self
                     .root
                     .join(tparent.join(t.rel.file_name().unwrap_or_default()));
@@ -363,22 +389,23 @@ impl Extractor {
     /// Returns the destination-relative real path of `rel`'s parent: every
     /// component a real directory, symlinks followed only inside the tree.
     /// Missing directories are created when `create` is set.
-    fn resolve_parent(&mut self, rel: &Path, create: bool) -> Result<PathBuf> {
+    fn resolve_parent(&mut self, rel: &Path, create: bool) -> Result<(PathBuf, bool)> {
         let mut queue: VecDeque<OsString> = rel
             .parent()
             .map(|p| p.iter().map(OsStr::to_os_string).collect())
             .unwrap_or_default();
-        let mut cur = PathBuf::new();
+        let root_clean = self.root_clean();
+        let (mut cur, mut clean) = (PathBuf::new(), root_clean);
         let mut follows = 0;
         while let Some(comp) = queue.pop_front() {
             let next = cur.join(&comp);
-            if self.known_dirs.contains(&next) {
-                cur = next;
+            if let Some(&c) = self.known_dirs.get(&next) {
+                (cur, clean) = (next, c);
                 continue;
             }
             let full = self.root.join(&next);
             match fs::symlink_metadata(&full) {
-                Ok(md) if md.is_dir() => {}
+                Ok(md) if md.is_dir() => clean = probe_clean(&full),
                 Ok(md) if md.file_type().is_symlink() => {
                     follows += 1;
                     let target = fs::read_link(&full)
@@ -396,14 +423,18 @@ impl Extractor {
                         resolved.iter().map(OsStr::to_os_string).collect();
                     q.extend(queue);
                     queue = q;
-                    cur = PathBuf::new();
+                    (cur, clean) = (PathBuf::new(), root_clean);
                     continue;
                 }
                 Ok(_) => bail!("{} is in the way: not a directory", next.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    // A missing parent, made as GNU tar makes it; it inherits
+                    // from its parent, so `clean` carries over.
                     match fs::DirBuilder::new().mode(0o755).create(&full) {
                         Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            clean = probe_clean(&full)
+                        }
                         Err(e) => {
                             return Err(e)
                                 .with_context(|| format!("creating directory {}", next.display()))
@@ -412,25 +443,36 @@ impl Extractor {
                 }
                 Err(e) => return Err(e).with_context(|| format!("looking up {}", next.display())),
             }
-            self.known_dirs.insert(next.clone());
+            self.known_dirs.insert(next.clone(), clean);
             cur = next;
         }
-        Ok(cur)
+        Ok((cur, clean))
     }
 
-    fn make_dir(&mut self, full: &Path) -> Result<()> {
+    /// Whether the destination itself is clean (probed once).
+    fn root_clean(&mut self) -> bool {
+        let root = self.root.clone();
+        *self
+            .known_dirs
+            .entry(PathBuf::new())
+            .or_insert_with(|| probe_clean(&root))
+    }
+
+    /// Makes a directory; true if it was created, false if one was there.
+    fn make_dir(&mut self, full: &Path) -> Result<bool> {
         match fs::DirBuilder::new().mode(0o700).create(full) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let md = fs::symlink_metadata(full).context("looking up the existing entry")?;
                 if md.is_dir() {
-                    return Ok(());
+                    return Ok(false);
                 }
                 fs::remove_file(full).context("removing the non-directory in the way")?;
                 fs::DirBuilder::new()
                     .mode(0o700)
                     .create(full)
-                    .context("creating the directory")
+                    .context("creating the directory")?;
+                Ok(true)
             }
             Err(e) => Err(e).context("creating the directory"),
         }
@@ -438,12 +480,12 @@ impl Extractor {
 
     /// Creates a regular file, replacing what is there; `None` when an
     /// existing newer file is kept.
-    fn create_file(&mut self, full: &Path, entry: &Entry) -> Result<Option<File>> {
+    fn create_file(&mut self, full: &Path, entry: &Entry, mode: u32) -> Result<Option<File>> {
         let open = || {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(mode)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(full)
         };
@@ -562,6 +604,25 @@ fn set_mtime_nofollow(path: &Path, t: Timestamp) -> Result<()> {
         UtimensatFlags::NoFollowSymlink,
     )
     .context("setting the mtime")
+}
+
+/// A directory that was there before: clean if it has no setgid bit, our
+/// group (a `grpid` mount gives new files the directory's group) and no
+/// default ACL, so what is created in it is ours and inherits nothing.
+fn probe_clean(dir: &Path) -> bool {
+    let egid = nix::unistd::getegid().as_raw();
+    let plain = fs::symlink_metadata(dir)
+        .map(|m| m.mode() & 0o2000 == 0 && m.gid() == egid)
+        .unwrap_or(false);
+    plain && matches!(xattr::lget_len(dir, ACL_DEFAULT), Ok(None))
+}
+
+/// The umask from `/proc/self/status` (read, not set: `umask(2)` can only be
+/// read by changing it, which would race with other threads).
+fn read_umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
 }
 
 /// User and group names for ACL qualifiers: the destination's own

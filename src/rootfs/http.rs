@@ -338,6 +338,9 @@ impl HttpReader {
     /// anything is touched).
     pub fn open(url: &str, opts: HttpOptions) -> Result<HttpReader> {
         let parsed = Url::parse(url)?;
+        if parsed.tls && !cfg!(feature = "https") {
+            bail!("{url}: this sysinstall was built without the `https` feature");
+        }
         let mut r = HttpReader {
             url: parsed,
             shown: url.to_owned(),

@@ -91,6 +91,23 @@ fn absent_ok(r: io::Result<()>) -> io::Result<()> {
     }
 }
 
+/// The size of one attribute of `path` (`lgetxattr(2)` with no buffer), or
+/// `None` when it is not set or the filesystem has no xattrs.
+pub fn lget_len(path: &Path, name: &[u8]) -> io::Result<Option<usize>> {
+    let (p, n) = (cpath(path)?, cname(name)?);
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 only
+    // asks for the size.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    if r >= 0 {
+        return Ok(Some(usize::try_from(r).unwrap_or(0)));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// `llistxattr(2)` + `lgetxattr(2)`: every attribute of `path`, sorted by name.
 pub fn lget_all(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let p = cpath(path)?;
