@@ -41,7 +41,9 @@ cleanup() {
 trap cleanup EXIT
 for s in a b x; do
     truncate -s 3G "$work/$s.img"
-    loops+=("$(losetup -f --show "$work/$s.img")")
+    # Direct I/O: the loop device writes through to the disk like a real one,
+    # instead of into a second page cache.
+    loops+=("$(losetup --direct-io=on -f --show "$work/$s.img")")
     mkdir -p "$work/mnt-$s"
 done
 A=${loops[0]} B=${loops[1]} X=${loops[2]} MA=$work/mnt-a MB=$work/mnt-b MX=$work/mnt-x

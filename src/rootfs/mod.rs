@@ -412,8 +412,15 @@ fn consume(
         let mut captured = Vec::new();
         let mut stripped = false;
         let mut links = LinkCheck::default();
+        let mut flusher = match (dest, opts.sync) {
+            (Some(d), true) => Some(Flusher::start(d)?),
+            _ => None,
+        };
         while let Some(entry) = tar.next_entry()? {
             counts.add(&entry);
+            if let (Some(f), Kind::File) = (&mut flusher, &entry.kind) {
+                f.wrote(entry.size);
+            }
             let safe = path::sanitize(&entry.path).map_err(|e| {
                 anyhow!(
                     "refusing member {:?} at byte {}: {e}",
@@ -492,6 +499,7 @@ fn consume(
         // What follows the end-of-archive marker (record padding) is read to
         // the end, which is also where the producer's verdict arrives.
         io::copy(&mut tar.into_inner(), &mut io::sink())?;
+        drop(flusher);
         if let (Some(d), true) = (dest, opts.sync) {
             sync_dir(d)?;
         }
@@ -585,6 +593,64 @@ fn densify(data: &[u8], map: &[tar::Region], size: u64) -> Result<Vec<u8>> {
         at += l;
     }
     Ok(out)
+}
+
+/// Data written between two background flushes of a destination.
+const FLUSH_EVERY: u64 = 64 << 20;
+
+/// Starts writeback early. Without it the kernel would hold everything
+/// dirty until the final `syncfs` (its background threshold is a tenth of
+/// RAM, more than a rootfs), so writing to the eMMC would only begin after
+/// the last file is unpacked. A thread per destination calls `syncfs` every
+/// [`FLUSH_EVERY`] bytes, overlapping the writes with the unpacking; the
+/// final `syncfs` (whose result counts) then has little left to do.
+/// Measured on direct-I/O loop devices (closer to an eMMC than buffered
+/// ones): two slots of a 320 MB rootfs in 2.07 s instead of 2.40 s (median of 4).
+struct Flusher {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    pending: u64,
+}
+
+impl Flusher {
+    fn start(dir: &Path) -> Result<Flusher> {
+        let f = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("flush".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Errors surface in the final, checked syncfs.
+                    let _ = nix::unistd::syncfs(&f);
+                }
+            })
+            .context("starting a flush thread")?;
+        Ok(Flusher {
+            tx: Some(tx),
+            handle: Some(handle),
+            pending: 0,
+        })
+    }
+
+    fn wrote(&mut self, bytes: u64) {
+        self.pending += bytes;
+        if self.pending >= FLUSH_EVERY {
+            self.pending = 0;
+            if let Some(tx) = &self.tx {
+                // Busy flushing already: this round is covered by it.
+                let _ = tx.try_send(());
+            }
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Flushes the filesystem holding `dir` (`syncfs`), as the old tool's `sync` did.
