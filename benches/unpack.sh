@@ -84,19 +84,26 @@ fresh() { # mkfs and mount both slots, untimed
 tar_one() { gnu_x "$1" "$MA"; sync; }
 ours_two() { /usr/bin/time -f %M -o "$work/rss" "$BIN" unpack --progress none "$1" "$MA" "$MB" >/dev/null; }
 
-timed() { # name fn tarball [setup-fn] -> prints the median of RUNS wall times
-    local name=$1 fn=$2 tb=$3 setup=${4:-} t=() rss=()
+cpu_of() { # user+sys seconds of the children in a `times` output file
+    tail -1 "$1" | sed 's/[ms]/ /g' | awk '{ print $1 * 60 + $2 + $3 * 60 + $4 }'
+}
+
+timed() { # name fn tarball [setup-fn] -> "name median-wall max-rss median-cpu"
+    local name=$1 fn=$2 tb=$3 setup=${4:-} t=() rss=() c=()
     for _ in $(seq "$RUNS"); do
         [ -n "$setup" ] && $setup
         sync; cat "$tb" >/dev/null
-        local t0 t1; t0=$(now); $fn "$tb"; t1=$(now)
+        # `times` must run in this shell (not in $(...)) to see its children.
+        local t0 t1; times >"$work/times0"; t0=$(now); $fn "$tb"; t1=$(now); times >"$work/times1"
         t+=("$(echo "$t1 - $t0" | bc -l)")
+        c+=("$(echo "$(cpu_of "$work/times1") - $(cpu_of "$work/times0")" | bc -l)")
         if [ -s "$work/rss" ]; then rss+=("$(cat "$work/rss")"); : >"$work/rss"; fi
     done
     for m in "$MA" "$MB" "$MX"; do mountpoint -q "$m" && umount "$m"; done
     local med; med=$(printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-    local maxrss=""; ((${#rss[@]})) && maxrss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
-    printf '%s %s %s\n' "$name" "$med" "$maxrss"
+    local maxrss=0; ((${#rss[@]})) && maxrss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+    local cmed; cmed=$(printf '%s\n' "${c[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+    printf '%s %s %s %s\n' "$name" "$med" "$maxrss" "$cmed"
 }
 
 echo "sysinstall unpack benchmark: $(nproc) cores, $(uname -r), $RUNS runs each, median wall time"
@@ -106,16 +113,17 @@ for tb in "$CACHE/rootfs.tar.gz" "$CACHE/rootfs.tar.zst"; do
     rm -rf "${MA:?}"/*
     echo
     echo "== $(basename "$tb"): $(stat -c %s "$tb") bytes compressed, ${tar_bytes:-?} bytes of tar"
-    read -r _ ref _ < <(timed reference reference "$tb")
-    read -r _ refcp _ < <(timed refcopy reference_copy "$tb")
-    read -r _ full full_rss < <(timed sysinstall ours "$tb")
-    read -r _ one _ < <(timed tar1 tar_one "$tb" fresh)
-    read -r _ two two_rss < <(timed ours2 ours_two "$tb" fresh)
+    read -r _ ref _ refc < <(timed reference reference "$tb")
+    read -r _ refcp _ refcpc < <(timed refcopy reference_copy "$tb")
+    read -r _ full full_rss fullc < <(timed sysinstall ours "$tb")
+    read -r _ one _ onec < <(timed tar1 tar_one "$tb" fresh)
+    read -r _ two two_rss twoc < <(timed ours2 ours_two "$tb" fresh)
     rss_kib=$(( full_rss > two_rss ? full_rss : two_rss ))
-    printf '  %-46s %7.2f s\n' "reference (old tool, 2 slots in parallel)" "$ref"
-    printf '  %-46s %7.2f s\n' "reference + copy of the tarball to EXTRA" "$refcp"
-    printf '  %-46s %7.2f s   ratio %.2f (target <= 0.60), %.2f vs ref + copy\n' "sysinstall (mkfs, unpack both, e2fsck)" "$full" "$(echo "$full / $ref" | bc -l)" "$(echo "$full / $refcp" | bc -l)"
-    printf '  %-46s %7.2f s\n' "GNU tar into one slot (+sync)" "$one"
-    printf '  %-46s %7.2f s   ratio %.2f (target <= 1.00)\n' "sysinstall unpack into two slots (+syncfs)" "$two" "$(echo "$two / $one" | bc -l)"
-    printf '  %-46s %7.1f MiB (target < 64)\n' "peak RSS of sysinstall" "$(echo "$rss_kib / 1024" | bc -l)"
+    echo "  (wall time, then CPU time of the processes; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    printf '  %-44s %6.2f s  cpu %5.2f s\n' "reference (old tool, 2 slots in parallel)" "$ref" "$refc"
+    printf '  %-44s %6.2f s  cpu %5.2f s\n' "reference + copy of the tarball to EXTRA" "$refcp" "$refcpc"
+    printf '  %-44s %6.2f s  cpu %5.2f s  ratio %.2f (target <= 0.60), %.2f vs ref + copy\n' "sysinstall (mkfs, unpack both, e2fsck)" "$full" "$fullc" "$(echo "$full / $ref" | bc -l)" "$(echo "$full / $refcp" | bc -l)"
+    printf '  %-44s %6.2f s  cpu %5.2f s\n' "GNU tar into one slot (+sync)" "$one" "$onec"
+    printf '  %-44s %6.2f s  cpu %5.2f s  ratio %.2f (target <= 1.00)\n' "sysinstall unpack into two slots (+syncfs)" "$two" "$twoc" "$(echo "$two / $one" | bc -l)"
+    printf '  %-44s %6.1f MiB (target < 64)\n' "peak RSS of sysinstall" "$(echo "$rss_kib / 1024" | bc -l)"
 done
