@@ -89,13 +89,13 @@ pub struct ExtractOptions {
 pub struct ExtractStats {
     /// Existing files kept because they were newer (`keep_newer_files`).
     pub kept_newer: u64,
-    /// Members whose leading `/` was removed.
-    pub stripped_root: u64,
 }
 
 #[derive(Debug)]
 struct DirMeta {
     rel: PathBuf,
+    /// It may carry ACLs it inherited, which `--acls` semantics drop.
+    may_inherit: bool,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -144,11 +144,6 @@ impl Extractor {
         })
     }
 
-    /// The destination.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Creates one entry, reading its data from `data`.
     pub fn extract(&mut self, entry: &Entry, data: &mut dyn EntryData) -> Result<()> {
         let shown = String::from_utf8_lossy(&entry.path).into_owned();
@@ -158,14 +153,11 @@ impl Extractor {
 
     fn extract_inner(&mut self, entry: &Entry, data: &mut dyn EntryData) -> Result<()> {
         let safe = sanitize(&entry.path).map_err(|e| anyhow!("refused: {e}"))?;
-        if safe.stripped_root {
-            self.stats.stripped_root += 1;
-        }
         if safe.is_root() {
             if entry.kind != Kind::Dir {
                 bail!("refused: a non-directory cannot replace the destination itself");
             }
-            self.delay_dir(PathBuf::new(), entry);
+            self.delay_dir(PathBuf::new(), entry, true);
             return Ok(());
         }
         let name = safe
@@ -178,13 +170,12 @@ impl Extractor {
         let full = self.root.join(&rel);
         match &entry.kind {
             Kind::Dir => {
-                let dir_clean = if self.make_dir(&full)? {
-                    clean
-                } else {
-                    probe_clean(&full)
-                };
+                // A directory we make in a clean parent inherits no ACL, so
+                // there is none to drop later.
+                let created = self.make_dir(&full)?;
+                let dir_clean = if created { clean } else { probe_clean(&full) };
                 self.known_dirs.insert(rel.clone(), dir_clean);
-                self.delay_dir(rel, entry);
+                self.delay_dir(rel, entry, !(created && clean));
             }
             Kind::File => {
                 // In a clean directory the new file is already ours with no
@@ -301,7 +292,7 @@ impl Extractor {
         self.known_dirs.remove(rel);
         std::os::unix::fs::lchown(full, Some(entry.uid), Some(entry.gid)).context("chown")?;
         fs::set_permissions(full, fs::Permissions::from_mode(entry.mode)).context("chmod")?;
-        self.set_xattrs_and_acls(full, &entry.xattrs, entry.acls.as_ref(), false)?;
+        self.set_xattrs_and_acls(full, &entry.xattrs, entry.acls.as_ref(), false, true)?;
         set_mtime_nofollow(full, entry.mtime)
     }
 
@@ -312,6 +303,7 @@ impl Extractor {
         xattrs: &[(Vec<u8>, Vec<u8>)],
         acls: Option<&TarAcls>,
         is_dir: bool,
+        may_inherit: bool,
     ) -> Result<()> {
         for (n, v) in xattrs {
             xattr::lset(full, n, v).with_context(|| xattr_ctx(n))?;
@@ -319,11 +311,13 @@ impl Extractor {
         let Some(acls) = acls else { return Ok(()) };
         match self.acl_value(acls.access.as_deref())? {
             Some(v) => xattr::lset(full, ACL_ACCESS, &v).context("setting the access ACL")?,
+            None if !may_inherit => {}
             None => xattr::lremove(full, ACL_ACCESS).context("dropping an inherited access ACL")?,
         }
         if is_dir {
             match self.acl_value(acls.default.as_deref())? {
                 Some(v) => xattr::lset(full, ACL_DEFAULT, &v).context("setting the default ACL")?,
+                None if !may_inherit => {}
                 None => xattr::lremove(full, ACL_DEFAULT)
                     .context("dropping an inherited default ACL")?,
             }
@@ -340,9 +334,10 @@ impl Extractor {
             .map_err(|e| anyhow!(e))
     }
 
-    fn delay_dir(&mut self, rel: PathBuf, entry: &Entry) {
+    fn delay_dir(&mut self, rel: PathBuf, entry: &Entry, may_inherit: bool) {
         self.delayed.push(DirMeta {
             rel,
+            may_inherit,
             mode: entry.mode,
             uid: entry.uid,
             gid: entry.gid,
@@ -372,7 +367,7 @@ impl Extractor {
                 }
                 std::os::unix::fs::lchown(&full, Some(d.uid), Some(d.gid)).context("chown")?;
                 fs::set_permissions(&full, fs::Permissions::from_mode(d.mode)).context("chmod")?;
-                self.set_xattrs_and_acls(&full, &d.xattrs, d.acls.as_ref(), true)?;
+                self.set_xattrs_and_acls(&full, &d.xattrs, d.acls.as_ref(), true, d.may_inherit)?;
                 set_mtime_nofollow(&full, d.mtime)
             })()
             .with_context(|| {

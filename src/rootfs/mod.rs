@@ -658,13 +658,3 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     let f = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     nix::unistd::syncfs(&f).with_context(|| format!("syncing the filesystem of {}", dir.display()))
 }
-
-/// Reads a whole member list from a plain reader, for tests and tools.
-pub fn list_entries(r: impl Read) -> Result<Vec<Entry>> {
-    let mut tar = TarReader::new(io::BufReader::new(r));
-    let mut out = Vec::new();
-    while let Some(e) = tar.next_entry()? {
-        out.push(e);
-    }
-    Ok(out)
-}
