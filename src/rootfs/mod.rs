@@ -21,6 +21,23 @@
 //! [`scan`] runs the same pipeline with no destination: it checks the hash,
 //! the compression and every member name, and captures chosen members (the
 //! BUP inside the rootfs), for the install's preflight.
+//!
+//! # How an install uses it
+//!
+//! 1. Preflight, nothing written: [`Source::open`] the tarball (a wrong
+//!    `--rootfs-sha256` or `.sha256` fails here for the syntax, in the scan for
+//!    the value), then [`scan`] it with [`Capture`]s for
+//!    `opt/ota_package/bl_update_payload` and `full_init_payload`: one read
+//!    that hashes, decompresses, checks every member and returns the BUP.
+//!    With `--keep-data`, [`tree::save`] DATA into RAM (refused if over the
+//!    limit, still before anything is touched).
+//! 2. After partitioning and [`crate::sys::mkfs::mkfs_ext4`]: open the source
+//!    again and [`unpack`] it into the mounted slots at once. A stream's hash
+//!    mismatch fails here, before the boot partitions are written.
+//! 3. Per slot: [`post::refresh_timestamp`], [`post::artifact_name`] for the
+//!    `PASS:` line, unmount, [`crate::sys::mkfs::e2fsck_preen`].
+//! 4. DATA: [`tree::restore`] (verified by hash), then the data tarball with
+//!    [`UnpackOptions::keep_newer_files`].
 
 pub mod acl;
 pub mod decompress;

@@ -1263,7 +1263,61 @@ mod tests {
         assert_eq!(parse_numeric(&[0xff; 12]), None);
     }
 
+    /// A valid archive using every header kind, for mutation.
+    fn rich_archive() -> Vec<u8> {
+        let mut ar = Vec::new();
+        let g = pax(&[("SCHILY.xattr.user.g", b"1")]);
+        push_member(&mut ar, header("g", b'g', g.len() as u64), &g);
+        let mut name = "n/".repeat(80).into_bytes();
+        name.push(0);
+        push_member(
+            &mut ar,
+            header("././@LongLink", b'L', name.len() as u64),
+            &name,
+        );
+        push_member(&mut ar, header("././@LongLink", b'K', 3), b"t\0\0");
+        push_member(&mut ar, header("x", b'2', 0), b"");
+        let p = pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"sp"),
+            ("GNU.sparse.realsize", b"100000"),
+            ("mtime", b"1.5"),
+            ("SCHILY.acl.access", b"u::rw-,g::r--,o::r--"),
+        ]);
+        push_member(&mut ar, header("P/x", b'x', p.len() as u64), &p);
+        let mut data = b"2\n0\n3\n99997\n3\n".to_vec();
+        data.resize(512, 0);
+        data.extend_from_slice(b"abcxyz");
+        push_member(&mut ar, header("S/sp", b'0', data.len() as u64), &data);
+        push_member(&mut ar, header("d/", b'5', 0), b"");
+        end(&mut ar);
+        ar
+    }
+
+    #[test]
+    fn the_rich_archive_parses() {
+        let got = entries(&rich_archive()).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].0.path, b"sp");
+        assert_eq!(got[1].1, b"abcxyz");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn mutated_archives_give_entries_or_an_error(
+            flips in proptest::collection::vec((0usize..8192, proptest::prelude::any::<u8>()), 1..8),
+            cut in 0usize..8192,
+        ) {
+            let mut ar = rich_archive();
+            for (at, byte) in flips {
+                let i = at % ar.len();
+                ar[i] = byte;
+            }
+            ar.truncate(cut.max(1).min(ar.len()));
+            let _ = entries(&ar);
+        }
+
         #[test]
         fn any_bytes_give_entries_or_an_error(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000)) {
             let _ = entries(&data);
