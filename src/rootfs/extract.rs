@@ -113,6 +113,9 @@ pub struct Extractor {
     /// inherited ACL (no setgid bit, no default ACL), so the calls that would
     /// undo those can be skipped.
     known_dirs: HashMap<PathBuf, bool>,
+    /// Owners are restored only by root, as GNU tar does (`--same-owner` is
+    /// its default for root alone); a user gets the files as their own.
+    same_owner: bool,
     /// Our effective ids (the owner of what we create in a clean directory).
     euid: u32,
     egid: u32,
@@ -135,6 +138,7 @@ impl Extractor {
             root: root.to_path_buf(),
             opts,
             known_dirs: HashMap::new(),
+            same_owner: nix::unistd::geteuid().is_root(),
             euid: nix::unistd::geteuid().as_raw(),
             egid: nix::unistd::getegid().as_raw(),
             umask: read_umask(),
@@ -191,7 +195,7 @@ impl Extractor {
                 self.known_dirs.remove(&rel);
                 write_data(&file, entry, data)?;
                 let fd = file.as_fd();
-                if !clean || (entry.uid, entry.gid) != (self.euid, self.egid) {
+                if self.same_owner && (!clean || (entry.uid, entry.gid) != (self.euid, self.egid)) {
                     std::os::unix::fs::fchown(&file, Some(entry.uid), Some(entry.gid))
                         .context("chown")?;
                 }
@@ -222,8 +226,7 @@ impl Extractor {
                     return Ok(());
                 }
                 self.known_dirs.remove(&rel);
-                std::os::unix::fs::lchown(&full, Some(entry.uid), Some(entry.gid))
-                    .context("lchown")?;
+                self.lchown(&full, entry.uid, entry.gid)?;
                 for (n, v) in &entry.xattrs {
                     xattr::lset(&full, n, v).with_context(|| xattr_ctx(n))?;
                 }
@@ -290,10 +293,18 @@ impl Extractor {
             return Ok(());
         }
         self.known_dirs.remove(rel);
-        std::os::unix::fs::lchown(full, Some(entry.uid), Some(entry.gid)).context("chown")?;
+        self.lchown(full, entry.uid, entry.gid)?;
         fs::set_permissions(full, fs::Permissions::from_mode(entry.mode)).context("chmod")?;
         self.set_xattrs_and_acls(full, &entry.xattrs, entry.acls.as_ref(), false, true)?;
         set_mtime_nofollow(full, entry.mtime)
+    }
+
+    /// Gives `full` (not following a symlink) its owner, when we are root.
+    fn lchown(&self, full: &Path, uid: u32, gid: u32) -> Result<()> {
+        if self.same_owner {
+            std::os::unix::fs::lchown(full, Some(uid), Some(gid)).context("chown")?;
+        }
+        Ok(())
     }
 
     /// Sets xattrs, then ACLs with `--acls` semantics, on a non-symlink by path.
@@ -365,7 +376,7 @@ impl Extractor {
                 {
                     return Ok(());
                 }
-                std::os::unix::fs::lchown(&full, Some(d.uid), Some(d.gid)).context("chown")?;
+                self.lchown(&full, d.uid, d.gid)?;
                 fs::set_permissions(&full, fs::Permissions::from_mode(d.mode)).context("chmod")?;
                 self.set_xattrs_and_acls(&full, &d.xattrs, d.acls.as_ref(), true, d.may_inherit)?;
                 set_mtime_nofollow(&full, d.mtime)

@@ -429,6 +429,12 @@ fn consume(
         let mut captured = Vec::new();
         let mut stripped = false;
         let mut links = LinkCheck::default();
+        if first && dest.is_some() && !nix::unistd::geteuid().is_root() {
+            events.message(
+                "warn",
+                "not running as root: owners are not restored (as GNU tar does)",
+            );
+        }
         let mut flusher = match (dest, opts.sync) {
             (Some(d), true) => Some(Flusher::start(d)?),
             _ => None,
