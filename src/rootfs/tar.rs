@@ -1073,6 +1073,33 @@ mod tests {
     }
 
     #[test]
+    fn ustar_prefix_is_joined_but_not_for_gnu_headers() {
+        let long = format!("{}/{}", "p".repeat(120), "name");
+        let mut h = tar::Header::new_ustar();
+        h.set_path(&long).unwrap(); // splits into prefix + name
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        h.set_cksum();
+        assert_ne!(&h.as_bytes()[345..346], b"\0", "prefix used");
+        let mut ar = h.as_bytes().to_vec();
+        // An old-GNU header whose prefix area holds (here: junk) times.
+        let mut g = header("gnu-name", b'0', 0);
+        g[257..265].copy_from_slice(b"ustar  \0");
+        g[345..350].copy_from_slice(b"JUNK\0");
+        let gh = tar::Header::from_byte_slice(&g).clone();
+        let mut gh = gh;
+        gh.set_cksum();
+        ar.extend_from_slice(gh.as_bytes());
+        end(&mut ar);
+        let got = entries(&ar).unwrap();
+        assert_eq!(got[0].0.path, long.as_bytes());
+        assert_eq!(got[1].0.path, b"gnu-name");
+    }
+
+    #[test]
     fn huge_pax_header_is_refused_without_allocating_it() {
         let mut ar = Vec::new();
         ar.extend_from_slice(&header("PaxHeaders/x", b'x', 1 << 30));
