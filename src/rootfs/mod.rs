@@ -24,13 +24,15 @@
 //!
 //! # How an install uses it
 //!
-//! 1. Preflight, nothing written: [`Source::open`] the tarball (a wrong
-//!    `--rootfs-sha256` or `.sha256` fails here for the syntax, in the scan for
-//!    the value), then [`scan`] it with [`Capture`]s for
-//!    `opt/ota_package/bl_update_payload` and `full_init_payload`: one read
-//!    that hashes, decompresses, checks every member and returns the BUP.
-//!    With `--keep-data`, [`tree::save`] DATA into RAM (refused if over the
-//!    limit, still before anything is touched).
+//! 1. Preflight, nothing written: [`Source::open`] the tarball (a malformed
+//!    `--rootfs-sha256` or `.sha256` fails here). For a local file, [`scan`]
+//!    it with [`Capture`]s for `opt/ota_package/bl_update_payload` and
+//!    `full_init_payload`: one read that hashes (a wrong hash fails here),
+//!    decompresses, checks every member and returns the BUP. A stream (HTTP,
+//!    stdin) cannot be read twice: it is checked as it flows in step 2, and
+//!    the same captures can be asked of [`unpack`]. With `--keep-data`,
+//!    [`tree::save`] DATA into RAM (refused if over the limit, still before
+//!    anything is touched).
 //! 2. After partitioning and [`crate::sys::mkfs::mkfs_ext4`]: open the source
 //!    again and [`unpack`] it into the mounted slots at once. A stream's hash
 //!    mismatch fails here, before the boot partitions are written.
