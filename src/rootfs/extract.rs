@@ -20,6 +20,20 @@
 //! * With `keep_newer_files`, an existing non-directory whose mtime is newer
 //!   than or equal to the member's is kept (GNU tar: "Current 'x' is newer or
 //!   same age").
+//! * Owners are restored by root only; another user gets the files as theirs.
+//! * ACL names are looked up in the destination's `etc/passwd` and `etc/group`
+//!   first, then on the running system (GNU tar asks only the running system,
+//!   which in an initramfs knows root alone).
+//!
+//! # What we skip because it cannot change anything
+//!
+//! A regular file or directory created in a *clean* directory (one we made,
+//! or one without setgid, with our group and no default ACL) is already ours
+//! and has inherited no ACL; a file there can also be created with its final
+//! mode. The `chown`, `chmod` and ACL removal that would only restate that are
+//! left out: three syscalls per file of the ~11,000 in a Debian rootfs. The
+//! comparison test with GNU tar also unpacks into a setgid directory with a
+//! default ACL, where nothing is clean.
 //!
 //! # Where we are stricter
 //!
