@@ -21,6 +21,9 @@ enum Behaviour {
     AlwaysDrop(usize),
     /// 404.
     NotFound,
+    /// The first request is redirected (302, relative Location) to a path
+    /// that serves the file.
+    RedirectOnce,
 }
 
 struct Server {
@@ -67,6 +70,14 @@ fn respond(mut conn: TcpStream, head: &str, body: &[u8], how: Behaviour, n: usiz
     let _ = match how {
         Behaviour::NotFound => {
             conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        }
+        Behaviour::RedirectOnce if n == 0 => conn.write_all(
+            b"HTTP/1.1 302 Found\r\nLocation: /mirror/rootfs.tar.zst\r\nContent-Length: 0\r\n\r\n",
+        ),
+        Behaviour::RedirectOnce => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            conn.write_all(head.as_bytes())
+                .and_then(|()| conn.write_all(body))
         }
         Behaviour::DropOnceThenRange(cut) | Behaviour::AlwaysDrop(cut) => {
             let start = range_start.unwrap_or(0);
@@ -197,6 +208,22 @@ fn a_server_without_range_support_is_resumed_by_skipping() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("sha256 {sha}")), "{out}");
     assert!(err.contains("retry 1/5"), "{err}");
+}
+
+#[test]
+fn redirects_are_followed() {
+    let (body, sha) = tarball();
+    let server = serve(body, Behaviour::RedirectOnce, 2);
+    let d = dests();
+    let (code, out, err) = unpack(&server.url, d.path(), &["--rootfs-sha256", &sha]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verified)"), "{out}");
+    let reqs = server.requests.lock().unwrap().clone();
+    assert!(
+        reqs[1].starts_with("GET /mirror/rootfs.tar.zst HTTP/1.1"),
+        "{}",
+        reqs[1]
+    );
 }
 
 #[test]
