@@ -21,6 +21,9 @@ enum Behaviour {
     AlwaysDrop(usize),
     /// 404.
     NotFound,
+    /// The first response stalls (connection open, no data) after this many
+    /// body bytes; later ones honour Range.
+    StallOnceThenRange(usize),
     /// The first request is redirected (302, relative Location) to a path
     /// that serves the file.
     RedirectOnce,
@@ -40,11 +43,15 @@ fn serve(body: Vec<u8>, how: Behaviour, connections: usize) -> Server {
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = requests.clone();
     std::thread::spawn(move || {
+        let body = Arc::new(body);
         for (n, conn) in listener.incoming().take(connections).enumerate() {
             let Ok(conn) = conn else { return };
             let head = read_head(&conn);
             log.lock().unwrap().push(head.clone());
-            respond(conn, &head, &body, how, n);
+            let body = body.clone();
+            // One thread per connection: a stalled response must not keep
+            // the next request waiting.
+            std::thread::spawn(move || respond(conn, &head, &body, how, n));
         }
     });
     Server { url, requests }
@@ -79,7 +86,20 @@ fn respond(mut conn: TcpStream, head: &str, body: &[u8], how: Behaviour, n: usiz
             conn.write_all(head.as_bytes())
                 .and_then(|()| conn.write_all(body))
         }
-        Behaviour::DropOnceThenRange(cut) | Behaviour::AlwaysDrop(cut) => {
+        Behaviour::StallOnceThenRange(cut) if n == 0 => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\n\r\n",
+                body.len()
+            );
+            let r = conn
+                .write_all(head.as_bytes())
+                .and_then(|()| conn.write_all(&body[..cut]));
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            r
+        }
+        Behaviour::DropOnceThenRange(cut)
+        | Behaviour::AlwaysDrop(cut)
+        | Behaviour::StallOnceThenRange(cut) => {
             let start = range_start.unwrap_or(0);
             let head = if start > 0 {
                 format!(
@@ -211,6 +231,38 @@ fn a_server_without_range_support_is_resumed_by_skipping() {
 }
 
 #[test]
+fn a_stalled_connection_times_out_and_resumes() {
+    use sysinstall::events::Events;
+    use sysinstall::rootfs::{unpack as lib_unpack, Source, SourceOptions, UnpackOptions};
+    let (body, sha) = tarball();
+    let server = serve(body, Behaviour::StallOnceThenRange(500_000), 2);
+    let d = dests();
+    let opts = SourceOptions {
+        sha256: Some(sha),
+        timeout: std::time::Duration::from_millis(500),
+        retry_delay: std::time::Duration::from_millis(10),
+        ..SourceOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let source = Source::open(&server.url, &opts).unwrap();
+    let report = lib_unpack(
+        source,
+        &[d.path().join("a")],
+        &UnpackOptions::default(),
+        &Events::silent(),
+    )
+    .unwrap();
+    assert!(report.verified);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let reqs = server.requests.lock().unwrap().clone();
+    assert!(reqs[1].contains("Range: bytes=500000-"), "{}", reqs[1]);
+}
+
+#[test]
 fn redirects_are_followed() {
     let (body, sha) = tarball();
     let server = serve(body, Behaviour::RedirectOnce, 2);
@@ -234,6 +286,7 @@ fn retries_run_out() {
     let (code, _, err) = unpack(&server.url, d.path(), &["--retries", "2"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("after 2 retries"), "{err}");
+    assert!(!err.contains("corrupt"), "a download failure is not corruption: {err}");
     assert!(err.contains(&server.url), "{err}");
     assert_eq!(server.requests.lock().unwrap().len(), 3);
 }

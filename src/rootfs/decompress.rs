@@ -204,6 +204,19 @@ impl Decoder {
     }
 }
 
+/// An error of the source itself (a download that failed, a disk error),
+/// passed through the decoder unchanged instead of being called corruption.
+#[derive(Debug)]
+pub struct SourceError(pub io::Error);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
 impl Read for Decoder {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
@@ -211,6 +224,7 @@ impl Read for Decoder {
                 self.produced += n as u64;
                 Ok(n)
             }
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<SourceError>()) => Err(e),
             Err(e) => {
                 let what = if e.kind() == io::ErrorKind::UnexpectedEof {
                     "the stream is truncated".to_owned()

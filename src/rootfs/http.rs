@@ -561,6 +561,13 @@ impl std::fmt::Display for Transient {
 impl std::error::Error for Transient {}
 
 fn transient(e: io::Error, what: &str) -> anyhow::Error {
+    // A read timeout shows as EAGAIN ("Resource temporarily unavailable").
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        return retryable(anyhow!("{what}: no data for too long (timed out)"));
+    }
     retryable(anyhow::Error::new(e).context(what.to_owned()))
 }
 

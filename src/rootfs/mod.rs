@@ -316,7 +316,10 @@ struct Hashing {
 
 impl Read for Hashing {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), decompress::SourceError(e)))?;
         let done = {
             let mut st = self
                 .state
