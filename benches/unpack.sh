@@ -23,6 +23,12 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 CACHE=${SYSINSTALL_BENCH_CACHE:-/var/tmp/sysinstall-bench}
 [ "$(id -u)" = 0 ] || { echo "benches/unpack.sh: needs root (loop devices, mount)" >&2; exit 1; }
+for tool in debootstrap pigz zstd bc /usr/bin/time mke2fs losetup; do
+    command -v "$tool" >/dev/null || {
+        echo "benches/unpack.sh: needs $tool (apt-get install debootstrap pigz zstd bc time e2fsprogs)" >&2
+        exit 1
+    }
+done
 
 bash benches/make-rootfs.sh "$CACHE" >&2
 if [ -z "${SYSINSTALL_BIN:-}" ]; then
