@@ -13,6 +13,7 @@
 //! consumer fails it drops its queue, the producer notices on its next send
 //! and tells the others to stop.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -74,14 +75,24 @@ impl std::error::Error for ConsumerGone {}
 impl Fanout {
     /// Reads `input` to its end and sends it to every consumer. On a read
     /// error every consumer is told, and the error returned.
-    pub fn pump(
-        &self,
-        input: &mut dyn Read,
-        mut on_chunk: impl FnMut(usize),
-    ) -> anyhow::Result<u64> {
+    pub fn pump(&self, input: &mut dyn Read) -> anyhow::Result<u64> {
         let mut total = 0u64;
+        // Chunks recently sent, oldest first. Once every consumer is done
+        // with one, its buffer is filled again instead of freeing it and
+        // allocating a new one (musl's malloc would mmap and munmap each).
+        let mut sent: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
         loop {
-            let mut buf = Vec::with_capacity(CHUNK);
+            let free = match sent.front() {
+                Some(c) if Arc::strong_count(c) == 1 => sent.pop_front(),
+                _ => None,
+            };
+            let mut buf = match free.and_then(|c| Arc::try_unwrap(c).ok()) {
+                Some(mut v) => {
+                    v.clear();
+                    v
+                }
+                None => Vec::with_capacity(CHUNK),
+            };
             if let Err(e) = input.take(CHUNK as u64).read_to_end(&mut buf) {
                 let err = anyhow::Error::new(e);
                 self.fail(&format!("{err:#}"));
@@ -91,13 +102,16 @@ impl Fanout {
                 return Ok(total);
             }
             total += buf.len() as u64;
-            on_chunk(buf.len());
             let chunk = Arc::new(buf);
             for tx in &self.senders {
                 if tx.send(Msg::Data(chunk.clone())).is_err() {
                     self.fail("stopped because another destination failed");
                     return Err(anyhow::Error::new(ConsumerGone));
                 }
+            }
+            sent.push_back(chunk);
+            if sent.len() > QUEUE + 2 {
+                sent.pop_front();
             }
         }
     }
@@ -173,7 +187,7 @@ mod tests {
                     })
                 })
                 .collect();
-            let n = fan.pump(&mut data.as_slice(), |_| {}).unwrap();
+            let n = fan.pump(&mut data.as_slice()).unwrap();
             assert_eq!(n, data.len() as u64);
             drop(fan);
             for h in handles {
@@ -194,7 +208,7 @@ mod tests {
                 stayer.read_to_end(&mut v)
             });
             let big = vec![0u8; 4 * CHUNK];
-            let err = fan.pump(&mut big.as_slice(), |_| {}).unwrap_err();
+            let err = fan.pump(&mut big.as_slice()).unwrap_err();
             assert!(err.is::<ConsumerGone>());
             let e = h.join().unwrap().unwrap_err();
             assert!(e.to_string().contains("another destination failed"), "{e}");
@@ -211,7 +225,7 @@ mod tests {
         }
         let (fan, mut readers) = fanout(1);
         let mut r = readers.pop().unwrap();
-        assert!(fan.pump(&mut Broken, |_| {}).is_err());
+        assert!(fan.pump(&mut Broken).is_err());
         let e = r.read_to_end(&mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("zstd data is corrupt"));
     }

@@ -356,7 +356,7 @@ fn produce(
     };
     let result = (|| -> Result<Produced> {
         let mut decoder = decompress::Decoder::new(Box::new(hashing))?;
-        let tar_bytes = fan.pump(&mut decoder, |_| {})?;
+        let tar_bytes = fan.pump(&mut decoder)?;
         decoder.finish()?;
         let (hasher, compressed) = {
             let mut st = state.lock().map_err(|_| anyhow!("hash state poisoned"))?;
