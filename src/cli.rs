@@ -195,6 +195,10 @@ pub struct UnpackArgs {
     /// HTTP: how many times to retry (resuming with Range) after a dropped connection.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+
+    /// Do not flush the destinations' filesystems (syncfs) at the end.
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 /// Slot selector for `bup write --slot`.

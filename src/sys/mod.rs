@@ -10,5 +10,6 @@ pub mod board;
 pub mod cmd;
 pub mod emmc;
 pub mod holders;
+pub mod mkfs;
 pub mod mount;
 pub mod rawdev;
