@@ -421,6 +421,14 @@ pub struct InstallArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Start over even if the disk records an interrupted install.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Read /proc, /sys and the board configuration under DIR (test rigs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub sysroot: Option<PathBuf>,
+
     /// Board identity overrides.
     #[command(flatten)]
     pub board: BoardArgs,

@@ -709,6 +709,7 @@ pub fn write<D: Write + Seek>(
         }
         if step.barrier_after {
             barrier(dev)?;
+            crate::failpoint::hit("gpt-barrier");
         }
     }
     Ok(())
