@@ -1120,21 +1120,31 @@ fn execute(
         captured = rep.captured;
         failpoint::hit("unpacked");
         let now = SystemTime::now();
+        let mut manifests = Vec::new();
         for (f, m) in slots.iter().zip(mounts) {
             rootfs::post::refresh_timestamp_at(m.path(), now)?;
             summary.artifact = summary
                 .artifact
                 .take()
                 .or_else(|| rootfs::post::artifact_name(m.path()));
-            let hash =
-                rootfs::tree::hash(m.path()).with_context(|| format!("hashing {}", f.name))?;
-            summary.slots.push((f.name.clone(), hash));
+            let listed = rootfs::tree::content_manifest(m.path())
+                .with_context(|| format!("listing {}", f.name))?;
+            summary
+                .slots
+                .push((f.name.clone(), rootfs::tree::manifest_hash(&listed)));
+            manifests.push(listed);
             m.unmount()?;
             slots_done.push((f.name.clone(), node(dev, &nodes, f.number)));
         }
-        if let [(a, ha), (b, hb)] = summary.slots.as_slice() {
-            if ha != hb {
-                bail!("{a} and {b} differ after unpacking the same stream ({ha} vs {hb})");
+        // Both slots came from one stream: any difference is a bug or a bad
+        // medium, and neither slot can be trusted.
+        if let ([(a, _), (b, _)], [ma, mb]) = (summary.slots.as_slice(), manifests.as_slice()) {
+            let d = rootfs::tree::diff(ma, mb, false);
+            if !d.is_empty() {
+                bail!(
+                    "{a} and {b} differ after unpacking the same stream: {}",
+                    d.iter().take(4).cloned().collect::<Vec<_>>().join("; ")
+                );
             }
         }
         for (name, path) in &slots_done {

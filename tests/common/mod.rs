@@ -143,3 +143,4 @@ impl Drop for LoopDevice {
         let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
     }
 }
+pub mod rig;

@@ -358,7 +358,7 @@ scenario_update() {
     host_check tree "$work/sd.img" "$work/layout.json" APP "$work/rootfs-v1.tar.zst"
     host_check tree "$work/sd.img" "$work/layout.json" APP_b "$work/rootfs-v2.tar.zst"
     host_check boot "$work/layout.json" "$work/boot0.img" "$work/boot1.img" "$work/sd.img" \
-        "$work/bup-v2.json" --slots b --old "$work/bup-v1.json" --smd update
+        "$work/bup-v2.json" --slots b --old "$work/bup-v1.json" --smd update-unbooted
 }
 
 scenario_interrupt() {
