@@ -783,9 +783,13 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
         ));
     }
     if let Some(t) = &opts.data {
+        // A local data tarball is read through once now (hash, format, every
+        // member), like the rootfs; a stream is checked as it is unpacked.
         let s = Source::open(t, &SourceOptions::default())?;
-        s.verify_local(events)
-            .with_context(|| format!("checking {t}"))?;
+        if s.local_path().is_some() {
+            rootfs::scan(s, &UnpackOptions::default(), events)
+                .with_context(|| format!("checking data tarball {t}"))?;
+        }
     }
 
     // What the disk holds now and what will be lost.
@@ -898,13 +902,10 @@ fn check_boot_devices(devices: &[PathBuf], layout: &Layout) -> anyhow::Result<()
     Ok(())
 }
 
+/// True when `tool` is on PATH (where `Command` will look for it).
 fn tool_exists(tool: &str) -> bool {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/sbin", "/usr/sbin"])
-        .any(|d| Path::new(d).join(tool).is_file());
-    found
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
 
 /// Writes a payload extracted from the rootfs where the BUP session can open it.
