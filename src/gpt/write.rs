@@ -709,7 +709,6 @@ pub fn write<D: Write + Seek>(
         }
         if step.barrier_after {
             barrier(dev)?;
-            crate::failpoint::hit("gpt-barrier");
         }
     }
     Ok(())

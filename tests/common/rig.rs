@@ -155,6 +155,45 @@ impl Rig {
         }
     }
 
+    /// Starts over with a blank disk and blank boot images (same fixtures).
+    pub fn reset_disks(&mut self) {
+        self.unmount_leftovers();
+        // Detach the old device before attaching the new one: the kernel may
+        // hand out the same number again.
+        let placeholder = LoopDevice {
+            path: PathBuf::new(),
+        };
+        drop(std::mem::replace(&mut self.lo, placeholder));
+        for (p, n) in [
+            (&self.image, DISK_BYTES),
+            (&self.boot[0], BOOT_BYTES),
+            (&self.boot[1], BOOT_BYTES),
+        ] {
+            std::fs::remove_file(p).unwrap();
+            super::sparse_image(p, n);
+        }
+        std::mem::forget(std::mem::replace(
+            &mut self.lo,
+            LoopDevice::attach(&self.image),
+        ));
+    }
+
+    /// Unmounts what a killed run left mounted under its run directory
+    /// (a power cut would have): the next run must find the disk unused.
+    pub fn unmount_leftovers(&self) {
+        let run = self.dir.path().join("run");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(run.to_str().unwrap()))
+            .collect();
+        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in points {
+            let _ = Command::new("umount").arg(m).output();
+        }
+    }
+
     /// `sysinstall --yes` for this rig, without the ROOTFS argument.
     pub fn install_cmd(&self) -> Command {
         let mut c = sysinstall();
