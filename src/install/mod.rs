@@ -109,6 +109,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Skip `e2fsck -p` after unpacking.
     pub no_fsck: bool,
+    /// `--mkfs-options`: `[NAME:]ARGS`.
+    pub mkfs_options: Vec<String>,
     /// Ignore an interrupted install's journal.
     pub restart: bool,
     /// TNSPEC override.
@@ -187,6 +189,7 @@ impl Options {
             yes: a.yes,
             dry_run: a.dry_run,
             no_fsck: a.no_fsck,
+            mkfs_options: a.mkfs_options.clone(),
             restart: a.restart,
             tnspec: a.board.tnspec.clone(),
             machine: a.board.machine.clone(),
@@ -871,6 +874,26 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     })
 }
 
+/// The mke2fs arguments `--mkfs-options` gives partition `name`: those
+/// without a `NAME:` prefix apply to every filesystem, the others to theirs.
+pub fn mkfs_extra(options: &[String], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in options {
+        let (target, args) = match o.split_once(':') {
+            Some((t, a))
+                if !t.is_empty() && !t.starts_with('-') && !t.contains(char::is_whitespace) =>
+            {
+                (Some(t), a)
+            }
+            _ => (None, o.as_str()),
+        };
+        if target.is_none_or(|t| t == name) {
+            out.extend(args.split_whitespace().map(str::to_owned));
+        }
+    }
+    out
+}
+
 /// The boot devices exist, can be read, and are large enough for the
 /// layout's boot partitions (before anything is written).
 fn check_boot_devices(devices: &[PathBuf], layout: &Layout) -> anyhow::Result<()> {
@@ -1045,6 +1068,7 @@ fn execute(
         let path = node(dev, &nodes, f.number);
         events.step_start(Phase::Mkfs, &format!("mkfs {}", f.name), Some(&f.name));
         let mut o = mkfs::Ext4Options::for_partition(&f.name);
+        o.extra = mkfs_extra(&opts.mkfs_options, &f.name);
         if f.role == Role::Scratch {
             // Nothing goes into it: formatted is finished.
             o.extra.extend(["-M".to_owned(), record.done_marker()]);
@@ -1299,4 +1323,61 @@ fn read_payload_from_slot(
     });
     let _ = m.unmount();
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mkfs_options_apply_to_all_or_one() {
+        let o = vec![
+            "-E nodiscard".to_owned(),
+            "DATA:-O ^metadata_csum -m 0".to_owned(),
+            "-E lazy_itable_init=1".to_owned(),
+        ];
+        assert_eq!(
+            mkfs_extra(&o, "APP"),
+            ["-E", "nodiscard", "-E", "lazy_itable_init=1"]
+        );
+        assert_eq!(
+            mkfs_extra(&o, "DATA"),
+            [
+                "-E",
+                "nodiscard",
+                "-O",
+                "^metadata_csum",
+                "-m",
+                "0",
+                "-E",
+                "lazy_itable_init=1"
+            ]
+        );
+        // An option value with a colon is not a partition prefix.
+        assert_eq!(
+            mkfs_extra(&["-E root_owner=0:0".to_owned()], "LOGS"),
+            ["-E", "root_owner=0:0"]
+        );
+    }
+
+    #[test]
+    fn filesystems_of_the_demo_layout() {
+        let l = crate::layout::load(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/layouts/demo.xml")),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let fs = filesystems(&l.user).unwrap();
+        let names: Vec<(&str, Role)> = fs.iter().map(|f| (f.name.as_str(), f.role)).collect();
+        assert_eq!(
+            names,
+            [
+                ("APP", Role::Slot(Slot::A)),
+                ("APP_b", Role::Slot(Slot::B)),
+                ("DATA", Role::Data),
+                ("LOGS", Role::Scratch),
+                ("EXTRA", Role::Scratch)
+            ]
+        );
+    }
 }
