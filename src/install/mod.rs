@@ -613,16 +613,7 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     let source = Source::open(&opts.rootfs, &src_opts)?;
     let want_bup = opts.bup.is_none();
     let captures = if want_bup {
-        vec![
-            Capture {
-                path: BUP_INITIALIZE.into(),
-                max_bytes: MAX_BUP_BYTES,
-            },
-            Capture {
-                path: BUP_UPDATE.into(),
-                max_bytes: MAX_BUP_BYTES,
-            },
-        ]
+        payload_captures()
     } else {
         Vec::new()
     };
@@ -687,18 +678,9 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     // The payload: given, inside the rootfs, or (streams) later.
     std::fs::create_dir_all(&opts.rundir)
         .with_context(|| format!("creating {}", opts.rundir.display()))?;
-    let pick = |c: &[rootfs::Captured]| -> Option<Vec<u8>> {
-        let order: &[&str] = match mode {
-            Mode::Initial => &[BUP_INITIALIZE, BUP_UPDATE],
-            Mode::Update => &[BUP_UPDATE],
-        };
-        order
-            .iter()
-            .find_map(|p| c.iter().find(|x| x.path == *p).map(|x| x.data.clone()))
-    };
     let bup = match (&opts.bup, local) {
         (Some(p), _) => BupSource::File(p.clone()),
-        (None, true) => match pick(&captured) {
+        (None, true) => match pick_payload(&captured, mode) {
             Some(bytes) => BupSource::File(stash_payload(&opts.rundir, &bytes)?),
             None => BupSource::None,
         },
@@ -931,6 +913,35 @@ fn tool_exists(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
 
+/// Where a mode takes its payload from inside the rootfs, in order of preference.
+fn payload_paths(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Initial => &[BUP_INITIALIZE, BUP_UPDATE],
+        Mode::Update => &[BUP_UPDATE],
+    }
+}
+
+/// The members to capture while reading the rootfs, to get its payload.
+fn payload_captures() -> Vec<Capture> {
+    [BUP_INITIALIZE, BUP_UPDATE]
+        .iter()
+        .map(|p| Capture {
+            path: (*p).into(),
+            max_bytes: MAX_BUP_BYTES,
+        })
+        .collect()
+}
+
+/// The payload for `mode` among the captured members.
+fn pick_payload(captured: &[rootfs::Captured], mode: Mode) -> Option<Vec<u8>> {
+    payload_paths(mode).iter().find_map(|p| {
+        captured
+            .iter()
+            .find(|c| c.path == *p)
+            .map(|c| c.data.clone())
+    })
+}
+
 /// Writes a payload extracted from the rootfs where the BUP session can open it.
 fn stash_payload(rundir: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     let p = rundir.join("bup-payload");
@@ -1117,16 +1128,7 @@ fn execute(
             },
         )?;
         let capture = if matches!(pre.bup, BupSource::Deferred) {
-            vec![
-                Capture {
-                    path: BUP_INITIALIZE.into(),
-                    max_bytes: MAX_BUP_BYTES,
-                },
-                Capture {
-                    path: BUP_UPDATE.into(),
-                    max_bytes: MAX_BUP_BYTES,
-                },
-            ]
+            payload_captures()
         } else {
             Vec::new()
         };
@@ -1232,19 +1234,9 @@ fn execute(
         BupSource::File(p) => Some(p.clone()),
         BupSource::None => None,
         BupSource::Deferred => {
-            let order: &[&str] = match pre.mode {
-                Mode::Initial => &[BUP_INITIALIZE, BUP_UPDATE],
-                Mode::Update => &[BUP_UPDATE],
-            };
-            let bytes = order
-                .iter()
-                .find_map(|p| {
-                    captured
-                        .iter()
-                        .find(|c| c.path == *p)
-                        .map(|c| c.data.clone())
-                })
-                .or_else(|| read_payload_from_slot(opts, dev, &nodes, &pre, order));
+            let bytes = pick_payload(&captured, pre.mode).or_else(|| {
+                read_payload_from_slot(opts, dev, &nodes, &pre, payload_paths(pre.mode))
+            });
             match bytes {
                 Some(b) => {
                     let p = stash_payload(&opts.rundir, &b)?;

@@ -165,6 +165,23 @@ fn align_up(ctx: &Ctx<'_>, p: &PartitionSpec, sector: u64, align: u64) -> Result
         .ok_or_else(|| ctx.err(p.line, Some(p.name()), "aligned start overflows"))
 }
 
+/// The sector `start_location` puts a partition at (rounded up; alignment is
+/// not applied on top), refusing one behind the current position `cur`.
+fn start_location(ctx: &Ctx<'_>, p: &PartitionSpec, cur: u64) -> Result<Option<u64>, LayoutError> {
+    let Some(bytes) = ctx.number(p, "start_location")? else {
+        return Ok(None);
+    };
+    let s = sectors(bytes);
+    if s < cur {
+        return Err(ctx.err(
+            p.line,
+            Some(p.name()),
+            format!("start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"),
+        ));
+    }
+    Ok(Some(s))
+}
+
 /// Places the user-area device on a disk of `disk_sectors` sectors.
 pub fn user_table(
     ctx: &Ctx<'_>,
@@ -262,16 +279,8 @@ pub fn user_table(
                         "comes after '{f}', which fills the rest of the disk"
                     )));
                 }
-                let start = match ctx.number(p, "start_location")? {
-                    Some(bytes) => {
-                        let s = sectors(bytes);
-                        if s < cur {
-                            return Err(err(format!(
-                                "start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"
-                            )));
-                        }
-                        s
-                    }
+                let start = match start_location(ctx, p, cur)? {
+                    Some(s) => s,
                     None => align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?,
                 };
                 if start < first {
@@ -393,18 +402,7 @@ pub fn boot_area(
             ));
         }
         cur = align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?;
-        let start = match ctx.number(p, "start_location")? {
-            Some(bytes) => {
-                let s = sectors(bytes);
-                if s < cur {
-                    return Err(err(format!(
-                        "start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"
-                    )));
-                }
-                s
-            }
-            None => cur,
-        };
+        let start = start_location(ctx, p, cur)?.unwrap_or(cur);
         let len = sectors(ctx.number(p, "size")?.unwrap_or(0));
         if len == 0 {
             return Err(err("has a size of zero (empty or missing <size>)".into()));
