@@ -145,12 +145,15 @@ boot() {
         </dev/null >"$work/$name.console" 2>&1 &
     pid=$!
     if [ -n "$kill_re" ]; then
-        until grep -Eq "$kill_re" "$work/$name.console"; do
+        until grep -Eq "$kill_re" "$work/$name.console" 2>/dev/null; do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.2
         done
         if kill -0 "$pid" 2>/dev/null; then
             sleep "$kill_delay"
+            # $pid is timeout(1); qemu is its child and must die too, or it
+            # keeps the disk images locked for the next boot.
+            pkill -KILL -P "$pid" 2>/dev/null || true
             kill -KILL "$pid" 2>/dev/null && echo "   $name: power cut (qemu killed) $(since "$t") s after boot"
             waited=1
         fi
