@@ -234,6 +234,14 @@ pub fn place(
     file: &str,
 ) -> Result<(PartitionTable, Vec<String>), LayoutError> {
     let first_usable = csv.first_usable_lba.unwrap_or(SGDISK_FIRST_USABLE);
+    if disk_sectors > super::MAX_DISK_SECTORS {
+        return Err(LayoutError {
+            file: file.to_owned(),
+            line: None,
+            partition: None,
+            rule: super::geometry::too_big(disk_sectors),
+        });
+    }
     let last_usable = disk_sectors
         .checked_sub(super::geometry::TAIL_SECTORS)
         .filter(|l| *l >= first_usable)

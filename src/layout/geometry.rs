@@ -31,7 +31,7 @@
 use super::xml::{DeviceSpec, FlashLayout, PartitionSpec};
 use super::{
     BootArea, BootDeviceKind, BootPartition, LayoutError, Partition, PartitionTable, GPT_ENTRIES,
-    GPT_SECTORS, MAX_NAME_UTF16, MIN_PRIMARY_GPT_BYTES, SECTOR_SIZE,
+    GPT_SECTORS, MAX_DISK_SECTORS, MAX_NAME_UTF16, MIN_PRIMARY_GPT_BYTES, SECTOR_SIZE,
 };
 use crate::guid::{Guid, BASIC_DATA};
 
@@ -165,6 +165,11 @@ fn align_up(ctx: &Ctx<'_>, p: &PartitionSpec, sector: u64, align: u64) -> Result
         .ok_or_else(|| ctx.err(p.line, Some(p.name()), "aligned start overflows"))
 }
 
+/// The rule broken by a disk (or boot device) larger than [`MAX_DISK_SECTORS`].
+pub fn too_big(sectors: u64) -> String {
+    format!("a device of {sectors} sectors is larger than 2^63 bytes ({MAX_DISK_SECTORS} sectors)")
+}
+
 /// Places the user-area device on a disk of `disk_sectors` sectors.
 pub fn user_table(
     ctx: &Ctx<'_>,
@@ -186,6 +191,9 @@ pub fn user_table(
             None,
             format!("a disk of {n} sectors cannot hold two GPTs and a partition"),
         ));
+    }
+    if n > MAX_DISK_SECTORS {
+        return Err(ctx.err(dev.line, None, too_big(n)));
     }
     let last_usable = n - TAIL_SECTORS;
 
