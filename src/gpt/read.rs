@@ -90,7 +90,37 @@ fn read_copy<R: Read + Seek>(
     let entries = h
         .decode_entries(&array)
         .map_err(|e: GptError| e.to_string())?;
+    check_entries(&h, &entries)?;
     Ok((h, entries))
+}
+
+/// UEFI 2.10 §5.3.3: a used entry starts no later than it ends, lies in the
+/// header's usable range, and overlaps no other entry. A copy that breaks
+/// this is as unusable as one with a bad CRC (and `plan` must never compute
+/// with a partition that ends before it starts).
+fn check_entries(h: &Header, entries: &[(u32, Entry)]) -> Result<(), String> {
+    let mut spans: Vec<(u64, u64, u32)> = Vec::with_capacity(entries.len());
+    for (number, e) in entries {
+        if e.first_lba > e.last_lba
+            || e.first_lba < h.first_usable_lba
+            || e.last_lba > h.last_usable_lba
+        {
+            return Err(format!(
+                "partition {number} ('{}') spans LBA {}..={}, outside the usable range {}..={}",
+                e.name, e.first_lba, e.last_lba, h.first_usable_lba, h.last_usable_lba
+            ));
+        }
+        spans.push((e.first_lba, e.last_lba, *number));
+    }
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        if let [(_, a_last, a), (b_first, _, b)] = pair {
+            if a_last >= b_first {
+                return Err(format!("partitions {a} and {b} overlap"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the GPT of a disk of `disk_sectors` sectors: the primary if it is
@@ -231,6 +261,33 @@ mod tests {
         img.get_mut()[last] = b'Y';
         let err = read(&mut img, N).unwrap_err().to_string();
         assert!(err.contains("entry array CRC"), "{err}");
+    }
+
+    /// Fuzz regression (gpt_read): an entry at LBA 0..=0, outside the usable
+    /// range, was returned as a partition of the disk.
+    #[test]
+    fn fuzz_entries_outside_the_usable_range_or_overlapping_are_refused() {
+        for (entries, want) in [
+            (
+                vec![(83, entry("X", 0, 0))],
+                "partition 83 ('X') spans LBA 0..=0, outside the usable range 34..=4062",
+            ),
+            (vec![(1, entry("X", 100, 99))], "spans LBA 100..=99"),
+            (
+                vec![(1, entry("X", 34, N - 33))],
+                "outside the usable range",
+            ),
+            (
+                vec![(2, entry("A", 34, 99)), (1, entry("B", 99, 200))],
+                "partitions 2 and 1 overlap",
+            ),
+        ] {
+            let e = read(&mut image(&entries), N).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        // Touching is not overlapping; the last usable sector is usable.
+        let ok = [(1, entry("A", 34, 99)), (2, entry("B", 100, N - 34))];
+        assert_eq!(read(&mut image(&ok), N).unwrap().unwrap().entries.len(), 2);
     }
 
     #[test]
