@@ -46,7 +46,15 @@ pub enum ReadError {
     },
 }
 
-fn read_at<R: Read + Seek>(r: &mut R, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+/// Reads `len` bytes from sector `lba` (an LBA whose byte offset does not
+/// fit a u64 is an error, not an overflow).
+fn read_at<R: Read + Seek>(r: &mut R, lba: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let offset = lba.checked_mul(SECTOR as u64).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("LBA {lba} lies beyond 2^64 bytes"),
+        )
+    })?;
     r.seek(SeekFrom::Start(offset))?;
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)?;
@@ -59,7 +67,7 @@ fn read_copy<R: Read + Seek>(
     lba: u64,
     disk_sectors: u64,
 ) -> Result<(Header, Vec<(u32, Entry)>), String> {
-    let sector = read_at(r, lba * SECTOR as u64, SECTOR).map_err(|e| e.to_string())?;
+    let sector = read_at(r, lba, SECTOR).map_err(|e| e.to_string())?;
     let h = Header::decode(&sector).map_err(|e| e.to_string())?;
     if h.my_lba != lba {
         return Err(format!(
@@ -85,8 +93,7 @@ fn read_copy<R: Read + Seek>(
         ));
     }
     let len = usize::try_from(h.entry_array_bytes()).map_err(|e| e.to_string())?;
-    let array =
-        read_at(r, h.partition_entry_lba * SECTOR as u64, len).map_err(|e| e.to_string())?;
+    let array = read_at(r, h.partition_entry_lba, len).map_err(|e| e.to_string())?;
     let entries = h
         .decode_entries(&array)
         .map_err(|e: GptError| e.to_string())?;
@@ -261,6 +268,22 @@ mod tests {
         img.get_mut()[last] = b'Y';
         let err = read(&mut img, N).unwrap_err().to_string();
         assert!(err.contains("entry array CRC"), "{err}");
+    }
+
+    /// Fuzz regression (gpt_read): a disk claiming 2^60 sectors made the
+    /// byte offset of its last LBA overflow.
+    #[test]
+    fn fuzz_disk_whose_last_lba_is_beyond_2_64_bytes_is_an_error() {
+        let mut img = image(&[(1, entry("APP", 34, 99))]);
+        let g = read(&mut img, 1 << 60).unwrap().unwrap();
+        let why = g.other_copy_problem.unwrap();
+        assert!(
+            why.contains("LBA 1152921504606846975 lies beyond 2^64 bytes"),
+            "{why}"
+        );
+        let mut blank = Cursor::new(vec![0u8; 4096]);
+        let e = read(&mut blank, u64::MAX).unwrap_err().to_string();
+        assert!(e.contains("beyond 2^64 bytes"), "{e}");
     }
 
     /// Fuzz regression (gpt_read): an entry at LBA 0..=0, outside the usable
