@@ -157,6 +157,10 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
                 "name is longer than {MAX_NAME_UTF16} UTF-16 units"
             )));
         }
+        // A GPT name ends at its first NUL: the partition would lose the rest.
+        if name.contains('\0') {
+            return Err(e("name contains a NUL character".into()));
+        }
         if !(1..=GPT_ENTRIES).contains(&number) {
             return Err(e(format!(
                 "partition number {number} is out of range [1, {GPT_ENTRIES}]"
@@ -459,6 +463,17 @@ mod tests {
             assert!(msg.contains(want), "{text:?}: {msg}");
             assert!(msg.starts_with("bad.csv:"), "{msg}");
         }
+    }
+
+    /// Fuzz regression (layout_csv): a name with NUL characters was placed;
+    /// in the GPT it would have been cut at the first NUL.
+    #[test]
+    fn fuzz_name_with_nul_is_refused() {
+        let e = parse("6,B_Y\0\0kernel-dtb,1536,,,,40\n", "n.csv").unwrap_err();
+        assert!(
+            e.to_string().contains("name contains a NUL character"),
+            "{e}"
+        );
     }
 
     #[test]
