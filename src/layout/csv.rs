@@ -109,7 +109,19 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
                         .map_err(|_| err(file, line, None, format!("bad metadata value '{kv}'")))
                 };
                 match kv.split_once('=') {
-                    Some(("first-usable-lba", v)) => csv.first_usable_lba = Some(value(v)?),
+                    Some(("first-usable-lba", v)) => {
+                        // LBA 0-33 hold the MBR, the header and 128 entries.
+                        let lba = value(v)?;
+                        if lba < SGDISK_FIRST_USABLE {
+                            return Err(err(
+                                file,
+                                line,
+                                None,
+                                format!("first-usable-lba {lba} would put partitions over the primary GPT (LBA 0..{SGDISK_FIRST_USABLE})"),
+                            ));
+                        }
+                        csv.first_usable_lba = Some(lba);
+                    }
                     Some(("disk-sectors", v)) => csv.disk_sectors = Some(value(v)?),
                     _ => {}
                 }
@@ -474,6 +486,19 @@ mod tests {
             e.to_string().contains("name contains a NUL character"),
             "{e}"
         );
+    }
+
+    /// Fuzz regression (layout_csv): `first-usable-lba=17` in our metadata
+    /// comment let a partition start inside the primary GPT's entry array.
+    #[test]
+    fn fuzz_first_usable_lba_inside_the_primary_gpt_is_refused() {
+        let text = "# sysinstall: first-usable-lba=17 disk-sectors=8388608\n6,A,8,,,,17\n";
+        let e = parse(text, "m.csv").unwrap_err().to_string();
+        assert!(
+            e.contains("m.csv:1: first-usable-lba 17 would put partitions over the primary GPT"),
+            "{e}"
+        );
+        assert!(parse(&text.replace("=17", "=34"), "m.csv").is_ok());
     }
 
     #[test]
