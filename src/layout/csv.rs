@@ -343,7 +343,9 @@ pub fn place(
             last_lba: last,
             type_guid: r.type_guid,
             unique_guid,
-            fills_disk: r.size == RowSize::Remain,
+            // A REMAIN row fills the free block it starts in; that is "the
+            // rest of the disk" only when no partition comes after it.
+            fills_disk: r.size == RowSize::Remain && last == last_usable,
         });
     }
     parts.sort_by_key(|p| p.number);
@@ -499,6 +501,24 @@ mod tests {
             "{e}"
         );
         assert!(parse(&text.replace("=17", "=34"), "m.csv").is_ok());
+    }
+
+    /// Fuzz regression (layout_csv): a REMAIN row starting before a fixed row
+    /// ends where that row begins, yet was marked as filling the disk.
+    #[test]
+    fn fuzz_remain_before_another_partition_does_not_fill_the_disk() {
+        let text = "1,A,REMAIN,,,,40\n2,B,8,,,,100\n";
+        let (t, _) = place(&parse(text, "r.csv").unwrap(), 1000, "r.csv").unwrap();
+        let a = t.by_name("A").unwrap();
+        assert_eq!((a.first_lba, a.last_lba, a.fills_disk), (40, 99, false));
+        assert!(write(&t, "r").contains("1,A,60,,,,40\n"));
+        let (t, _) = place(
+            &parse("1,A,REMAIN,,,,40\n", "r.csv").unwrap(),
+            1000,
+            "r.csv",
+        )
+        .unwrap();
+        assert!(t.partitions[0].fills_disk);
     }
 
     #[test]
