@@ -18,6 +18,8 @@
 //! comment line (`# sysinstall: first-usable-lba=N disk-sectors=N`), which the
 //! old tool ignores and this reader honours, so XML → CSV → table is exact.
 
+#![deny(clippy::indexing_slicing)]
+
 use super::{
     render::type_code, LayoutError, Partition, PartitionTable, GPT_ENTRIES, MAX_NAME_UTF16,
     SECTOR_SIZE,
@@ -394,6 +396,7 @@ pub fn write(table: &PartitionTable, source: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

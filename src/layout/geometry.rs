@@ -28,6 +28,8 @@
 //! never behind it) wins; ids are ignored; the backup pseudo-GPT sits in the
 //! last 33 sectors.
 
+#![deny(clippy::indexing_slicing)]
+
 use super::xml::{DeviceSpec, FlashLayout, PartitionSpec};
 use super::{
     BootArea, BootDeviceKind, BootPartition, LayoutError, Partition, PartitionTable, GPT_ENTRIES,

@@ -17,6 +17,8 @@
 //!
 //! Nothing here touches a device: the disk size is an input.
 
+#![deny(clippy::indexing_slicing)]
+
 pub mod csv;
 pub mod geometry;
 pub mod render;
@@ -399,6 +401,7 @@ fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, Layou
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::guid::{BASIC_DATA, EFI_SYSTEM};
