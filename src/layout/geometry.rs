@@ -419,9 +419,16 @@ pub fn boot_area(
         if len == 0 {
             return Err(err("has a size of zero (empty or missing <size>)".into()));
         }
+        // Bounded like a disk, so `start` and `len` in bytes fit a u64.
         let end = start
             .checked_add(len)
-            .ok_or_else(|| err("size overflows".into()))?;
+            .filter(|e| *e <= MAX_DISK_SECTORS)
+            .ok_or_else(|| {
+                err(format!(
+                    "ends past 2^63 bytes (start_location/size {:#x}/{:#x} sectors)",
+                    start, len
+                ))
+            })?;
         if let Some(n) = num_sectors {
             let limit = n.saturating_sub(GPT_SECTORS);
             if end > limit {
@@ -468,6 +475,32 @@ pub fn boot_device(layout: &FlashLayout) -> Option<(&DeviceSpec, BootDeviceKind)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Audit (issue 8): a boot partition of size 0xFFFF_FFFF_FFFF_FFFF on a
+    /// boot device without num_sectors overflowed `len × 512` (a panic with
+    /// overflow checks, a size of 0 without).
+    #[test]
+    fn boot_partition_past_2_63_bytes_is_refused() {
+        let ctx = Ctx { file: "b.xml" };
+        for body in [
+            "<size>0xFFFFFFFFFFFFFFFF</size>",
+            "<size>512</size><start_location>0xFFFFFFFFFFFFFFFF</start_location>",
+        ] {
+            let text = format!("<partition_layout><device type='sdmmc_boot'><partition name='mb1' type='mb1_bootloader'>{body}</partition></device></partition_layout>");
+            let layout = super::super::xml::parse(&text).unwrap();
+            let e = boot_area(
+                &ctx,
+                layout.devices.first().unwrap(),
+                BootDeviceKind::SdmmcBoot,
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("partition 'mb1': ends past 2^63 bytes"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn c_numbers_follow_strtoul_base_0() {
