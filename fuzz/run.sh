@@ -59,10 +59,11 @@ build
 run_one() {
     local t="$1" corpus="$fuzz/corpus/$1" art="$fuzz/artifacts/$1"
     mkdir -p "$corpus" "$art"
-    local log="$art/last-run.log" rc=0 t0=$SECONDS
+    local log="$art/last-run.log" rc=0 t0=$SECONDS dict=()
+    [ -f "$fuzz/dicts/$t.dict" ] && dict=(-dict="$fuzz/dicts/$t.dict")
     # -timeout: one input taking 10 s is a hang; -rss_limit_mb: memory blow-up.
     "$bin_dir/$t" "$corpus" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
-        -print_final_stats=1 -artifact_prefix="$art/" >"$log" 2>&1 || rc=$?
+        -print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" >"$log" 2>&1 || rc=$?
     local execs cov units
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)"
@@ -85,16 +86,15 @@ for t in "${targets[@]}"; do
     run_one "$t" &
     running=$((running + 1))
     if [ "$running" -ge "$jobs" ]; then
-        wait -n || failed=1
+        wait -n || failed=$((failed + 1))
         running=$((running - 1))
     fi
 done
 while [ "$running" -gt 0 ]; do
-    wait -n || failed=1
+    wait -n || failed=$((failed + 1))
     running=$((running - 1))
 done
-if [ $failed -ne 0 ]; then
-    echo "fuzz: FAILED: a target crashed (inputs in fuzz/artifacts/)" >&2
-    exit 1
-fi
-echo "fuzz: all ${#targets[@]} targets ran ${secs} s without a crash"
+[ $failed -eq 0 ] || echo "fuzz: a target crashed: inputs and logs in fuzz/artifacts/" >&2
+# The closing line CI reads: targets that ran their time without a crash.
+echo "fuzz: $((${#targets[@]} - failed)) passed, $failed failed"
+[ $failed -eq 0 ]
