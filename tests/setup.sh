@@ -24,3 +24,8 @@ if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 fi
+# fuzz/run.sh drives libFuzzer through cargo-fuzz (from crates.io).
+if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz
+fi
