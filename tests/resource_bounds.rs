@@ -222,7 +222,10 @@ fn a_gpt_claiming_an_enormous_entry_array_is_refused_in_bounded_memory() {
     disk.get_mut()[512..1024].copy_from_slice(&header(8192, 128).encode());
     let (r, peak) = peak_of(|| gpt::read::read(&mut disk, 1024));
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("entry array at LBA 2..2050 is outside the disk"), "{e}");
+    assert!(
+        e.contains("entry array at LBA 2..2050 is outside the disk"),
+        "{e}"
+    );
     assert!(peak < 64 * 1024, "reading took {peak} bytes of heap");
 }
 
