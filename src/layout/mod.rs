@@ -66,7 +66,8 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Length in sectors.
+    /// Length in sectors. (A placed partition has `first_lba ≤ last_lba ≤
+    /// MAX_DISK_SECTORS`, so neither this nor [`Self::size_bytes`] overflows.)
     pub fn sectors(&self) -> u64 {
         self.last_lba + 1 - self.first_lba
     }
