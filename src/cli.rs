@@ -195,6 +195,10 @@ pub struct UnpackArgs {
     /// HTTP: how many times to retry (resuming with Range) after a dropped connection.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+
+    /// Do not flush the destinations' filesystems (syncfs) at the end.
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 /// Slot selector for `bup write --slot`.
@@ -265,9 +269,18 @@ pub struct BupCheckArgs {
     #[command(flatten)]
     pub layout: LayoutSource,
 
+    /// SoC family (default: from the running system, else from the layout).
+    #[arg(long, value_enum)]
+    pub soc: Option<SocArg>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+
+    /// Read /sys, /proc, /etc/sysinstall and /dev/disk/by-partlabel under
+    /// this directory (test rigs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub sysroot: Option<PathBuf>,
 }
 
 /// `sysinstall bup write`.
@@ -311,6 +324,11 @@ pub struct BupWriteArgs {
     /// Layout file and placeholder values.
     #[command(flatten)]
     pub layout: LayoutSource,
+
+    /// Read /sys, /proc, /etc/sysinstall and /dev/disk/by-partlabel under
+    /// this directory (test rigs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub sysroot: Option<PathBuf>,
 }
 
 /// Install mode.

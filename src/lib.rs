@@ -26,6 +26,8 @@
 //! * [`layout`]: flash-layout XML / partition_table CSV → [`layout::PartitionTable`].
 //! * [`gpt`]: GPT bytes (protective MBR, primary and backup, NVIDIA's boot pseudo-GPT).
 //! * [`plan`]: current GPT vs. wanted table → keep/create/move/resize/delete.
+//! * [`disk`]: partitioning a device: in-use refusals, zap + write, read-back,
+//!   kernel update, partition nodes (the pure GPT code meets [`sys`] here).
 //! * [`bup`]: bootloader update payloads, TNSPEC matching, boot-partition writing.
 //! * [`rootfs`]: tarball sources, decompression, the tar reader, fan-out unpacking.
 //! * [`install`]: the orchestration of a whole install, preflight to commit.
@@ -39,6 +41,7 @@
 pub mod bup;
 pub mod cli;
 pub mod commands;
+pub mod disk;
 pub mod events;
 pub mod exit;
 pub mod failpoint;

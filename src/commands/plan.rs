@@ -1,9 +1,39 @@
-//! `sysinstall plan`.
+//! `sysinstall plan`: compare a device's GPT with a layout; read-only.
 
+use super::partition::load_layout;
 use super::Context;
-use crate::cli::PlanArgs;
+use crate::cli::{PlanArgs, ReportFormat};
+use crate::disk;
+use crate::exit::SUCCESS;
+use crate::plan::{render_table, Plan};
+use anyhow::Context as _;
+
+/// The JSON document: the plan plus the device it is for.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    device: String,
+    #[serde(flatten)]
+    plan: &'a Plan,
+}
 
 /// Runs `sysinstall plan`.
-pub fn run(_args: &PlanArgs, _ctx: &Context) -> anyhow::Result<u8> {
-    anyhow::bail!("plan: not implemented yet")
+pub fn run(args: &PlanArgs, _ctx: &Context) -> anyhow::Result<u8> {
+    let dev = args.device.display().to_string();
+    let sectors = crate::sys::blockdev::size_in_sectors(&args.device)?;
+    let layout = load_layout(&args.layout, sectors)?;
+    let p = disk::inspect(&args.device, &layout.user)?;
+    match args.format {
+        ReportFormat::Table => print!("{}", render_table(&p.plan, &dev)),
+        ReportFormat::Json => {
+            let report = Report {
+                device: dev,
+                plan: &p.plan,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).context("rendering the plan as JSON")?
+            );
+        }
+    }
+    Ok(SUCCESS)
 }

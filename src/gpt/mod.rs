@@ -15,6 +15,7 @@
 #![deny(clippy::indexing_slicing)]
 
 pub mod read;
+pub mod write;
 
 use crate::guid::Guid;
 

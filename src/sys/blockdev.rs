@@ -1,7 +1,66 @@
-//! Block devices: naming, sizes, flushing, and making the kernel see a new
-//! partition table.
+//! Block devices and image files as partitioning targets: opening (exclusively
+//! for writing), size and sector size, flushing, and making the kernel see a
+//! new partition table (BLKRRPART, else BLKPG like `partx`), then waiting for
+//! the partition nodes.
+//!
+//! Everything here carries out; what to delete or add is decided by the
+//! caller (`crate::disk`).
 
+use anyhow::{bail, Context as _};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The only logical sector size the GPT code handles (every Jetson eMMC).
+pub const SECTOR_SIZE: u64 = 512;
+
+/// How often an exclusive open is retried on EBUSY, and the pause between.
+const EXCL_RETRIES: u32 = 10;
+const EXCL_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The raw ioctls, numbers from <linux/fs.h> and <linux/blkpg.h>. nix
+/// generates them as `pub unsafe fn`; this private module keeps them here.
+mod ioctl {
+    nix::ioctl_none!(blkrrpart, 0x12, 95);
+    nix::ioctl_none!(blkflsbuf, 0x12, 97);
+    nix::ioctl_read_bad!(blksszget, nix::request_code_none!(0x12, 104), libc::c_int);
+    nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+    nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+
+    /// `BLKPG_ADD_PARTITION`.
+    pub const BLKPG_ADD_PARTITION: libc::c_int = 1;
+    /// `BLKPG_DEL_PARTITION`.
+    pub const BLKPG_DEL_PARTITION: libc::c_int = 2;
+    /// Length of the name fields of `struct blkpg_partition` (unused by the kernel).
+    pub const BLKPG_DEVNAMELTH: usize = 64;
+
+    /// `struct blkpg_ioctl_arg`; nix does not wrap BLKPG.
+    #[repr(C)]
+    pub struct BlkpgIoctlArg {
+        pub op: libc::c_int,
+        pub flags: libc::c_int,
+        pub datalen: libc::c_int,
+        pub data: *mut libc::c_void,
+    }
+
+    /// `struct blkpg_partition`: start and length in bytes.
+    #[repr(C)]
+    pub struct BlkpgPartition {
+        pub start: libc::c_longlong,
+        pub length: libc::c_longlong,
+        pub pno: libc::c_int,
+        pub devname: [libc::c_char; BLKPG_DEVNAMELTH],
+        pub volname: [libc::c_char; BLKPG_DEVNAMELTH],
+    }
+}
+
+use ioctl::{
+    blkflsbuf, blkgetsize64, blkpg, blkrrpart, blksszget, BlkpgIoctlArg, BlkpgPartition,
+    BLKPG_ADD_PARTITION, BLKPG_DEL_PARTITION, BLKPG_DEVNAMELTH,
+};
 
 /// The device node of partition `number` of `disk`, following the kernel's
 /// naming: a `p` separator when the disk name ends in a digit
@@ -16,44 +75,430 @@ pub fn partition_path(disk: &Path, number: u32) -> PathBuf {
     PathBuf::from(format!("{s}{sep}{number}"))
 }
 
-nix::ioctl_read!(
-    /// BLKGETSIZE64 (linux/fs.h): the device size in bytes.
-    blkgetsize64,
-    0x12,
-    114,
-    u64
-);
+/// A device number, `major:minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DevNum {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
 
-/// Size of a block device or regular file in 512-byte sectors (a file that is
-/// not a whole number of sectors is refused).
-pub fn size_in_sectors(path: &Path) -> anyhow::Result<u64> {
-    use anyhow::Context as _;
-    use std::os::unix::fs::FileTypeExt;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("reading metadata of {}", path.display()))?;
-    let bytes = if meta.file_type().is_block_device() {
-        let mut size = 0u64;
-        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid.
-        unsafe { blkgetsize64(std::os::fd::AsRawFd::as_raw_fd(&file), &mut size) }
-            .with_context(|| format!("reading the size of {} (BLKGETSIZE64)", path.display()))?;
-        size
-    } else if meta.is_file() {
-        meta.len()
-    } else {
-        anyhow::bail!(
-            "{} is neither a block device nor a regular file",
-            path.display()
-        );
-    };
-    if bytes % 512 != 0 {
-        anyhow::bail!(
-            "{} is {bytes} bytes, not a whole number of 512-byte sectors",
-            path.display()
-        );
+impl DevNum {
+    /// From a `dev_t`.
+    pub fn from_dev_t(dev: u64) -> DevNum {
+        DevNum {
+            major: libc::major(dev),
+            minor: libc::minor(dev),
+        }
     }
-    Ok(bytes / 512)
+
+    /// Parses sysfs's `dev` text, `"259:3"`.
+    pub fn parse(text: &str) -> Option<DevNum> {
+        let (a, b) = text.trim().split_once(':')?;
+        Some(DevNum {
+            major: a.parse().ok()?,
+            minor: b.parse().ok()?,
+        })
+    }
+
+    fn dev_t(self) -> libc::dev_t {
+        libc::makedev(self.major, self.minor)
+    }
+}
+
+impl std::fmt::Display for DevNum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// What a target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A whole-disk block device.
+    BlockDevice {
+        /// Its number.
+        dev: DevNum,
+        /// Its kernel name (`mmcblk0`, `loop3`), from sysfs.
+        name: String,
+    },
+    /// A regular file holding a disk image.
+    ImageFile,
+}
+
+/// How a target is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read only (plan, dry run).
+    ReadOnly,
+    /// Read and write; a block device is opened with `O_EXCL`, which the
+    /// kernel refuses while a partition is mounted or the disk is claimed by
+    /// device-mapper, md or another exclusive opener, and which keeps anyone
+    /// else from claiming it while we write.
+    Exclusive,
+}
+
+/// An open partitioning target: a whole-disk block device or an image file.
+#[derive(Debug)]
+pub struct Target {
+    path: PathBuf,
+    file: File,
+    kind: TargetKind,
+    sectors: u64,
+}
+
+impl Target {
+    /// Opens `path` and finds its size. Refuses partitions, other file
+    /// types, logical sector sizes other than 512 and image files whose
+    /// length is not a whole number of sectors.
+    pub fn open(path: &Path, access: Access) -> anyhow::Result<Target> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).with_context(|| format!("opening {shown}"))?;
+        let ft = meta.file_type();
+        let block = ft.is_block_device();
+        if !block && !ft.is_file() {
+            bail!("{shown} is neither a block device nor a regular image file");
+        }
+        let mut opts = OpenOptions::new();
+        opts.read(true).custom_flags(libc::O_CLOEXEC);
+        if access == Access::Exclusive {
+            opts.write(true);
+            if block {
+                opts.custom_flags(libc::O_CLOEXEC | libc::O_EXCL);
+            }
+        }
+        // A short EBUSY retry: the kernel also claims a disk briefly on its
+        // own (a partition rescan started by another tool, a loop device
+        // being torn down). A real holder (a mount, device-mapper, another
+        // exclusive opener) still refuses, one second later.
+        let mut tries = 0;
+        let opened = loop {
+            match opts.open(path) {
+                Err(e)
+                    if block
+                        && access == Access::Exclusive
+                        && e.raw_os_error() == Some(libc::EBUSY)
+                        && tries < EXCL_RETRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(EXCL_RETRY_PAUSE);
+                }
+                other => break other,
+            }
+        };
+        let file = opened.map_err(|e| {
+            let mut err = anyhow::Error::new(e);
+            if block && access == Access::Exclusive && err_is(&err, libc::EBUSY) {
+                err = err.context(
+                    "it is in use (a partition is mounted, or device-mapper, md or \
+                     another program holds it)",
+                );
+            }
+            err.context(format!("opening {shown}"))
+        })?;
+        // Re-check on the descriptor: the path may have changed under us.
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {shown}"))?;
+        if meta.file_type().is_block_device() != block {
+            bail!("{shown} changed type while being opened");
+        }
+        let (kind, sectors) = if block {
+            let dev = DevNum::from_dev_t(meta.rdev());
+            let sys = PathBuf::from(format!("/sys/dev/block/{dev}"));
+            if sys.join("partition").exists() {
+                bail!("{shown} is a partition; give the whole disk");
+            }
+            let name = kernel_name(&sys).with_context(|| format!("finding the name of {shown}"))?;
+            let ssz = sector_size(&file)
+                .with_context(|| format!("reading the sector size of {shown}"))?;
+            if ssz != SECTOR_SIZE {
+                bail!("{shown} has {ssz}-byte logical sectors; only {SECTOR_SIZE} is supported");
+            }
+            let bytes =
+                size_bytes(&file).with_context(|| format!("reading the size of {shown}"))?;
+            (TargetKind::BlockDevice { dev, name }, bytes / SECTOR_SIZE)
+        } else {
+            let bytes = meta.len();
+            if bytes % SECTOR_SIZE != 0 {
+                bail!("{shown} is {bytes} bytes, not a whole number of {SECTOR_SIZE}-byte sectors");
+            }
+            (TargetKind::ImageFile, bytes / SECTOR_SIZE)
+        };
+        Ok(Target {
+            path: path.to_owned(),
+            file,
+            kind,
+            sectors,
+        })
+    }
+
+    /// The path it was opened as.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Block device or image file.
+    pub fn kind(&self) -> &TargetKind {
+        &self.kind
+    }
+
+    /// Size in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// The open file, for reading and writing.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The kernel name of a block device (`mmcblk0`).
+    pub fn kernel_name(&self) -> Option<&str> {
+        match &self.kind {
+            TargetKind::BlockDevice { name, .. } => Some(name),
+            TargetKind::ImageFile => None,
+        }
+    }
+
+    /// `fsync`, then for a block device drop its page cache (BLKFLSBUF), so
+    /// that reads come from the device and the kernel's next look at the
+    /// partition table sees what was written.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        let shown = self.path.display();
+        sync(&mut self.file).with_context(|| format!("syncing {shown}"))?;
+        if matches!(self.kind, TargetKind::BlockDevice { .. }) {
+            // SAFETY: BLKFLSBUF takes no argument; the descriptor is open.
+            unsafe { blkflsbuf(self.file.as_raw_fd()) }
+                .with_context(|| format!("flushing the buffer cache of {shown} (BLKFLSBUF)"))?;
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to re-read the partition table (BLKRRPART).
+    pub fn reread_partition_table(&self) -> nix::Result<()> {
+        // SAFETY: BLKRRPART takes no argument; the descriptor is open.
+        unsafe { blkrrpart(self.file.as_raw_fd()) }.map(drop)
+    }
+
+    /// Registers partition `number` at `first_lba`, `sectors` long (BLKPG).
+    pub fn add_partition(&self, number: u32, first_lba: u64, sectors: u64) -> nix::Result<()> {
+        let bytes = |s: u64| {
+            s.checked_mul(SECTOR_SIZE)
+                .and_then(|b| libc::c_longlong::try_from(b).ok())
+                .ok_or(nix::Error::EOVERFLOW)
+        };
+        self.blkpg(
+            BLKPG_ADD_PARTITION,
+            number,
+            bytes(first_lba)?,
+            bytes(sectors)?,
+        )
+    }
+
+    /// Removes partition `number` from the kernel's view (BLKPG). Fails with
+    /// EBUSY while the partition is open.
+    pub fn delete_partition(&self, number: u32) -> nix::Result<()> {
+        self.blkpg(BLKPG_DEL_PARTITION, number, 0, 0)
+    }
+
+    fn blkpg(
+        &self,
+        op: libc::c_int,
+        number: u32,
+        start: libc::c_longlong,
+        length: libc::c_longlong,
+    ) -> nix::Result<()> {
+        let mut part = BlkpgPartition {
+            start,
+            length,
+            pno: libc::c_int::try_from(number).map_err(|_| nix::Error::EINVAL)?,
+            devname: [0; BLKPG_DEVNAMELTH],
+            volname: [0; BLKPG_DEVNAMELTH],
+        };
+        let arg = BlkpgIoctlArg {
+            op,
+            flags: 0,
+            datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+            data: (&raw mut part).cast(),
+        };
+        // SAFETY: `arg` and the `part` it points to live until the call
+        // returns and have the layout <linux/blkpg.h> defines.
+        unsafe { blkpg(self.file.as_raw_fd(), &arg) }.map(drop)
+    }
+
+    /// The partitions the kernel currently knows of this block device, from
+    /// sysfs; empty for an image file.
+    pub fn kernel_partitions(&self) -> io::Result<Vec<KernelPartition>> {
+        match &self.kind {
+            TargetKind::BlockDevice { name, .. } => kernel_partitions(Path::new("/sys"), name),
+            TargetKind::ImageFile => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Size of a block device or image file in 512-byte sectors: the disk size a
+/// layout is placed for (refusals as [`Target::open`]).
+pub fn size_in_sectors(path: &Path) -> anyhow::Result<u64> {
+    Ok(Target::open(path, Access::ReadOnly)?.sectors())
+}
+
+fn err_is(err: &anyhow::Error, errno: i32) -> bool {
+    err.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
+        == Some(errno)
+}
+
+/// `fsync`, which also flushes the device's volatile write cache: the
+/// barrier between the GPT write stages.
+pub fn sync(file: &mut File) -> io::Result<()> {
+    file.sync_all()
+}
+
+fn sector_size(file: &File) -> io::Result<u64> {
+    let mut ssz: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int to the pointer, which is valid.
+    unsafe { blksszget(file.as_raw_fd(), &mut ssz) }.map_err(io::Error::from)?;
+    u64::try_from(ssz).map_err(|_| io::Error::other(format!("sector size {ssz}")))
+}
+
+fn size_bytes(file: &File) -> io::Result<u64> {
+    let mut bytes: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 to the pointer, which is valid.
+    unsafe { blkgetsize64(file.as_raw_fd(), &mut bytes) }.map_err(io::Error::from)?;
+    Ok(bytes)
+}
+
+/// `DEVNAME` from a sysfs device directory's `uevent`.
+fn kernel_name(sys_dev: &Path) -> io::Result<String> {
+    let uevent = std::fs::read_to_string(sys_dev.join("uevent"))?;
+    uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .map(str::to_owned)
+        .ok_or_else(|| io::Error::other(format!("no DEVNAME in {}/uevent", sys_dev.display())))
+}
+
+/// One partition as the kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPartition {
+    /// Partition number.
+    pub number: u32,
+    /// First sector.
+    pub start: u64,
+    /// Length in sectors.
+    pub sectors: u64,
+    /// Kernel name (`loop0p1`).
+    pub name: String,
+    /// Device number.
+    pub dev: DevNum,
+}
+
+/// Lists the partitions of disk `name` under a sysfs root (`/sys`), in
+/// number order: the subdirectories of `block/<name>` that have a
+/// `partition` file.
+pub fn kernel_partitions(sys: &Path, name: &str) -> io::Result<Vec<KernelPartition>> {
+    let dir = sys.join("block").join(name);
+    let read = |p: &Path, f: &str| -> io::Result<String> {
+        std::fs::read_to_string(p.join(f)).map(|s| s.trim().to_owned())
+    };
+    let num = |p: &Path, f: &str| -> io::Result<u64> {
+        read(p, f)?
+            .parse()
+            .map_err(|e| io::Error::other(format!("{}/{f}: {e}", p.display())))
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let p = entry?.path();
+        if !p.join("partition").is_file() {
+            continue;
+        }
+        let dev = read(&p, "dev")?;
+        out.push(KernelPartition {
+            number: u32::try_from(num(&p, "partition")?).map_err(io::Error::other)?,
+            start: num(&p, "start")?,
+            sectors: num(&p, "size")?,
+            name: p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            dev: DevNum::parse(&dev)
+                .ok_or_else(|| io::Error::other(format!("{}/dev: '{dev}'", p.display())))?,
+        });
+    }
+    out.sort_by_key(|p| p.number);
+    Ok(out)
+}
+
+/// How a partition node came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeOrigin {
+    /// devtmpfs or udev created it.
+    Appeared,
+    /// Nothing created it in time; we made it with mknod.
+    Created,
+    /// A node with that name pointed at another device; we replaced it.
+    Replaced,
+}
+
+/// Waits until `dev_dir/<name>` is a block node for `dev`, for every pair,
+/// polling until `timeout` in total. Nodes still missing then are made with
+/// `mknod` (an initramfs whose /dev is not devtmpfs); nodes pointing at
+/// another device are replaced.
+pub fn wait_for_nodes(
+    dev_dir: &Path,
+    nodes: &[(String, DevNum)],
+    timeout: Duration,
+) -> io::Result<Vec<(PathBuf, NodeOrigin)>> {
+    let state = |path: &Path, dev: DevNum| match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_block_device() && DevNum::from_dev_t(m.rdev()) == dev => {
+            Some(true)
+        }
+        Ok(_) => Some(false),
+        Err(_) => None,
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ready = nodes
+            .iter()
+            .all(|(name, dev)| state(&dev_dir.join(name), *dev) == Some(true));
+        if ready || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::with_capacity(nodes.len());
+    for (name, dev) in nodes {
+        let path = dev_dir.join(name);
+        let origin = match state(&path, *dev) {
+            Some(true) => NodeOrigin::Appeared,
+            Some(false) => {
+                std::fs::remove_file(&path)?;
+                make_node(&path, *dev)?;
+                NodeOrigin::Replaced
+            }
+            None => {
+                make_node(&path, *dev)?;
+                NodeOrigin::Created
+            }
+        };
+        out.push((path, origin));
+    }
+    Ok(out)
+}
+
+fn make_node(path: &Path, dev: DevNum) -> io::Result<()> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    // 0660 like udev's default for disks; owner root.
+    mknod(
+        path,
+        SFlag::S_IFBLK,
+        Mode::from_bits_truncate(0o660),
+        dev.dev_t(),
+    )
+    .map_err(|e| io::Error::other(format!("mknod {} ({dev}): {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -71,5 +516,95 @@ mod tests {
         ] {
             assert_eq!(partition_path(Path::new(disk), n), PathBuf::from(want));
         }
+    }
+
+    #[test]
+    fn blkpg_structs_have_the_kernel_layout() {
+        // x86_64 and aarch64: 2 × 8 + 4 + 64 + 64 (+ 4 padding) and 3 × 4 (+ 4) + 8.
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
+    }
+
+    #[test]
+    fn dev_numbers_parse() {
+        assert_eq!(
+            DevNum::parse("259:3\n"),
+            Some(DevNum {
+                major: 259,
+                minor: 3
+            })
+        );
+        assert_eq!(DevNum::parse("259"), None);
+        assert_eq!(DevNum::parse("a:b"), None);
+        let d = DevNum {
+            major: 179,
+            minor: 1,
+        };
+        assert_eq!(DevNum::from_dev_t(d.dev_t()), d);
+    }
+
+    #[test]
+    fn kernel_partitions_are_read_from_sysfs() {
+        let root = tempfile::tempdir().unwrap();
+        let disk = root.path().join("block/mmcblk0");
+        for (dir, n, start, size, dev) in [
+            ("mmcblk0p2", 2, 40, 8192, "259:1"),
+            ("mmcblk0p1", 1, 1696152, 12582912, "259:0"),
+        ] {
+            let p = disk.join(dir);
+            std::fs::create_dir_all(&p).unwrap();
+            for (f, v) in [
+                ("partition", n.to_string()),
+                ("start", start.to_string()),
+                ("size", size.to_string()),
+                ("dev", dev.into()),
+            ] {
+                std::fs::write(p.join(f), format!("{v}\n")).unwrap();
+            }
+        }
+        // Not partitions: queue/, holders/, mmcblk0boot0 has no partition file here.
+        std::fs::create_dir_all(disk.join("queue")).unwrap();
+        std::fs::create_dir_all(disk.join("holders")).unwrap();
+        let got = kernel_partitions(root.path(), "mmcblk0").unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].number, 1);
+        assert_eq!(got[0].start, 1696152);
+        assert_eq!(got[0].name, "mmcblk0p1");
+        assert_eq!(got[1].dev.to_string(), "259:1");
+    }
+
+    #[test]
+    fn image_files_open_and_odd_sizes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let t = Target::open(&img, Access::Exclusive).unwrap();
+        assert_eq!(t.sectors(), 2048);
+        assert_eq!(t.kind(), &TargetKind::ImageFile);
+        assert!(t.kernel_partitions().unwrap().is_empty());
+
+        std::fs::File::create(&img).unwrap().set_len(1000).unwrap();
+        let err = format!("{:#}", Target::open(&img, Access::ReadOnly).unwrap_err());
+        assert!(
+            err.contains("not a whole number of 512-byte sectors"),
+            "{err}"
+        );
+
+        let err = format!(
+            "{:#}",
+            Target::open(dir.path(), Access::ReadOnly).unwrap_err()
+        );
+        assert!(
+            err.contains("neither a block device nor a regular"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Target::open(&dir.path().join("missing"), Access::ReadOnly).unwrap_err()
+        );
+        assert!(err.starts_with("opening "), "{err}");
     }
 }

@@ -6,5 +6,10 @@
 //! issues an ioctl.
 
 pub mod blockdev;
+pub mod board;
 pub mod cmd;
+pub mod emmc;
+pub mod holders;
+pub mod mkfs;
 pub mod mount;
+pub mod rawdev;

@@ -1,0 +1,310 @@
+//! Where a tarball comes from: a local path, `file://`, `http://`,
+//! `https://`, or `-` for stdin; and the SHA-256 it must have.
+
+use super::http::{HttpOptions, HttpReader};
+use crate::events::Events;
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to open a source.
+#[derive(Clone)]
+pub struct SourceOptions {
+    /// Expected SHA-256 of the (compressed) stream, as given by the user;
+    /// overrides a `NAME.sha256` file beside a local tarball.
+    pub sha256: Option<String>,
+    /// Look for `NAME.sha256` beside a local file when `sha256` is not given.
+    pub sidecar: bool,
+    /// HTTP: retries after a failure, each resuming where the last stopped.
+    pub retries: u32,
+    /// HTTP: delay before the first retry (doubles each time, at most 30 s).
+    pub retry_delay: Duration,
+    /// HTTP: connect and read timeout.
+    pub timeout: Duration,
+    /// Where retries and warnings are reported.
+    pub events: Events,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            sha256: None,
+            sidecar: true,
+            retries: 5,
+            retry_delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(30),
+            events: Events::silent(),
+        }
+    }
+}
+
+enum Kind {
+    File(PathBuf),
+    Stdin,
+    Http(String),
+}
+
+/// An opened tarball source (nothing is read until it is unpacked or verified).
+pub struct Source {
+    kind: Kind,
+    reader: Option<Box<dyn Read + Send>>,
+    len: Option<u64>,
+    expected: Option<[u8; 32]>,
+    expected_from: String,
+}
+
+impl Source {
+    /// Opens `spec`: a path, `file://PATH`, `http(s)://URL` or `-`.
+    pub fn open(spec: &str, opts: &SourceOptions) -> Result<Source> {
+        let explicit = opts
+            .sha256
+            .as_deref()
+            .map(|h| {
+                parse_hex(h).ok_or_else(|| anyhow!("--rootfs-sha256 {h:?} is not 64 hex digits"))
+            })
+            .transpose()?;
+        let (kind, reader, len): (Kind, Box<dyn Read + Send>, Option<u64>) = if spec == "-" {
+            (Kind::Stdin, Box::new(io::stdin()), None)
+        } else if spec.starts_with("http://") || spec.starts_with("https://") {
+            let http = HttpReader::open(
+                spec,
+                HttpOptions {
+                    retries: opts.retries,
+                    retry_delay: opts.retry_delay,
+                    timeout: opts.timeout,
+                    events: opts.events.clone(),
+                },
+            )
+            .with_context(|| format!("downloading {spec}"))?;
+            let len = http.content_length();
+            (Kind::Http(spec.to_owned()), Box::new(http), len)
+        } else {
+            let path = match spec.strip_prefix("file://") {
+                Some(p) if p.starts_with('/') => PathBuf::from(p),
+                Some(_) => bail!("{spec}: a file:// URL needs an absolute path (file:///dir/name)"),
+                None if spec.contains("://") => {
+                    bail!("{spec}: unsupported URL scheme (use a path, file://, http://, https:// or -)")
+                }
+                None => PathBuf::from(spec),
+            };
+            let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let md = file
+                .metadata()
+                .with_context(|| format!("reading {}", path.display()))?;
+            if md.is_dir() {
+                bail!("{} is a directory, not a tarball", path.display());
+            }
+            let len = md.is_file().then_some(md.len());
+            (Kind::File(path), Box::new(file), len)
+        };
+        let mut source = Source {
+            kind,
+            reader: Some(reader),
+            len,
+            expected: explicit,
+            expected_from: "--rootfs-sha256".into(),
+        };
+        if source.expected.is_none() && opts.sidecar {
+            if let Kind::File(path) = &source.kind {
+                if let Some((hash, file)) = read_sidecar(path)? {
+                    source.expected = Some(hash);
+                    source.expected_from = file.display().to_string();
+                }
+            }
+        }
+        Ok(source)
+    }
+
+    /// A human name for messages.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::File(p) => p.display().to_string(),
+            Kind::Stdin => "standard input".into(),
+            Kind::Http(u) => u.clone(),
+        }
+    }
+
+    /// The local file, if the source is one.
+    pub fn local_path(&self) -> Option<&Path> {
+        match &self.kind {
+            Kind::File(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Size of the compressed stream, when known (file size, Content-Length).
+    pub fn size(&self) -> Option<u64> {
+        self.len
+    }
+
+    /// The SHA-256 the stream must have, if any was given or found.
+    pub fn expected_sha256(&self) -> Option<[u8; 32]> {
+        self.expected
+    }
+
+    /// Where the expected SHA-256 came from (the option or the `.sha256` file).
+    pub fn expected_from(&self) -> &str {
+        &self.expected_from
+    }
+
+    /// Hashes a local file completely and compares it with the expected
+    /// SHA-256, before anything is written; returns the hash. For streams
+    /// (stdin, HTTP) this does nothing and returns `None`: they are checked
+    /// as they flow.
+    pub fn verify_local(&self, events: &Events) -> Result<Option<[u8; 32]>> {
+        let Kind::File(path) = &self.kind else {
+            return Ok(None);
+        };
+        let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut done, mut last) = (0u64, std::time::Instant::now());
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            h.update(buf.get(..n).unwrap_or_default());
+            done += n as u64;
+            if last.elapsed() >= super::PROGRESS_INTERVAL {
+                events.progress(done, self.len);
+                last = std::time::Instant::now();
+            }
+        }
+        let got: [u8; 32] = h.finalize().into();
+        if let Some(want) = self.expected {
+            check_sha256(&self.describe(), &got, &want, &self.expected_from)?;
+        }
+        Ok(Some(got))
+    }
+
+    /// The stream of compressed bytes (once).
+    pub(crate) fn take_reader(&mut self) -> Result<Box<dyn Read + Send>> {
+        self.reader
+            .take()
+            .ok_or_else(|| anyhow!("{} was already read", self.describe()))
+    }
+}
+
+/// Fails unless `got` equals `want`, naming both.
+pub fn check_sha256(what: &str, got: &[u8; 32], want: &[u8; 32], from: &str) -> Result<()> {
+    if got != want {
+        bail!(
+            "{what}: SHA-256 mismatch: the data has {}, {from} expects {}",
+            hex(got),
+            hex(want)
+        );
+    }
+    Ok(())
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 64 hex digits → 32 bytes.
+pub fn parse_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Reads `NAME.sha256` beside `path` (sha256sum format: `HEX  NAME` or
+/// `HEX *NAME`, or just `HEX`). With several lines, the one naming this file.
+fn read_sidecar(path: &Path) -> Result<Option<([u8; 32], PathBuf)>> {
+    let mut side = path.as_os_str().to_owned();
+    side.push(".sha256");
+    let side = PathBuf::from(side);
+    let text = match std::fs::read_to_string(&side) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", side.display())),
+    };
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hash = parse_sha256sum(&text, &base).ok_or_else(|| {
+        anyhow!(
+            "{}: no SHA-256 for {base} (expected sha256sum format)",
+            side.display()
+        )
+    })?;
+    Ok(Some((hash, side)))
+}
+
+/// Picks the hash for `name` out of `sha256sum` output.
+pub fn parse_sha256sum(text: &str, name: &str) -> Option<[u8; 32]> {
+    let lines: Vec<(&str, &str)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (h, f) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            let f = f.trim_start();
+            (h, f.strip_prefix('*').unwrap_or(f))
+        })
+        .collect();
+    let pick = match lines.as_slice() {
+        [(h, _)] => Some(*h),
+        many => many
+            .iter()
+            .find(|(_, f)| Path::new(f).file_name().is_some_and(|n| n == name))
+            .map(|(h, _)| *h),
+    };
+    pick.and_then(parse_hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn sha256sum_files() {
+        assert!(parse_sha256sum(&format!("{H}  image.tar.zst\n"), "image.tar.zst").is_some());
+        assert!(parse_sha256sum(&format!("{H} *image.tar.zst\n"), "image.tar.zst").is_some());
+        assert!(parse_sha256sum(&format!("{H}\n"), "x").is_some());
+        let two = format!("{}  other\n{H}  ./dir/image.tar.zst\n", "0".repeat(64));
+        assert_eq!(parse_sha256sum(&two, "image.tar.zst"), parse_hex(H));
+        assert_eq!(parse_sha256sum(&two, "missing"), None);
+        assert_eq!(parse_sha256sum("nothex  x\n", "x"), None);
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let b = parse_hex(H).unwrap();
+        assert_eq!(hex(&b), H);
+        assert!(parse_hex(&H[1..]).is_none());
+        assert!(parse_hex(&H.replace('f', "g")).is_none());
+        assert_eq!(parse_hex(&H.to_uppercase()), Some(b));
+    }
+
+    #[test]
+    fn bad_specs_are_named() {
+        let o = SourceOptions::default();
+        let e = |s: &str| format!("{:#}", Source::open(s, &o).err().unwrap());
+        assert!(e("ftp://x/y").contains("unsupported URL scheme"));
+        assert!(e("file://relative").contains("absolute path"));
+        assert!(e("/nonexistent/x.tar").contains("/nonexistent/x.tar"));
+        assert!(e("/").contains("is a directory"));
+        let bad = SourceOptions {
+            sha256: Some("abc".into()),
+            ..SourceOptions::default()
+        };
+        assert!(format!("{:#}", Source::open("-", &bad).err().unwrap()).contains("not 64 hex"));
+    }
+}
