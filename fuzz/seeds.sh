@@ -13,7 +13,7 @@ corpus="$fuzz/corpus"
 shared="${SYSINSTALL_SHARED:-$repo/../shared}/flash-layouts"
 export CARGO_TARGET_DIR="${FUZZ_SEEDS_TARGET_DIR:-${FUZZ_TARGET_DIR:-$repo/target/fuzz}/seeds}"
 
-mkdir -p "$corpus"/{layout_xml,layout_csv,gpt_structs,gpt_read,journal,probe,site_config}
+mkdir -p "$corpus"/{layout_xml,layout_csv,gpt_structs,gpt_read,journal,probe,site_config,tar_entries}
 
 layouts=("$repo"/layouts/*.xml)
 if [ -d "$shared" ]; then
@@ -50,6 +50,21 @@ if command -v mkfs.vfat >/dev/null; then
     head8k "$tmp/vfat.img" vfat
 fi
 head -c 8192 /dev/zero > "$corpus/probe/zeros"
+
+# Tarballs from GNU tar: plain, ustar/gnu/posix formats, sparse, long names,
+# symlinks (relative, absolute, climbing), a hard link, xattrs.
+if command -v tar >/dev/null; then
+    t="$tmp/tree"
+    mkdir -p "$t/etc/deep/$(printf 'd%.0s' {1..120})"
+    echo hello > "$t/etc/hostname"
+    ln -s ../etc/hostname "$t/etc/rel"; ln -s /etc/passwd "$t/etc/abs"; ln -s ../../../x "$t/etc/climb"
+    ln "$t/etc/hostname" "$t/etc/hard"
+    truncate -s 1M "$t/sparse"; echo data | dd of="$t/sparse" bs=1 seek=600000 conv=notrunc status=none
+    setfattr -n user.seed -v 1 "$t/etc/hostname" 2>/dev/null || true
+    for fmt in ustar gnu posix; do
+        tar -C "$t" --format=$fmt -S --xattrs -cf "$corpus/tar_entries/$fmt.tar" . 2>/dev/null || true
+    done
+fi
 
 for d in "$corpus"/*/; do
     printf 'seeds: %-12s %4d files\n' "$(basename "$d")" "$(find "$d" -type f | wc -l)"

@@ -514,3 +514,179 @@ pub fn site_config(data: &[u8]) {
         assert_eq!(args.layout.set, sets, "set values lost or reordered");
     }
 }
+
+/// BUP payload header and entry table (`bup::payload`), then the TNSPEC
+/// selection for a few boards.
+pub fn bup_payload(data: &[u8]) {
+    use sysinstall::bup::payload::{Payload, MAX_ENTRIES, NAME_LEN};
+    use sysinstall::bup::tnspec;
+    let Ok(p) = Payload::parse_bytes(data) else {
+        return;
+    };
+    assert_eq!(p.file_size, data.len() as u64);
+    assert!(p.header.header_size >= 40);
+    assert_eq!(p.entries.len() as u64, u64::from(p.header.entry_count));
+    assert!(p.header.entry_count <= MAX_ENTRIES);
+    let table_end = u64::from(p.header.header_size)
+        + u64::from(p.header.entry_count) * p.header.format.entry_len() as u64;
+    assert!(table_end <= p.file_size, "entry table past the end");
+    for (i, e) in p.entries.iter().enumerate() {
+        assert_eq!(e.index as usize, i);
+        assert!(e.end() <= p.file_size, "entry {i} past the end of the file");
+        assert!(e.name.len() <= NAME_LEN && e.spec.len() <= p.header.format.spec_len());
+        assert!(!e.name.iter().any(|b| matches!(b, 0 | b'\t' | b' ')));
+        assert!(!e.spec.iter().any(|b| matches!(b, 0 | b'\t' | b' ')));
+    }
+    for spec in [
+        "3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1",
+        "2888-400-0004--1-0-jetson-agx-xavier-devkit-internal",
+        "3448-401-0000-B.0-1-0-jetson-nano-qspi-sd-mmcblk0p1",
+    ] {
+        let s = tnspec::select(&p.entries, spec);
+        let mut names = Vec::new();
+        for sel in &s.selected {
+            let e = p
+                .entries
+                .get(sel.index as usize)
+                .expect("selected index in range");
+            assert_ne!(e.op_mode, tnspec::OP_MODE_PREPRODUCTION);
+            assert!(!names.contains(&&e.name), "partition selected twice");
+            names.push(&e.name);
+        }
+        for d in &s.dropped {
+            assert!(s.selected.iter().any(|sel| sel.index == d.kept));
+        }
+        // §2.7 (REF): a partition with board-specific entries needs one
+        // for this board; a common entry does not count.
+        for m in &s.missing {
+            assert!(
+                p.entries
+                    .iter()
+                    .any(|e| !e.spec.is_empty() && e.name_lossy() == *m),
+                "'{m}' missing but has no board-specific entry"
+            );
+        }
+    }
+}
+
+/// TNSPEC split / match / compat on arbitrary bytes (two specs per input,
+/// split at the first NUL).
+pub fn tnspec(data: &[u8]) {
+    use sysinstall::bup::tnspec::{compat_spec, specs_match, split, FIELDS};
+    let (a, b) = match data.iter().position(|&c| c == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    for s in [a, b] {
+        let f = split(s);
+        assert!(f.len() <= FIELDS);
+        assert_eq!(f.join(&b'-'), s, "split does not rejoin");
+        for (i, field) in f.iter().enumerate() {
+            assert!(i == 6 || !field.contains(&b'-'), "field {i} holds a dash");
+        }
+        assert!(specs_match(s, s), "a spec does not match itself");
+        if let Some(c) = compat_spec(s) {
+            assert_eq!(split(&c).len(), FIELDS, "compat spec has not 8 fields");
+        }
+    }
+    let _ = specs_match(a, b);
+}
+
+/// The tar reader (`rootfs::tar`) with the member-name sanitiser and the
+/// symlink resolver (`rootfs::path`) on every entry.
+pub fn tar_entries(data: &[u8]) {
+    use std::path::Component;
+    use sysinstall::rootfs::path::{resolve_link, sanitize};
+    use sysinstall::rootfs::tar::{Kind, TarReader};
+    let mut r = TarReader::new(std::io::BufReader::new(data));
+    for _ in 0..10_000 {
+        let Ok(Some(e)) = r.next_entry() else {
+            return;
+        };
+        assert!(e.offset <= data.len() as u64);
+        if let Some(regions) = &e.sparse {
+            let mut end = 0u64;
+            let mut stored = 0u64;
+            for reg in regions {
+                assert!(reg.offset >= end, "sparse regions overlap or go back");
+                end = reg
+                    .offset
+                    .checked_add(reg.len)
+                    .expect("region end overflows");
+                stored += reg.len;
+            }
+            assert!(end <= e.size, "sparse data past the real size");
+            let _ = stored;
+        }
+        if let Ok(p) = sanitize(&e.path) {
+            assert!(
+                p.rel
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_))),
+                "{:?}",
+                p.rel
+            );
+            if let Kind::Symlink(target) | Kind::Hardlink(target) = &e.kind {
+                if let Some(to) = resolve_link(&p.rel, target) {
+                    assert!(
+                        to.components().all(|c| matches!(c, Component::Normal(_))),
+                        "{to:?}"
+                    );
+                }
+            }
+        }
+        // Read the data through, in pieces.
+        let mut left = r.data_remaining();
+        while left > 0 {
+            let Ok(chunk) = r.fill_data() else {
+                return;
+            };
+            let n = chunk.len().min(4096);
+            assert!(n > 0);
+            r.consume_data(n);
+            assert_eq!(r.data_remaining(), left - n as u64);
+            left -= n as u64;
+        }
+    }
+}
+
+/// NVIDIA's boot-device pseudo-GPT (`bup::bootgpt`): the input's first 8
+/// bytes give the device length, the rest is its last sectors.
+pub fn boot_gpt(data: &[u8]) {
+    use sysinstall::bup::bootgpt::{decode_entries, decode_header, entries_offset, header_offset};
+    let Some((len, tail)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let len = u64::from_le_bytes(*len) % (1 << 40);
+    let d = disk::SparseDisk::new(len, &[], tail);
+    let mut img = d;
+    let mut sector = disk::Image::read_at(&img, header_offset(len), gpt::SECTOR);
+    disk::fix_header_crc(&mut sector);
+    disk::Image::write_at(&mut img, header_offset(len), &sector);
+    let Ok((h, at, bytes)) = decode_header(&sector, len) else {
+        return;
+    };
+    assert!(at.checked_add(bytes).is_some_and(|e| e <= len));
+    assert!(at >= entries_offset(len).min(at));
+    let array = disk::Image::read_at(&img, at, bytes as usize);
+    let Ok(parts) = decode_entries(&h, &array, len) else {
+        return;
+    };
+    for p in &parts {
+        assert!(p.size > 0 && p.size % 512 == 0 && p.offset % 512 == 0);
+        assert!(p.offset.checked_add(p.size).is_some_and(|e| e <= len));
+    }
+}
+
+/// Slot metadata (`bup::smd`) and VER (`bup::ver`).
+pub fn smd_ver(data: &[u8]) {
+    use sysinstall::bup::{smd::Smd, ver};
+    let _ = ver::parse(data);
+    let Ok(s) = Smd::decode(data) else {
+        return;
+    };
+    let _ = (s.version(), s.flags(), s.maxslots(), s.redundancy());
+    if let Ok(bytes) = s.encode() {
+        assert_eq!(Smd::decode(&bytes).ok(), Some(s), "SMD does not round-trip");
+    }
+}

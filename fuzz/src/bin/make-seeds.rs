@@ -188,6 +188,105 @@ fn config_seeds(dir: &Path) {
     write(dir, "site_config", "site.conf", text.as_bytes());
 }
 
+/// Seeds for the BUP, boot-GPT and SMD/VER targets, from the project's
+/// own encoders where it has them.
+fn bup_seeds(dir: &Path) {
+    use sysinstall::bup::{bootgpt, smd::Smd};
+    // A V2 payload as BUP_generator.py lays it out (bup-format.md §6.1).
+    let entries: [(&str, &[u8], u32, &str); 4] = [
+        ("mb2", b"MB2DATA!", 0, ""),
+        ("mb1", b"MB1-PROD", 2, ""),
+        (
+            "BCT",
+            b"0123456789abcdef",
+            0,
+            "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1",
+        ),
+        (
+            "kernel-dtb",
+            b"DTB",
+            0,
+            "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1",
+        ),
+    ];
+    let hs = 48usize;
+    let mut off = hs + 120 * entries.len();
+    let mut table = Vec::new();
+    let mut data = Vec::new();
+    for (name, payload, op, spec) in entries {
+        let mut e = vec![0u8; 120];
+        e[..name.len()].copy_from_slice(name.as_bytes());
+        e[40..44].copy_from_slice(&(off as u32).to_le_bytes());
+        e[44..48].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        e[48..52].copy_from_slice(&0x3275u32.to_le_bytes());
+        e[52..56].copy_from_slice(&op.to_le_bytes());
+        e[56..56 + spec.len()].copy_from_slice(spec.as_bytes());
+        table.extend_from_slice(&e);
+        data.extend_from_slice(payload);
+        off += payload.len();
+    }
+    let total = (hs + table.len() + data.len()) as u32;
+    let mut b = b"NVIDIA__BLOB__V2".to_vec();
+    for v in [
+        0x0102_0621u32,
+        total,
+        hs as u32,
+        entries.len() as u32,
+        0,
+        total,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&table);
+    b.extend_from_slice(&data);
+    write(dir, "bup_payload", "v2", &b);
+    let mut old = b.clone();
+    old[16..20].copy_from_slice(&0x0002_0000u32.to_le_bytes());
+    write(dir, "bup_payload", "v2-old-version", &old);
+    write(
+        dir,
+        "tnspec",
+        "pair",
+        b"3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1\03310-B01---1--jetson-tx2-devkit-",
+    );
+
+    // The boot-device pseudo-GPT of a 4 MiB device: length, then its last 34 sectors.
+    let len = 4u64 << 20;
+    let parts = vec![
+        sysinstall::layout::BootPartition {
+            name: "BCT".into(),
+            offset: 0,
+            size: 32768,
+        },
+        sysinstall::layout::BootPartition {
+            name: "mb1".into(),
+            offset: 32768,
+            size: 262144,
+        },
+        sysinstall::layout::BootPartition {
+            name: "SMD".into(),
+            offset: 294912,
+            size: 4096,
+        },
+    ];
+    if let Ok(enc) = bootgpt::encode(&parts, len, || Guid::from_bytes([7; 16])) {
+        let mut dev = vec![0u8; len as usize];
+        let h = bootgpt::header_offset(len) as usize;
+        let e = bootgpt::entries_offset(len) as usize;
+        dev[h..h + enc.header.len()].copy_from_slice(&enc.header);
+        dev[e..e + enc.entries.len()].copy_from_slice(&enc.entries);
+        let mut seed = len.to_le_bytes().to_vec();
+        seed.extend_from_slice(&dev[dev.len() - 34 * 512..]);
+        write(dir, "boot_gpt", "4mib", &seed);
+    }
+    if let Ok(smd) = Smd::new_full().encode() {
+        let mut s = smd.to_vec();
+        s.extend_from_slice(b"NV3\n# R32 , REVISION: 7.2\nBOARDID=3310 BOARDSKU=1000 FAB=B01\nBYTES:74 CHECKSUM:1234567890\n");
+        write(dir, "smd_ver", "smd-v3", &s);
+    }
+}
+
 fn main() {
     let mut args = std::env::args_os().skip(1).map(PathBuf::from);
     let dir = args
@@ -220,6 +319,7 @@ fn main() {
     small_gpt_seeds(&dir);
     journal_seeds(&dir);
     config_seeds(&dir);
+    bup_seeds(&dir);
     eprintln!(
         "make-seeds: {placed} placed layouts written to {}",
         dir.display()
