@@ -33,6 +33,10 @@ pub const MAX_ROWS: usize = GPT_ENTRIES as usize;
 
 const META_PREFIX: &str = "# sysinstall:";
 
+/// The rule broken by a nil type or unique GUID.
+pub const NIL_GUID: &str =
+    "has the nil GUID 00000000-0000-0000-0000-000000000000, which marks an unused GPT entry";
+
 /// Size of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowSize {
@@ -198,6 +202,10 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
             "" | "R" | "r" => None,
             g => Some(Guid::parse(g).map_err(|_| e(format!("guid '{g}' is not a GUID")))?),
         };
+        // The nil GUID marks an unused GPT entry: the partition would vanish.
+        if type_guid.is_nil() || unique_guid.is_some_and(|g| g.is_nil()) {
+            return Err(e(NIL_GUID.into()));
+        }
         let start = match *start {
             "" => None,
             s => match s.parse::<u64>() {
@@ -522,6 +530,20 @@ mod tests {
         )
         .unwrap();
         assert!(t.partitions[0].fills_disk);
+    }
+
+    /// Fuzz regression (layout_csv): a row with the nil type GUID was placed;
+    /// written to a GPT, its entry reads as unused and the partition is gone.
+    #[test]
+    fn fuzz_nil_guids_are_refused() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        for row in [format!("1,b,8,{nil},,,34\n"), format!("1,b,8,,{nil},,34\n")] {
+            let e = parse(&row, "n.csv").unwrap_err().to_string();
+            assert!(
+                e.contains("n.csv:1: partition 'b': has the nil GUID"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
