@@ -224,7 +224,11 @@ fn check_gpt_encoding(t: &PartitionTable) {
 
 /// What `layout --format csv` writes reads back as the same table.
 fn check_csv_round_trip(t: &PartitionTable) {
-    let text = csv::write(t, "fuzz");
+    let Ok(text) = csv::write(t, "fuzz") else {
+        // Only names a CSV row cannot carry are refused.
+        assert!(t.partitions.iter().any(|p| !csv::name_fits(&p.name)));
+        return;
+    };
     let parsed = csv::parse(&text, "round-trip.csv")
         .unwrap_or_else(|e| panic!("written CSV does not parse: {e}\n{text}"));
     assert_eq!(parsed.disk_sectors, Some(t.disk_sectors));

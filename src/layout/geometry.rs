@@ -318,10 +318,16 @@ pub fn user_table(
                         .map_err(|_| err(format!("partition_type_guid '{t}' is not a GUID")))?,
                     None => BASIC_DATA,
                 };
+                if type_guid.is_nil() {
+                    return Err(err(format!("partition_type_guid {}", super::csv::NIL_GUID)));
+                }
                 let unique_guid = match p.field("unique_guid").filter(|t| !t.is_empty()) {
                     Some(t) => {
                         let g = Guid::parse(t)
                             .map_err(|_| err(format!("unique_guid '{t}' is not a GUID")))?;
+                        if g.is_nil() {
+                            return Err(err(format!("unique_guid {}", super::csv::NIL_GUID)));
+                        }
                         if let Some(other) = parts.iter().find(|q| q.unique_guid == Some(g)) {
                             notes.push(format!(
                                 "partition '{name}': unique GUID {g} is already used by '{}'; a new one will be generated",

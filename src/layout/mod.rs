@@ -906,6 +906,24 @@ mod tests {
         assert_eq!(boot.partitions[0].name, "BCT");
     }
 
+    /// Fuzz regression (layout_csv, same rule here): a nil type or unique
+    /// GUID was placed; in the GPT the entry would read as unused.
+    #[test]
+    fn fuzz_nil_guids_are_refused() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        for (field, want) in [
+            (
+                "partition_type_guid",
+                "partition 'A': partition_type_guid has the nil GUID",
+            ),
+            ("unique_guid", "partition 'A': unique_guid has the nil GUID"),
+        ] {
+            let body = format!("<size>512</size><{field}>{nil}</{field}>");
+            let e = err(&xml("16896", Some(N), &[part("A", "", &body)]), None);
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
     /// Fuzz regression (layout_xml, layout_csv): a disk of u64::MAX sectors
     /// was placed, and anything computing its size in bytes (`render::table`)
     /// then overflowed.

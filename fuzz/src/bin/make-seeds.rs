@@ -307,12 +307,14 @@ fn main() {
                 continue;
             };
             placed += 1;
-            write(
-                &dir,
-                "layout_csv",
-                &format!("{name}.{tag}.csv"),
-                csv::write(&l.user, &name).as_bytes(),
-            );
+            if let Ok(text) = csv::write(&l.user, &name) {
+                write(
+                    &dir,
+                    "layout_csv",
+                    &format!("{name}.{tag}.csv"),
+                    text.as_bytes(),
+                );
+            }
             gpt_seeds(&dir, &format!("{name}.{tag}"), &l.user);
         }
     }
