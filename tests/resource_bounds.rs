@@ -3,13 +3,11 @@
 //! the peak heap of each parse on its own thread, so the tests assert memory
 //! bounds (deterministic), never times.
 //!
-//! The BUP and tar generators live in `common::hostile`; the tests here that
-//! use them check the generators against independent readers (the
-//! documented byte vector, GNU tar, the tar crate). Wiring them to the BUP
-//! parser and the rootfs tar reader is one test each once those land:
-//! `bup_entry_claiming_4gib()` → refused, peak < 1 MiB;
-//! `PaxStream::new(1 << 30)` → refused, peak < 1 MiB;
-//! `tar_gnu_sparse()` / `tar_pax_sparse_1_0()` → extracted with a hole.
+//! The BUP and tar generators live in `common::hostile`; they are checked
+//! against independent readers (the documented byte vector, GNU tar, the tar
+//! crate) and fed to the BUP parser and the rootfs tar reader: a payload
+//! claiming 4 GiB or u32::MAX entries is refused with under 1 KiB of heap, a
+//! 1 GiB PAX header with 9 KiB, a 10 GiB sparse file is mapped with 13 KiB.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -381,4 +379,78 @@ fn the_tar_crate_refuses_a_truncated_1_gib_pax_header_in_bounded_memory() {
     // read_all) but reads whatever is there: the rootfs reader must cap real
     // PAX data itself (see the module docs).
     assert!(peak < MIB, "{peak} bytes of heap");
+}
+
+// The generators wired to the BUP parser and the rootfs tar reader.
+
+#[test]
+fn bup_payloads_claiming_what_they_lack_are_refused_in_bounded_memory() {
+    use sysinstall::bup::payload::Payload;
+    for (what, bytes, want) in [
+        (
+            "4 GiB entry",
+            hostile::bup_entry_claiming_4gib(),
+            "beyond end of file",
+        ),
+        (
+            "u32::MAX entries",
+            hostile::bup_entry_count_claiming(u32::MAX),
+            "cannot load all update entries",
+        ),
+        (
+            "u32 wrap",
+            hostile::bup_entry_wrapping_u32(),
+            "beyond end of file",
+        ),
+    ] {
+        let (r, peak) = peak_of(|| Payload::parse_bytes(&bytes));
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(want), "{what}: {e}");
+        assert!(peak < 64 * 1024, "{what}: {peak} bytes of heap");
+    }
+}
+
+#[test]
+fn the_tar_reader_refuses_a_1_gib_pax_header_in_bounded_memory() {
+    use sysinstall::rootfs::tar::TarReader;
+    for bytes in [None, Some(hostile::tar_pax_header_claiming(1 << 30))] {
+        let (r, peak) = peak_of(|| match &bytes {
+            None => TarReader::new(std::io::BufReader::new(hostile::PaxStream::new(1 << 30)))
+                .next_entry(),
+            Some(b) => TarReader::new(std::io::BufReader::new(&b[..])).next_entry(),
+        });
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("PAX"), "{e}");
+        assert!(peak < 8 * MIB, "{peak} bytes of heap");
+    }
+}
+
+#[test]
+fn the_tar_reader_maps_a_10_gib_sparse_file_without_allocating_it() {
+    use sysinstall::rootfs::tar::TarReader;
+    for bytes in [hostile::tar_gnu_sparse(), hostile::tar_pax_sparse_1_0()] {
+        let (r, peak) = peak_of(|| {
+            let mut t = TarReader::new(std::io::BufReader::new(&bytes[..]));
+            let e = t.next_entry().unwrap().unwrap();
+            let mut data = Vec::new();
+            loop {
+                let chunk = t.fill_data().unwrap().to_vec();
+                if chunk.is_empty() {
+                    break;
+                }
+                t.consume_data(chunk.len());
+                data.extend_from_slice(&chunk);
+            }
+            (e, data)
+        });
+        let (e, data) = r;
+        assert_eq!(e.size, hostile::SPARSE_SIZE);
+        let regions = e.sparse.unwrap();
+        assert_eq!(
+            (regions[0].offset, regions[0].len),
+            (hostile::SPARSE_SIZE - 512, 512)
+        );
+        assert_eq!(data, hostile::sparse_data());
+        assert!(peak < MIB, "{peak} bytes of heap");
+    }
 }
