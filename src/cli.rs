@@ -405,6 +405,15 @@ pub struct InstallArgs {
     #[arg(long)]
     pub no_fsck: bool,
 
+    /// Extra mke2fs arguments, for every filesystem or for one with
+    /// `NAME:ARGS` (repeatable), e.g. `-E nodiscard` or `DATA:-O ^metadata_csum`.
+    #[arg(
+        long = "mkfs-options",
+        value_name = "[NAME:]ARGS",
+        allow_hyphen_values = true
+    )]
+    pub mkfs_options: Vec<String>,
+
     /// Emit machine-readable events (JSON Lines) on stdout or --events-fd.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub events: Option<EventsFormat>,
@@ -420,6 +429,14 @@ pub struct InstallArgs {
     /// Site defaults (default: /etc/sysinstall.conf).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Start over even if the disk records an interrupted install.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Read /proc, /sys and the board configuration under DIR (test rigs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub sysroot: Option<PathBuf>,
 
     /// Board identity overrides.
     #[command(flatten)]

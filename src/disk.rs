@@ -245,7 +245,12 @@ fn write_inner(
     // new backup (see gpt::write); either way a re-run finishes the job.
     let rerun = "the disk holds the old or the new table; run the same command again";
     changes.mark();
-    gpt_write::write(p.target.file(), &p.writes, blockdev::sync)
+    let barrier = |f: &mut std::fs::File| {
+        blockdev::sync(f)?;
+        crate::failpoint::hit("gpt-barrier");
+        Ok(())
+    };
+    gpt_write::write(p.target.file(), &p.writes, barrier)
         .with_context(|| format!("writing the GPT to {shown} ({rerun})"))?;
     p.target
         .flush()

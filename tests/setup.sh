@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian 12 machine (idempotent; a no-op
-# when everything is there). Root is needed for apt; without it, missing tools
-# make the tests that need them skip.
+# Installs what the tests, the static builds and the qemu tier need on a fresh
+# Debian 12 machine (idempotent; a no-op when everything is there). Root is
+# needed for apt; without it, missing tools make the tests that need them skip.
 set -euo pipefail
 
-pkgs=(gdisk e2fsprogs fdisk util-linux attr acl busybox-static cpio kmod zstd xz-utils
-      bzip2 pigz python3 musl-tools qemu-system-arm qemu-user-static)
+pkgs=(gdisk e2fsprogs fdisk util-linux bsdutils attr acl libcap2-bin busybox-static cpio kmod
+      zstd xz-utils bzip2 pigz python3 python3-venv musl-tools gcc-aarch64-linux-gnu
+      qemu-system-arm qemu-user-static)
+if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null &&
+    ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    # musl-dev:arm64 (the aarch64 musl C compiler wrapper for zstd-sys and
+    # liblzma-sys) and the arm64 packages of the initramfs come from here.
+    dpkg --add-architecture arm64
+    apt-get update -qq
+fi
+pkgs+=(musl-dev:arm64)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -21,8 +30,18 @@ if ((${#missing[@]})); then
 fi
 
 if command -v rustup >/dev/null; then
-    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+    installed=$(rustup component list --installed 2>/dev/null)
+    grep -q '^clippy' <<<"$installed" || rustup component add clippy
+    grep -q '^rustfmt' <<<"$installed" || rustup component add rustfmt
+    targets=$(rustup target list --installed 2>/dev/null)
+    for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+        grep -qx "$t" <<<"$targets" || rustup target add "$t"
+    done
+fi
+# fuzz/run.sh drives libFuzzer through cargo-fuzz (from crates.io).
+if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz
 fi
 # fuzz/run.sh drives libFuzzer through cargo-fuzz (from crates.io).
 if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then

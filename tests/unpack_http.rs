@@ -286,7 +286,10 @@ fn retries_run_out() {
     let (code, _, err) = unpack(&server.url, d.path(), &["--retries", "2"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("after 2 retries"), "{err}");
-    assert!(!err.contains("corrupt"), "a download failure is not corruption: {err}");
+    assert!(
+        !err.contains("corrupt"),
+        "a download failure is not corruption: {err}"
+    );
     assert!(err.contains(&server.url), "{err}");
     assert_eq!(server.requests.lock().unwrap().len(), 3);
 }

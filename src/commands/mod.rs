@@ -19,6 +19,8 @@ pub struct Context {
     pub verbose: u8,
     /// `-q` given.
     pub quiet: bool,
+    /// The install's PASS/FAIL line goes to stderr (stdout carries JSON events).
+    pub result_to_stderr: std::cell::Cell<bool>,
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -27,6 +29,7 @@ pub fn run(cli: Cli) -> u8 {
         changes: Changes::new(),
         verbose: cli.verbose,
         quiet: cli.quiet,
+        result_to_stderr: std::cell::Cell::new(false),
     };
     let command = cli.command.unwrap_or(Command::Install(cli.install));
     let is_install = matches!(command, Command::Install(_));
@@ -48,7 +51,7 @@ pub fn run(cli: Cli) -> u8 {
             let code = exit::classify(&err, kind, &ctx.changes);
             let line = exit::one_line(&err);
             if is_install {
-                install::report_failure(&line, code);
+                install::report_failure(&ctx, &line, code);
             } else {
                 eprintln!("sysinstall: error: {line}");
             }

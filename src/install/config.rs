@@ -30,6 +30,7 @@ pub const KEYS: &[&str] = &[
     "rootfs-sha256",
     "keep-data",
     "no-fsck",
+    "mkfs-options",
     "progress",
     "tnspec",
     "machine",
@@ -107,6 +108,8 @@ fn choice<T: ValueEnum>(e: &Entry, file: &str) -> Result<T, String> {
 pub fn apply(entries: &[Entry], file: &str, args: &mut InstallArgs) -> Result<(), String> {
     let cli_set = args.layout.set.clone();
     let cli_boot = args.boot_devices.clone();
+    let cli_mkfs = args.mkfs_options.clone();
+    let mut mkfs = Vec::new();
     let mut set = Vec::new();
     let mut boot = Vec::new();
     for e in entries {
@@ -122,6 +125,7 @@ pub fn apply(entries: &[Entry], file: &str, args: &mut InstallArgs) -> Result<()
                 args.layout.layout.get_or_insert_with(|| PathBuf::from(v()));
             }
             "set" => set.push(v()),
+            "mkfs-options" => mkfs.push(v()),
             "device" => {
                 args.device.get_or_insert_with(|| PathBuf::from(v()));
             }
@@ -159,6 +163,10 @@ pub fn apply(entries: &[Entry], file: &str, args: &mut InstallArgs) -> Result<()
     if !set.is_empty() {
         set.extend(cli_set);
         args.layout.set = set;
+    }
+    if !mkfs.is_empty() {
+        mkfs.extend(cli_mkfs);
+        args.mkfs_options = mkfs;
     }
     if cli_boot.is_empty() && !boot.is_empty() {
         args.boot_devices = boot;

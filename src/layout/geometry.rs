@@ -172,6 +172,23 @@ pub fn too_big(sectors: u64) -> String {
     format!("a device of {sectors} sectors is larger than 2^63 bytes ({MAX_DISK_SECTORS} sectors)")
 }
 
+/// The sector `start_location` puts a partition at (rounded up; alignment is
+/// not applied on top), refusing one behind the current position `cur`.
+fn start_location(ctx: &Ctx<'_>, p: &PartitionSpec, cur: u64) -> Result<Option<u64>, LayoutError> {
+    let Some(bytes) = ctx.number(p, "start_location")? else {
+        return Ok(None);
+    };
+    let s = sectors(bytes);
+    if s < cur {
+        return Err(ctx.err(
+            p.line,
+            Some(p.name()),
+            format!("start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"),
+        ));
+    }
+    Ok(Some(s))
+}
+
 /// Places the user-area device on a disk of `disk_sectors` sectors.
 pub fn user_table(
     ctx: &Ctx<'_>,
@@ -272,16 +289,8 @@ pub fn user_table(
                         "comes after '{f}', which fills the rest of the disk"
                     )));
                 }
-                let start = match ctx.number(p, "start_location")? {
-                    Some(bytes) => {
-                        let s = sectors(bytes);
-                        if s < cur {
-                            return Err(err(format!(
-                                "start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"
-                            )));
-                        }
-                        s
-                    }
+                let start = match start_location(ctx, p, cur)? {
+                    Some(s) => s,
                     None => align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?,
                 };
                 if start < first {
@@ -409,18 +418,7 @@ pub fn boot_area(
             ));
         }
         cur = align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?;
-        let start = match ctx.number(p, "start_location")? {
-            Some(bytes) => {
-                let s = sectors(bytes);
-                if s < cur {
-                    return Err(err(format!(
-                        "start_location {bytes:#x} (sector {s}) is behind the current position (sector {cur})"
-                    )));
-                }
-                s
-            }
-            None => cur,
-        };
+        let start = start_location(ctx, p, cur)?.unwrap_or(cur);
         let len = sectors(ctx.number(p, "size")?.unwrap_or(0));
         if len == 0 {
             return Err(err("has a size of zero (empty or missing <size>)".into()));

@@ -3,9 +3,10 @@
 //! The producer (on its own thread) fills chunks of [`CHUNK`] bytes and sends
 //! the same `Arc` to every consumer through a channel of [`QUEUE`] slots, so a
 //! chunk exists once however many slots read it, and the producer waits for
-//! the slowest consumer. Memory is bounded by `(QUEUE + 2) × CHUNK` per
-//! consumer at worst (a consumer holds one chunk while the queue is full),
-//! whatever the archive size.
+//! the slowest consumer. At most `QUEUE + 2` chunks are in flight (the
+//! slowest queue full, the chunk that consumer holds, the one being filled),
+//! plus as many kept for reuse: about 12 MiB whatever the archive size and
+//! the number of destinations.
 //!
 //! A consumer reads its queue through [`ChunkReader`], a [`BufRead`] whose
 //! buffer is the shared chunk: tar headers and file data are read straight

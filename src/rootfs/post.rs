@@ -96,6 +96,10 @@ pub fn refresh_timestamp_at(root: &Path, now: SystemTime) -> Result<bool> {
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     writeln!(f, "{}", utc_stamp(secs)).with_context(|| format!("writing {}", path.display()))?;
+    // The file's time is the stamp's, not the moment of writing, so slots
+    // refreshed with the same `now` stay identical.
+    f.set_modified(now)
+        .with_context(|| format!("setting the time of {}", path.display()))?;
     Ok(true)
 }
 

@@ -214,6 +214,26 @@ pub fn hash(root: &Path) -> Result<String> {
     Ok(hash_nodes(&manifest(root)?))
 }
 
+/// [`hash`] of a freshly made filesystem's contents, leaving out the
+/// top-level `lost+found` that mke2fs creates (its mtime is the moment of
+/// mkfs, so two slots filled from one stream would otherwise differ).
+pub fn content_hash(root: &Path) -> Result<String> {
+    Ok(hash_nodes(&content_manifest(root)?))
+}
+
+/// [`manifest`] without the top-level `lost+found` (see [`content_hash`]).
+pub fn content_manifest(root: &Path) -> Result<Vec<Node>> {
+    Ok(manifest(root)?
+        .into_iter()
+        .filter(|n| !n.path.starts_with("lost+found"))
+        .collect())
+}
+
+/// [`hash`] of a manifest.
+pub fn manifest_hash(nodes: &[Node]) -> String {
+    hash_nodes(nodes)
+}
+
 fn hash_nodes(nodes: &[Node]) -> String {
     let mut h = Sha256::new();
     for n in nodes {

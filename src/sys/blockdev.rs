@@ -501,6 +501,49 @@ fn make_node(path: &Path, dev: DevNum) -> io::Result<()> {
     .map_err(|e| io::Error::other(format!("mknod {} ({dev}): {e}", path.display())))
 }
 
+/// The first `len` bytes of a device or partition node (fewer if it is
+/// shorter), for probing what it holds.
+pub fn read_head(path: &Path, len: usize) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::with_capacity(len);
+    f.take(len as u64)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(buf)
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes, if it can be read.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}
+
+/// Reads LBA 0 of `path`, lets `edit` change it, writes it back and makes it
+/// durable (fsync). One sector: the install journal's home.
+pub fn update_sector0(path: &Path, edit: impl FnOnce(&mut [u8])) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut sector = [0u8; 512];
+    f.read_exact(&mut sector)
+        .with_context(|| format!("reading sector 0 of {}", path.display()))?;
+    edit(&mut sector);
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&sector)
+        .with_context(|| format!("writing sector 0 of {}", path.display()))?;
+    sync(&mut f).with_context(|| format!("flushing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,18 @@ pub fn mkfs_ext4(dev: &Path, o: &Ext4Options) -> Result<()> {
     Ok(())
 }
 
+/// Sets the filesystem's "last mounted directory" (`tune2fs -M`), which the
+/// install uses as its per-filesystem completion marker (see
+/// `install::journal`). The filesystem must not be mounted.
+pub fn set_last_mounted(dev: &Path, text: &str) -> Result<()> {
+    if text.len() >= 64 {
+        bail!("last-mounted text {text:?} does not fit the 64-byte superblock field");
+    }
+    cmd::run(Command::new("tune2fs").arg("-M").arg(text).arg(dev))
+        .with_context(|| format!("marking {} complete", dev.display()))?;
+    Ok(())
+}
+
 /// What `e2fsck -p` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsckOutcome {

@@ -21,6 +21,22 @@ pub struct Mount {
 impl Mount {
     /// Mounts the ext4 filesystem on `device` at `target` (created if missing).
     pub fn ext4(device: &Path, target: &Path, read_only: bool) -> anyhow::Result<Mount> {
+        Mount::ext4_with(device, target, read_only, None)
+    }
+
+    /// Mounts an existing filesystem only to read it, without replaying its
+    /// journal (`ro,noload`): reading a partition that is about to be
+    /// re-created must not write to it.
+    pub fn ext4_inspect(device: &Path, target: &Path) -> anyhow::Result<Mount> {
+        Mount::ext4_with(device, target, true, Some("noload"))
+    }
+
+    fn ext4_with(
+        device: &Path,
+        target: &Path,
+        read_only: bool,
+        data: Option<&str>,
+    ) -> anyhow::Result<Mount> {
         std::fs::create_dir_all(target)
             .with_context(|| format!("creating mount point {}", target.display()))?;
         let mut flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
@@ -29,7 +45,7 @@ impl Mount {
         }
         // nodev/nosuid protect the installer while it writes device nodes and
         // setuid files into the tree; they only affect this mount.
-        mount(Some(device), target, Some("ext4"), flags, None::<&str>).with_context(|| {
+        mount(Some(device), target, Some("ext4"), flags, data).with_context(|| {
             format!(
                 "mounting {} on {} (ext4)",
                 device.display(),

@@ -134,6 +134,9 @@ impl LoopDevice {
     /// Registers the GPT partitions with the kernel the way `partx -a` does
     /// (this host kernel does not parse GPTs itself).
     pub fn partx_add(&self) {
+        if self.part(1).exists() {
+            return; // the kernel already knows them (sysinstall registered them)
+        }
         let o = output(Command::new("partx").arg("-a").arg(&self.path));
         assert!(o.status.success(), "partx -a: {}", stderr(&o));
     }
@@ -145,3 +148,4 @@ impl Drop for LoopDevice {
         let _ = Command::new("losetup").arg("-d").arg(&self.path).output();
     }
 }
+pub mod rig;

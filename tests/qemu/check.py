@@ -252,14 +252,22 @@ def cmd_tree(a):
                 problems.append(f"{rel}: mode {oct(stat.S_IMODE(st.st_mode))}, tar {oct(m.mode)}")
             if (st.st_uid, st.st_gid) != (m.uid, m.gid):
                 problems.append(f"{rel}: owner {st.st_uid}:{st.st_gid}, tar {m.uid}:{m.gid}")
-            if int(st.st_mtime) != int(m.mtime):
+            # The installer refreshes etc/timestamp (as tegra-sysinstall did):
+            # a newer 14-digit UTC stamp, not the tarball's.
+            refreshed = rel == "etc/timestamp" and m.isreg()
+            if refreshed:
+                with open(path, "rb") as f:
+                    stamp = f.read()
+                if not re.fullmatch(rb"\d{14}\n", stamp) or int(st.st_mtime) < int(m.mtime):
+                    problems.append(f"{rel}: not a refreshed timestamp ({stamp!r})")
+            elif int(st.st_mtime) != int(m.mtime):
                 problems.append(f"{rel}: mtime {int(st.st_mtime)}, tar {int(m.mtime)}")
             if m.type == tarfile.SYMTYPE and os.readlink(path) != m.linkname:
                 problems.append(f"{rel}: symlink to {os.readlink(path)}, tar {m.linkname}")
             if m.type in (tarfile.CHRTYPE, tarfile.BLKTYPE) and \
                     (os.major(st.st_rdev), os.minor(st.st_rdev)) != (m.devmajor, m.devminor):
                 problems.append(f"{rel}: device {os.major(st.st_rdev)},{os.minor(st.st_rdev)}")
-            if m.isreg():
+            if m.isreg() and not refreshed:
                 data = tf.extractfile(m).read()
                 with open(path, "rb") as f:
                     if hashlib.sha256(f.read()).digest() != hashlib.sha256(data).digest():
@@ -331,7 +339,13 @@ BCT_PAGE = 512
 # --initialize (slot 0 active) and after an update run from slot 0.
 SMD_GOLDEN = {
     "initialize": "004e4243030302000f5f6107000e5f62070133" "14fcfe",
+    # bup-format.md §4.9: update from slot A after slot A booted successfully.
     "update": "004e4243030302000e5f6107010f5f6207008e" "b50590",
+    # The same update on a board that never booted in between (slot A is still
+    # "not yet successful", as --initialize left it; nv_update_verifier would
+    # have set it on a real boot): REF's smd_slot_mark_active(1) on the
+    # initialize bytes. CRC-32 over the 18 bytes computed with zlib.
+    "update-unbooted": "004e4243030302000e5f6107000f5f6207002b" "66595b",
 }
 
 

@@ -1,0 +1,152 @@
+//! `sysinstall install` on real loop devices (root tier), verified from
+//! outside with tests/qemu/check.py: a full install, then an update that may
+//! write only the inactive slot.
+//!
+//! The boot devices are image files: the host has no eMMC boot partitions.
+//! The board identity comes from `--tnspec`: there is no Jetson EEPROM here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::rig::{make_bup, make_rootfs, Rig};
+use common::{output, require_root, stderr, stdout};
+
+const TOOLS: &[&str] = &[
+    "losetup", "partx", "sgdisk", "mke2fs", "e2fsck", "tune2fs", "zstd", "setfacl", "setfattr",
+    "python3",
+];
+
+#[test]
+fn full_install_then_update_of_the_inactive_slot() {
+    if !require_root("full_install_then_update_of_the_inactive_slot", TOOLS) {
+        return;
+    }
+    let rig = Rig::new();
+    let o = rig.install();
+    let err = stderr(&o);
+    assert!(
+        err.contains("Mode:     initial install (the layout is not in place)"),
+        "{err}"
+    );
+    rig.verify_initial(&rig.rootfs);
+    let d = rig.dir.path();
+    let hashes = |name: &str| {
+        let out = d.join(name);
+        rig.check(&[
+            "hashes",
+            rig.image.to_str().unwrap(),
+            rig.layout_json.to_str().unwrap(),
+            rig.boot[0].to_str().unwrap(),
+            rig.boot[1].to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+        out
+    };
+    let before = hashes("before.json");
+
+    // A new release: another rootfs and another payload. The board runs slot
+    // A (the slot metadata says so), so only slot B and its boot partitions
+    // (plus the shared BCT, the other mb1, and the metadata) may change.
+    let (bup2, manifest2) = make_bup(d, &rig.layout, "payload-v2", "v2");
+    let rootfs2 = make_rootfs(d, &bup2, "v2");
+    let o = output(rig.install_cmd().arg(&rootfs2));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("Mode:     update of slot B (APP_b)"), "{err}");
+    let after = hashes("after.json");
+    rig.check(&[
+        "changed",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--allow",
+        ".*_b|BCT|mb1|SMD",
+        "--must",
+        "APP_b",
+        "--same",
+        "APP",
+        "DATA",
+        "LOGS",
+        "EXTRA",
+    ]);
+    let (img, lj) = (
+        rig.image.to_str().unwrap(),
+        rig.layout_json.to_str().unwrap(),
+    );
+    rig.check(&["fs", img, lj, "APP", "APP_b", "DATA", "LOGS", "EXTRA"]);
+    rig.check(&["tree", img, lj, "APP", rig.rootfs.to_str().unwrap()]);
+    rig.check(&["tree", img, lj, "APP_b", rootfs2.to_str().unwrap()]);
+    rig.check(&[
+        "boot",
+        lj,
+        rig.boot[0].to_str().unwrap(),
+        rig.boot[1].to_str().unwrap(),
+        img,
+        manifest2.to_str().unwrap(),
+        "--slots",
+        "b",
+        "--old",
+        rig.manifest.to_str().unwrap(),
+        "--smd",
+        "update-unbooted",
+    ]);
+
+    // The JSON events of a run: schema, sequence, phases, one summary.
+    let o = output(
+        rig.install_cmd()
+            .args(["--mode", "update", "--events", "json"])
+            .arg(&rootfs2),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v["seq"] == i as u64 && v["schema"] == 1));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["kind"], "summary");
+    assert_eq!(summary["result"], "pass");
+    assert_eq!(summary["mode"], "update");
+    assert!(lines
+        .iter()
+        .any(|v| v["phase"] == "unpack" && v["kind"] == "step_start"));
+    assert!(
+        stderr(&o).contains("PASS: successful installation"),
+        "PASS goes to stderr when stdout carries JSON"
+    );
+}
+
+#[test]
+fn dry_run_and_refused_confirmation_write_nothing() {
+    if !require_root("dry_run_and_refused_confirmation_write_nothing", TOOLS) {
+        return;
+    }
+    let rig = Rig::new();
+    let before = rig.state();
+    let o = output(rig.install_cmd().arg("--dry-run").arg(&rig.rootfs));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--dry-run: nothing was written"));
+    assert!(stderr(&o).contains("Payload:  "), "{}", stderr(&o));
+    let mut c = rig.install_cmd();
+    let args: Vec<_> = c
+        .get_args()
+        .filter(|a| *a != "--yes")
+        .map(|a| a.to_owned())
+        .collect();
+    let mut c2 = common::sysinstall();
+    c2.envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .args(args)
+        .arg(&rig.rootfs);
+    let o = output(&mut c2);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("FAIL: refusing to write"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(rig.state(), before);
+    let _ = &mut c;
+}
