@@ -4,6 +4,8 @@
 //! `8-4-4-4-12` form). On disk, GPT stores the first three fields little-endian
 //! ("mixed-endian"); [`Guid::to_gpt_bytes`] and [`Guid::from_gpt_bytes`] convert.
 
+#![deny(clippy::indexing_slicing)]
+
 use std::fmt;
 
 /// A 128-bit GUID in canonical (text) byte order.

@@ -43,3 +43,8 @@ if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz"
     cargo install --locked --quiet cargo-fuzz
 fi
+# fuzz/run.sh drives libFuzzer through cargo-fuzz (from crates.io).
+if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz
+fi

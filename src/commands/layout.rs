@@ -34,7 +34,7 @@ pub fn run(args: &LayoutArgs, _ctx: &Context) -> anyhow::Result<u8> {
     let layout = load(&args.file, &args.set, disk_sectors)?;
     let out = match args.format {
         LayoutFormat::Table => render::table(&layout.user, &layout.source),
-        LayoutFormat::Csv => layout::csv::write(&layout.user, &layout.source),
+        LayoutFormat::Csv => layout::csv::write(&layout.user, &layout.source)?,
         LayoutFormat::Json => render::json(&layout.user, layout.boot.as_ref()),
         LayoutFormat::BootConf => match &layout.boot {
             Some(b) => render::boot_conf(b),

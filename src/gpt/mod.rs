@@ -367,8 +367,15 @@ impl Entry {
 }
 
 /// Encodes a full entry array of `count` slots; entry `n` goes to slot `n − 1`
-/// (numbers are kept exactly, gaps stay zero).
+/// (numbers are kept exactly, gaps stay zero). `count` is bounded like a
+/// decoded header's (it may come from a table read from a disk).
 pub fn encode_entries(entries: &[(u32, Entry)], count: u32) -> Result<Vec<u8>, GptError> {
+    if u64::from(count) * u64::from(ENTRY_SIZE) > MAX_ENTRY_ARRAY_BYTES {
+        return Err(GptError::EntryArrayTooLarge {
+            count,
+            size: ENTRY_SIZE,
+        });
+    }
     let mut out = vec![0u8; count as usize * ENTRY_SIZE as usize];
     let mut seen = vec![false; count as usize];
     for (number, entry) in entries {
@@ -399,9 +406,10 @@ pub fn decode_entries(array: &[u8], entry_size: u32) -> Result<Vec<(u32, Entry)>
         return Err(GptError::BadEntrySize(entry_size));
     }
     let mut out = Vec::new();
-    for (i, chunk) in array.chunks_exact(entry_size as usize).enumerate() {
+    // Numbers are 1-based u32s; `zip` ends the walk where they would run out.
+    for (number, chunk) in (1u32..).zip(array.chunks_exact(entry_size as usize)) {
         if let Some(e) = Entry::decode(chunk)? {
-            out.push((i as u32 + 1, e));
+            out.push((number, e));
         }
     }
     Ok(out)
@@ -584,6 +592,20 @@ mod tests {
             encode_entries(&[(3, e("x")), (3, e("y"))], 128),
             Err(GptError::DuplicateNumber(3))
         );
+    }
+
+    /// Audit (issue 8): a slot count taken from a disk's header must not
+    /// size an allocation unchecked (u32::MAX slots would be 512 GiB).
+    #[test]
+    fn encoding_an_enormous_entry_array_is_refused() {
+        assert_eq!(
+            encode_entries(&[], u32::MAX),
+            Err(GptError::EntryArrayTooLarge {
+                count: u32::MAX,
+                size: 128
+            })
+        );
+        assert_eq!(encode_entries(&[], 8192).unwrap().len(), 1 << 20);
     }
 
     #[test]

@@ -46,7 +46,15 @@ pub enum ReadError {
     },
 }
 
-fn read_at<R: Read + Seek>(r: &mut R, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+/// Reads `len` bytes from sector `lba` (an LBA whose byte offset does not
+/// fit a u64 is an error, not an overflow).
+fn read_at<R: Read + Seek>(r: &mut R, lba: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let offset = lba.checked_mul(SECTOR as u64).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("LBA {lba} lies beyond 2^64 bytes"),
+        )
+    })?;
     r.seek(SeekFrom::Start(offset))?;
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)?;
@@ -59,7 +67,7 @@ fn read_copy<R: Read + Seek>(
     lba: u64,
     disk_sectors: u64,
 ) -> Result<(Header, Vec<(u32, Entry)>), String> {
-    let sector = read_at(r, lba * SECTOR as u64, SECTOR).map_err(|e| e.to_string())?;
+    let sector = read_at(r, lba, SECTOR).map_err(|e| e.to_string())?;
     let h = Header::decode(&sector).map_err(|e| e.to_string())?;
     if h.my_lba != lba {
         return Err(format!(
@@ -85,12 +93,41 @@ fn read_copy<R: Read + Seek>(
         ));
     }
     let len = usize::try_from(h.entry_array_bytes()).map_err(|e| e.to_string())?;
-    let array =
-        read_at(r, h.partition_entry_lba * SECTOR as u64, len).map_err(|e| e.to_string())?;
+    let array = read_at(r, h.partition_entry_lba, len).map_err(|e| e.to_string())?;
     let entries = h
         .decode_entries(&array)
         .map_err(|e: GptError| e.to_string())?;
+    check_entries(&h, &entries)?;
     Ok((h, entries))
+}
+
+/// UEFI 2.10 §5.3.3: a used entry starts no later than it ends, lies in the
+/// header's usable range, and overlaps no other entry. A copy that breaks
+/// this is as unusable as one with a bad CRC (and `plan` must never compute
+/// with a partition that ends before it starts).
+fn check_entries(h: &Header, entries: &[(u32, Entry)]) -> Result<(), String> {
+    let mut spans: Vec<(u64, u64, u32)> = Vec::with_capacity(entries.len());
+    for (number, e) in entries {
+        if e.first_lba > e.last_lba
+            || e.first_lba < h.first_usable_lba
+            || e.last_lba > h.last_usable_lba
+        {
+            return Err(format!(
+                "partition {number} ('{}') spans LBA {}..={}, outside the usable range {}..={}",
+                e.name, e.first_lba, e.last_lba, h.first_usable_lba, h.last_usable_lba
+            ));
+        }
+        spans.push((e.first_lba, e.last_lba, *number));
+    }
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        if let [(_, a_last, a), (b_first, _, b)] = pair {
+            if a_last >= b_first {
+                return Err(format!("partitions {a} and {b} overlap"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the GPT of a disk of `disk_sectors` sectors: the primary if it is
@@ -231,6 +268,49 @@ mod tests {
         img.get_mut()[last] = b'Y';
         let err = read(&mut img, N).unwrap_err().to_string();
         assert!(err.contains("entry array CRC"), "{err}");
+    }
+
+    /// Fuzz regression (gpt_read): a disk claiming 2^60 sectors made the
+    /// byte offset of its last LBA overflow.
+    #[test]
+    fn fuzz_disk_whose_last_lba_is_beyond_2_64_bytes_is_an_error() {
+        let mut img = image(&[(1, entry("APP", 34, 99))]);
+        let g = read(&mut img, 1 << 60).unwrap().unwrap();
+        let why = g.other_copy_problem.unwrap();
+        assert!(
+            why.contains("LBA 1152921504606846975 lies beyond 2^64 bytes"),
+            "{why}"
+        );
+        let mut blank = Cursor::new(vec![0u8; 4096]);
+        let e = read(&mut blank, u64::MAX).unwrap_err().to_string();
+        assert!(e.contains("beyond 2^64 bytes"), "{e}");
+    }
+
+    /// Fuzz regression (gpt_read): an entry at LBA 0..=0, outside the usable
+    /// range, was returned as a partition of the disk.
+    #[test]
+    fn fuzz_entries_outside_the_usable_range_or_overlapping_are_refused() {
+        for (entries, want) in [
+            (
+                vec![(83, entry("X", 0, 0))],
+                "partition 83 ('X') spans LBA 0..=0, outside the usable range 34..=4062",
+            ),
+            (vec![(1, entry("X", 100, 99))], "spans LBA 100..=99"),
+            (
+                vec![(1, entry("X", 34, N - 33))],
+                "outside the usable range",
+            ),
+            (
+                vec![(2, entry("A", 34, 99)), (1, entry("B", 99, 200))],
+                "partitions 2 and 1 overlap",
+            ),
+        ] {
+            let e = read(&mut image(&entries), N).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        // Touching is not overlapping; the last usable sector is usable.
+        let ok = [(1, entry("A", 34, 99)), (2, entry("B", 100, N - 34))];
+        assert_eq!(read(&mut image(&ok), N).unwrap().unwrap().entries.len(), 2);
     }
 
     #[test]

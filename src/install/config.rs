@@ -7,6 +7,8 @@
 //! `yes`, `dry-run` and `config` are not accepted here: confirming a
 //! destructive run is a decision for each run, not a site default.
 
+#![deny(clippy::indexing_slicing)]
+
 use crate::cli::{InstallArgs, ModeArg, ProgressMode, SocArg};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};

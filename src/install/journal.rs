@@ -162,6 +162,10 @@ impl Record {
             2 => State::Complete,
             _ => return None,
         };
+        // Reserved: zero in this version, so a record reads back as its bytes.
+        if *b.get(15)? != 0 {
+            return None;
+        }
         Some(Record {
             mode,
             state,
@@ -241,6 +245,17 @@ mod tests {
         for n in 0..RECORD_LEN {
             assert_eq!(Record::decode(&r.encode()[..n]), None);
         }
+    }
+
+    /// Fuzz regression (journal): a record with a non-zero reserved byte 15
+    /// and a matching CRC was accepted, and re-encoded to other bytes.
+    #[test]
+    fn fuzz_non_zero_reserved_byte_is_not_a_record() {
+        let mut b = rec().encode();
+        b[15] = 1;
+        let crc = crc32fast::hash(&b[..RECORD_LEN - 4]);
+        b[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Record::decode(&b), None);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! comment line (`# sysinstall: first-usable-lba=N disk-sectors=N`), which the
 //! old tool ignores and this reader honours, so XML → CSV → table is exact.
 
+#![deny(clippy::indexing_slicing)]
+
 use super::{
     render::type_code, LayoutError, Partition, PartitionTable, GPT_ENTRIES, MAX_NAME_UTF16,
     SECTOR_SIZE,
@@ -30,6 +32,10 @@ pub const SGDISK_FIRST_USABLE: u64 = 34;
 pub const MAX_ROWS: usize = GPT_ENTRIES as usize;
 
 const META_PREFIX: &str = "# sysinstall:";
+
+/// The rule broken by a nil type or unique GUID.
+pub const NIL_GUID: &str =
+    "has the nil GUID 00000000-0000-0000-0000-000000000000, which marks an unused GPT entry";
 
 /// Size of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +115,19 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
                         .map_err(|_| err(file, line, None, format!("bad metadata value '{kv}'")))
                 };
                 match kv.split_once('=') {
-                    Some(("first-usable-lba", v)) => csv.first_usable_lba = Some(value(v)?),
+                    Some(("first-usable-lba", v)) => {
+                        // LBA 0-33 hold the MBR, the header and 128 entries.
+                        let lba = value(v)?;
+                        if lba < SGDISK_FIRST_USABLE {
+                            return Err(err(
+                                file,
+                                line,
+                                None,
+                                format!("first-usable-lba {lba} would put partitions over the primary GPT (LBA 0..{SGDISK_FIRST_USABLE})"),
+                            ));
+                        }
+                        csv.first_usable_lba = Some(lba);
+                    }
                     Some(("disk-sectors", v)) => csv.disk_sectors = Some(value(v)?),
                     _ => {}
                 }
@@ -157,6 +175,10 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
                 "name is longer than {MAX_NAME_UTF16} UTF-16 units"
             )));
         }
+        // A GPT name ends at its first NUL: the partition would lose the rest.
+        if name.contains('\0') {
+            return Err(e("name contains a NUL character".into()));
+        }
         if !(1..=GPT_ENTRIES).contains(&number) {
             return Err(e(format!(
                 "partition number {number} is out of range [1, {GPT_ENTRIES}]"
@@ -180,6 +202,10 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
             "" | "R" | "r" => None,
             g => Some(Guid::parse(g).map_err(|_| e(format!("guid '{g}' is not a GUID")))?),
         };
+        // The nil GUID marks an unused GPT entry: the partition would vanish.
+        if type_guid.is_nil() || unique_guid.is_some_and(|g| g.is_nil()) {
+            return Err(e(NIL_GUID.into()));
+        }
         let start = match *start {
             "" => None,
             s => match s.parse::<u64>() {
@@ -234,6 +260,14 @@ pub fn place(
     file: &str,
 ) -> Result<(PartitionTable, Vec<String>), LayoutError> {
     let first_usable = csv.first_usable_lba.unwrap_or(SGDISK_FIRST_USABLE);
+    if disk_sectors > super::MAX_DISK_SECTORS {
+        return Err(LayoutError {
+            file: file.to_owned(),
+            line: None,
+            partition: None,
+            rule: super::geometry::too_big(disk_sectors),
+        });
+    }
     let last_usable = disk_sectors
         .checked_sub(super::geometry::TAIL_SECTORS)
         .filter(|l| *l >= first_usable)
@@ -319,7 +353,9 @@ pub fn place(
             last_lba: last,
             type_guid: r.type_guid,
             unique_guid,
-            fills_disk: r.size == RowSize::Remain,
+            // A REMAIN row fills the free block it starts in; that is "the
+            // rest of the disk" only when no partition comes after it.
+            fills_disk: r.size == RowSize::Remain && last == last_usable,
         });
     }
     parts.sort_by_key(|p| p.number);
@@ -335,9 +371,24 @@ pub fn place(
     ))
 }
 
+/// True when a row can carry this name: the format has no quoting, and
+/// readers split lines at `,` and trim the fields.
+pub fn name_fits(name: &str) -> bool {
+    !name.contains([',', '\n', '\r']) && name.trim() == name
+}
+
 /// Writes a table as CSV, rows in physical order (so `REMAIN` is last, as
 /// tegra-sysinstall's single sgdisk call needs), with our metadata comment.
-pub fn write(table: &PartitionTable, source: &str) -> String {
+/// A name a row cannot carry ([`name_fits`]) is an error naming it.
+pub fn write(table: &PartitionTable, source: &str) -> Result<String, LayoutError> {
+    if let Some(p) = table.partitions.iter().find(|p| !name_fits(&p.name)) {
+        return Err(LayoutError {
+            file: source.to_owned(),
+            line: None,
+            partition: Some(p.name.clone()),
+            rule: "the name cannot be written to a partition_table CSV (it has a comma, a line break or surrounding blanks)".into(),
+        });
+    }
     let mut out = format!(
         "# partition_table for tegra-sysinstall, generated by sysinstall {} from {}\n{META_PREFIX} first-usable-lba={} disk-sectors={}\n",
         env!("CARGO_PKG_VERSION"),
@@ -364,10 +415,11 @@ pub fn write(table: &PartitionTable, source: &str) -> String {
             p.number, p.name, size, ty, guid, p.first_lba
         ));
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -453,13 +505,89 @@ mod tests {
         }
     }
 
+    /// Fuzz regression (layout_csv): a name with NUL characters was placed;
+    /// in the GPT it would have been cut at the first NUL.
+    #[test]
+    fn fuzz_name_with_nul_is_refused() {
+        let e = parse("6,B_Y\0\0kernel-dtb,1536,,,,40\n", "n.csv").unwrap_err();
+        assert!(
+            e.to_string().contains("name contains a NUL character"),
+            "{e}"
+        );
+    }
+
+    /// Fuzz regression (layout_csv): `first-usable-lba=17` in our metadata
+    /// comment let a partition start inside the primary GPT's entry array.
+    #[test]
+    fn fuzz_first_usable_lba_inside_the_primary_gpt_is_refused() {
+        let text = "# sysinstall: first-usable-lba=17 disk-sectors=8388608\n6,A,8,,,,17\n";
+        let e = parse(text, "m.csv").unwrap_err().to_string();
+        assert!(
+            e.contains("m.csv:1: first-usable-lba 17 would put partitions over the primary GPT"),
+            "{e}"
+        );
+        assert!(parse(&text.replace("=17", "=34"), "m.csv").is_ok());
+    }
+
+    /// Fuzz regression (layout_csv): a REMAIN row starting before a fixed row
+    /// ends where that row begins, yet was marked as filling the disk.
+    #[test]
+    fn fuzz_remain_before_another_partition_does_not_fill_the_disk() {
+        let text = "1,A,REMAIN,,,,40\n2,B,8,,,,100\n";
+        let (t, _) = place(&parse(text, "r.csv").unwrap(), 1000, "r.csv").unwrap();
+        let a = t.by_name("A").unwrap();
+        assert_eq!((a.first_lba, a.last_lba, a.fills_disk), (40, 99, false));
+        assert!(write(&t, "r").unwrap().contains("1,A,60,,,,40\n"));
+        let (t, _) = place(
+            &parse("1,A,REMAIN,,,,40\n", "r.csv").unwrap(),
+            1000,
+            "r.csv",
+        )
+        .unwrap();
+        assert!(t.partitions[0].fills_disk);
+    }
+
+    /// Fuzz regression (layout_csv): a row with the nil type GUID was placed;
+    /// written to a GPT, its entry reads as unused and the partition is gone.
+    #[test]
+    fn fuzz_nil_guids_are_refused() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        for row in [format!("1,b,8,{nil},,,34\n"), format!("1,b,8,,{nil},,34\n")] {
+            let e = parse(&row, "n.csv").unwrap_err().to_string();
+            assert!(
+                e.contains("n.csv:1: partition 'b': has the nil GUID"),
+                "{e}"
+            );
+        }
+    }
+
+    /// Fuzz regression (layout_xml): an XML partition named `a,b` was written
+    /// as a row of 8 fields, which no reader can take back.
+    #[test]
+    fn fuzz_names_a_row_cannot_carry_are_refused_when_writing() {
+        let (mut t, _) = place(&parse("1,A,8,,,,40\n", "w").unwrap(), 1000, "w").unwrap();
+        for bad in ["a,b", "a\nb", "a\r", " a"] {
+            t.partitions[0].name = bad.into();
+            let e = write(&t, "x.xml").unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "x.xml: partition '{bad}': the name cannot be written"
+                )),
+                "{e}"
+            );
+        }
+        t.partitions[0].name = "a b\tc".into();
+        let back = parse(&write(&t, "x.xml").unwrap(), "y").unwrap();
+        assert_eq!(back.rows[0].name, "a b\tc");
+    }
+
     #[test]
     fn write_then_read_is_exact() {
         let text = "# sysinstall: first-usable-lba=40 disk-sectors=2000\n2,B,10,EF00,,,50\n1,A,10,,11111111-2222-3333-4444-555555555555,,40\n3,C,REMAIN,,,,64\n";
         let csv = parse(text, "x").unwrap();
         let (t, _) = place(&csv, csv.disk_sectors.unwrap(), "x").unwrap();
         assert_eq!(t.first_usable_lba, 40);
-        let out = write(&t, "x");
+        let out = write(&t, "x").unwrap();
         let back = parse(&out, "y").unwrap();
         let (t2, _) = place(&back, back.disk_sectors.unwrap(), "y").unwrap();
         assert_eq!(t, t2);

@@ -28,10 +28,12 @@
 //! never behind it) wins; ids are ignored; the backup pseudo-GPT sits in the
 //! last 33 sectors.
 
+#![deny(clippy::indexing_slicing)]
+
 use super::xml::{DeviceSpec, FlashLayout, PartitionSpec};
 use super::{
     BootArea, BootDeviceKind, BootPartition, LayoutError, Partition, PartitionTable, GPT_ENTRIES,
-    GPT_SECTORS, MAX_NAME_UTF16, MIN_PRIMARY_GPT_BYTES, SECTOR_SIZE,
+    GPT_SECTORS, MAX_DISK_SECTORS, MAX_NAME_UTF16, MIN_PRIMARY_GPT_BYTES, SECTOR_SIZE,
 };
 use crate::guid::{Guid, BASIC_DATA};
 
@@ -165,6 +167,11 @@ fn align_up(ctx: &Ctx<'_>, p: &PartitionSpec, sector: u64, align: u64) -> Result
         .ok_or_else(|| ctx.err(p.line, Some(p.name()), "aligned start overflows"))
 }
 
+/// The rule broken by a disk (or boot device) larger than [`MAX_DISK_SECTORS`].
+pub fn too_big(sectors: u64) -> String {
+    format!("a device of {sectors} sectors is larger than 2^63 bytes ({MAX_DISK_SECTORS} sectors)")
+}
+
 /// The sector `start_location` puts a partition at (rounded up; alignment is
 /// not applied on top), refusing one behind the current position `cur`.
 fn start_location(ctx: &Ctx<'_>, p: &PartitionSpec, cur: u64) -> Result<Option<u64>, LayoutError> {
@@ -203,6 +210,9 @@ pub fn user_table(
             None,
             format!("a disk of {n} sectors cannot hold two GPTs and a partition"),
         ));
+    }
+    if n > MAX_DISK_SECTORS {
+        return Err(ctx.err(dev.line, None, too_big(n)));
     }
     let last_usable = n - TAIL_SECTORS;
 
@@ -317,10 +327,16 @@ pub fn user_table(
                         .map_err(|_| err(format!("partition_type_guid '{t}' is not a GUID")))?,
                     None => BASIC_DATA,
                 };
+                if type_guid.is_nil() {
+                    return Err(err(format!("partition_type_guid {}", super::csv::NIL_GUID)));
+                }
                 let unique_guid = match p.field("unique_guid").filter(|t| !t.is_empty()) {
                     Some(t) => {
                         let g = Guid::parse(t)
                             .map_err(|_| err(format!("unique_guid '{t}' is not a GUID")))?;
+                        if g.is_nil() {
+                            return Err(err(format!("unique_guid {}", super::csv::NIL_GUID)));
+                        }
                         if let Some(other) = parts.iter().find(|q| q.unique_guid == Some(g)) {
                             notes.push(format!(
                                 "partition '{name}': unique GUID {g} is already used by '{}'; a new one will be generated",
@@ -407,9 +423,16 @@ pub fn boot_area(
         if len == 0 {
             return Err(err("has a size of zero (empty or missing <size>)".into()));
         }
+        // Bounded like a disk, so `start` and `len` in bytes fit a u64.
         let end = start
             .checked_add(len)
-            .ok_or_else(|| err("size overflows".into()))?;
+            .filter(|e| *e <= MAX_DISK_SECTORS)
+            .ok_or_else(|| {
+                err(format!(
+                    "ends past 2^63 bytes (start_location/size {:#x}/{:#x} sectors)",
+                    start, len
+                ))
+            })?;
         if let Some(n) = num_sectors {
             let limit = n.saturating_sub(GPT_SECTORS);
             if end > limit {
@@ -456,6 +479,32 @@ pub fn boot_device(layout: &FlashLayout) -> Option<(&DeviceSpec, BootDeviceKind)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Audit (issue 8): a boot partition of size 0xFFFF_FFFF_FFFF_FFFF on a
+    /// boot device without num_sectors overflowed `len × 512` (a panic with
+    /// overflow checks, a size of 0 without).
+    #[test]
+    fn boot_partition_past_2_63_bytes_is_refused() {
+        let ctx = Ctx { file: "b.xml" };
+        for body in [
+            "<size>0xFFFFFFFFFFFFFFFF</size>",
+            "<size>512</size><start_location>0xFFFFFFFFFFFFFFFF</start_location>",
+        ] {
+            let text = format!("<partition_layout><device type='sdmmc_boot'><partition name='mb1' type='mb1_bootloader'>{body}</partition></device></partition_layout>");
+            let layout = super::super::xml::parse(&text).unwrap();
+            let e = boot_area(
+                &ctx,
+                layout.devices.first().unwrap(),
+                BootDeviceKind::SdmmcBoot,
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("partition 'mb1': ends past 2^63 bytes"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn c_numbers_follow_strtoul_base_0() {

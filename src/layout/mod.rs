@@ -17,6 +17,8 @@
 //!
 //! Nothing here touches a device: the disk size is an input.
 
+#![deny(clippy::indexing_slicing)]
+
 pub mod csv;
 pub mod geometry;
 pub mod render;
@@ -38,6 +40,10 @@ pub const GPT_SECTORS: u64 = 33;
 pub const MIN_PRIMARY_GPT_BYTES: u64 = 512 + 128 * 128;
 /// Longest GPT partition name, in UTF-16 code units.
 pub const MAX_NAME_UTF16: usize = 36;
+/// Largest disk a table is placed on: 2^63 bytes, so that every byte offset
+/// fits Linux's `loff_t` (i64) and `sectors × 512` can never overflow a u64.
+/// A `--disk-sectors` or `num_sectors` above it is a typo, not an eMMC.
+pub const MAX_DISK_SECTORS: u64 = i64::MAX as u64 / SECTOR_SIZE;
 
 /// One entry of a GPT partition table, as placed by the layout engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,7 +66,8 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Length in sectors.
+    /// Length in sectors. (A placed partition has `first_lba ≤ last_lba ≤
+    /// MAX_DISK_SECTORS`, so neither this nor [`Self::size_bytes`] overflows.)
     pub fn sectors(&self) -> u64 {
         self.last_lba + 1 - self.first_lba
     }
@@ -395,6 +402,7 @@ fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, Layou
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::guid::{BASIC_DATA, EFI_SYSTEM};
@@ -896,6 +904,49 @@ mod tests {
         let boot = l.boot.unwrap();
         assert_eq!(boot.kind, BootDeviceKind::T210Sdmmc);
         assert_eq!(boot.partitions[0].name, "BCT");
+    }
+
+    /// Fuzz regression (layout_csv, same rule here): a nil type or unique
+    /// GUID was placed; in the GPT the entry would read as unused.
+    #[test]
+    fn fuzz_nil_guids_are_refused() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        for (field, want) in [
+            (
+                "partition_type_guid",
+                "partition 'A': partition_type_guid has the nil GUID",
+            ),
+            ("unique_guid", "partition 'A': unique_guid has the nil GUID"),
+        ] {
+            let body = format!("<size>512</size><{field}>{nil}</{field}>");
+            let e = err(&xml("16896", Some(N), &[part("A", "", &body)]), None);
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    /// Fuzz regression (layout_xml, layout_csv): a disk of u64::MAX sectors
+    /// was placed, and anything computing its size in bytes (`render::table`)
+    /// then overflowed.
+    #[test]
+    fn fuzz_disk_larger_than_2_63_bytes_is_refused() {
+        let body = [part("A", "", "<size>512</size>")];
+        for n in [u64::MAX, MAX_DISK_SECTORS + 1] {
+            let e = err(&xml("16896", Some(n), &body), None);
+            assert!(e.contains("larger than 2^63 bytes"), "{e}");
+            let e = parse(
+                "1,APP,8,,,,34\n",
+                "p.csv",
+                &LoadOptions {
+                    set: vec![],
+                    disk_sectors: Some(n),
+                },
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("larger than 2^63 bytes"), "{e}");
+        }
+        let l = place(&xml("16896", None, &body), Some(MAX_DISK_SECTORS)).unwrap();
+        assert!(render::table(&l.user, "t.xml").contains(&MAX_DISK_SECTORS.to_string()));
     }
 
     #[test]

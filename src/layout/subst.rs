@@ -6,6 +6,8 @@
 //! (a replacement is never rescanned). `--set NAME=VALUE` adds or overrides
 //! tokens; the built-in defaults are in [`PLACEHOLDERS`].
 
+#![deny(clippy::indexing_slicing)]
+
 use super::xml::FlashLayout;
 use super::Soc;
 

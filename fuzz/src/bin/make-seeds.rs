@@ -1,0 +1,329 @@
+//! Writes the generated part of the seed corpora, using the project's own
+//! code: CSVs and GPT images of the sample layouts as placed by the layout
+//! engine, GPT header sectors and entry arrays, journal records, a site
+//! configuration. `seeds.sh` adds the sample files and real filesystems.
+//!
+//! Usage: `make-seeds CORPUS_DIR LAYOUT_FILE...`
+
+use std::path::{Path, PathBuf};
+use sysinstall::gpt::{self, Entry, Header};
+use sysinstall::guid::Guid;
+use sysinstall::install::journal;
+use sysinstall::layout::{self, csv, LoadOptions, PartitionTable};
+
+/// A small disk for plain (non-sparse) GPT images: 128 sectors, 64 KiB.
+const SMALL_DISK: u64 = 128;
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let d = dir.join(target);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+    let f = d.join(name);
+    std::fs::write(&f, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", f.display()));
+}
+
+fn entries_of(t: &PartitionTable) -> Vec<(u32, Entry)> {
+    t.partitions
+        .iter()
+        .map(|p| {
+            let unique = p
+                .unique_guid
+                .unwrap_or_else(|| Guid::from_bytes([p.number as u8; 16]));
+            let e = Entry {
+                type_guid: p.type_guid,
+                unique_guid: unique,
+                first_lba: p.first_lba,
+                last_lba: p.last_lba,
+                attributes: 0,
+                name: p.name.clone(),
+            };
+            (p.number, e)
+        })
+        .collect()
+}
+
+/// The two headers and the entry array of a table on an `n`-sector disk.
+fn gpt_parts(entries: &[(u32, Entry)], n: u64, first: u64, last: u64) -> (Header, Header, Vec<u8>) {
+    let array = gpt::encode_entries(entries, gpt::ENTRY_COUNT).expect("encoding entries");
+    let h = |my: u64, alt: u64, elba: u64| Header {
+        revision: gpt::REVISION_1_0,
+        header_size: gpt::HEADER_SIZE,
+        my_lba: my,
+        alternate_lba: alt,
+        first_usable_lba: first,
+        last_usable_lba: last,
+        disk_guid: Guid::from_bytes(*b"sysinstall-seeds"),
+        partition_entry_lba: elba,
+        num_partition_entries: gpt::ENTRY_COUNT,
+        sizeof_partition_entry: gpt::ENTRY_SIZE,
+        partition_entry_array_crc32: gpt::crc32(&array),
+    };
+    (h(1, n - 1, 2), h(n - 1, 1, n - 33), array)
+}
+
+/// The first and last 34 sectors of a disk carrying the table: protective
+/// MBR, primary header and entries; backup entries and header.
+fn head_and_tail(entries: &[(u32, Entry)], n: u64, first: u64, last: u64) -> (Vec<u8>, Vec<u8>) {
+    let (primary, backup, array) = gpt_parts(entries, n, first, last);
+    let mut head = gpt::protective_mbr(n).to_vec();
+    head.extend_from_slice(&primary.encode());
+    head.extend_from_slice(&array);
+    let mut tail = vec![0u8; 512];
+    tail.extend_from_slice(&array);
+    tail.extend_from_slice(&backup.encode());
+    (head, tail)
+}
+
+fn sparse_seed(mode: u8, n: u64, head: &[u8], tail: &[u8]) -> Vec<u8> {
+    assert_eq!(
+        head.len(),
+        tail.len(),
+        "the target splits the rest in halves"
+    );
+    let mut s = vec![mode | 2];
+    s.extend_from_slice(&n.to_le_bytes());
+    s.extend_from_slice(head);
+    s.extend_from_slice(tail);
+    s
+}
+
+fn gpt_seeds(dir: &Path, name: &str, t: &PartitionTable) {
+    let entries = entries_of(t);
+    let n = t.disk_sectors;
+    let (head, tail) = head_and_tail(&entries, n, t.first_usable_lba, t.last_usable_lba);
+    write(
+        dir,
+        "gpt_read",
+        &format!("{name}.sparse"),
+        &sparse_seed(0, n, &head, &tail),
+    );
+    // Primary destroyed: the backup must be found.
+    let mut broken = head.clone();
+    broken[512..1024].fill(0);
+    write(
+        dir,
+        "gpt_read",
+        &format!("{name}.backup-only"),
+        &sparse_seed(0, n, &broken, &tail),
+    );
+    write(
+        dir,
+        "gpt_structs",
+        &format!("{name}.header"),
+        &head[512..1024],
+    );
+    let mut arr = vec![0u8];
+    arr.extend_from_slice(&head[1024..]);
+    write(dir, "gpt_structs", &format!("{name}.entries"), &arr);
+}
+
+fn small_gpt_seeds(dir: &Path) {
+    let n = SMALL_DISK;
+    let e = |name: &str, first: u64, last: u64| Entry {
+        type_guid: sysinstall::guid::BASIC_DATA,
+        unique_guid: Guid::from_bytes([first as u8; 16]),
+        first_lba: first,
+        last_lba: last,
+        attributes: 0,
+        name: name.into(),
+    };
+    let entries = vec![(1, e("APP", 34, 60)), (5, e("DATA", 61, 94))];
+    let (primary, backup, array) = gpt_parts(&entries, n, 34, n - 34);
+    let mut img = vec![0u8; (n * 512) as usize];
+    img[..512].copy_from_slice(&gpt::protective_mbr(n));
+    img[512..1024].copy_from_slice(&primary.encode());
+    img[1024..1024 + array.len()].copy_from_slice(&array);
+    let b = ((n - 33) * 512) as usize;
+    img[b..b + array.len()].copy_from_slice(&array);
+    img[((n - 1) * 512) as usize..].copy_from_slice(&backup.encode());
+    let seed = |mode: u8, img: &[u8]| [&[mode][..], img].concat();
+    write(dir, "gpt_read", "small.img", &seed(0, &img));
+    write(dir, "gpt_read", "small.fixcrc.img", &seed(1, &img));
+    let mut damaged = img.clone();
+    damaged[512 + 40] ^= 0xff; // primary first_usable: its CRC breaks
+    write(
+        dir,
+        "gpt_read",
+        "small.primary-damaged.img",
+        &seed(0, &damaged),
+    );
+    write(
+        dir,
+        "gpt_read",
+        "small.primary-damaged.fixcrc.img",
+        &seed(1, &damaged),
+    );
+    let mut short = img.clone();
+    short.truncate(img.len() - 512);
+    write(dir, "gpt_read", "small.truncated.img", &seed(4, &short));
+    write(dir, "gpt_structs", "small.header", &img[512..1024]);
+    write(
+        dir,
+        "gpt_structs",
+        "small.backup-header",
+        &img[img.len() - 512..],
+    );
+}
+
+fn journal_seeds(dir: &Path) {
+    for (i, mode) in [journal::Mode::Initial, journal::Mode::Update]
+        .into_iter()
+        .enumerate()
+    {
+        let content = journal::content_id(&["rootfs", "seed"]);
+        let r =
+            journal::Record::start(mode, i as u8, content, 1_700_000_000).expect("random nonce");
+        write(dir, "journal", &format!("record.{i}"), &r.encode());
+        let mut sector = gpt::protective_mbr(61_071_360);
+        journal::store(&mut sector, Some(&r));
+        write(dir, "journal", &format!("lba0.{i}"), &sector);
+    }
+}
+
+fn config_seeds(dir: &Path) {
+    let text = "# site defaults\nlayout = /usr/share/sysinstall/flash.xml\nset = APPSIZE=1073741824\n\
+        set=PPTSIZE=16896\ndevice = \"/dev/mmcblk0\"\nboot-device = /dev/mmcblk0boot0\n\
+        boot-device = /dev/mmcblk0boot1\nkeep-data = yes\nno-fsck = off\nmode = update\nsoc = t194\n\
+        progress = json\nrootfs = 'file:///data/rootfs.tar.zst'\nrootfs-sha256 = 0123abcd\n\
+        tnspec = 2888-400-0004--1-0-jetson-agx-xavier-devkit-mmcblk0p1\nmachine = jetson-agx-xavier-devkit\n";
+    write(dir, "site_config", "site.conf", text.as_bytes());
+}
+
+/// Seeds for the BUP, boot-GPT and SMD/VER targets, from the project's
+/// own encoders where it has them.
+fn bup_seeds(dir: &Path) {
+    use sysinstall::bup::{bootgpt, smd::Smd};
+    // A V2 payload as BUP_generator.py lays it out (bup-format.md §6.1).
+    let entries: [(&str, &[u8], u32, &str); 4] = [
+        ("mb2", b"MB2DATA!", 0, ""),
+        ("mb1", b"MB1-PROD", 2, ""),
+        (
+            "BCT",
+            b"0123456789abcdef",
+            0,
+            "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1",
+        ),
+        (
+            "kernel-dtb",
+            b"DTB",
+            0,
+            "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1",
+        ),
+    ];
+    let hs = 48usize;
+    let mut off = hs + 120 * entries.len();
+    let mut table = Vec::new();
+    let mut data = Vec::new();
+    for (name, payload, op, spec) in entries {
+        let mut e = vec![0u8; 120];
+        e[..name.len()].copy_from_slice(name.as_bytes());
+        e[40..44].copy_from_slice(&(off as u32).to_le_bytes());
+        e[44..48].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        e[48..52].copy_from_slice(&0x3275u32.to_le_bytes());
+        e[52..56].copy_from_slice(&op.to_le_bytes());
+        e[56..56 + spec.len()].copy_from_slice(spec.as_bytes());
+        table.extend_from_slice(&e);
+        data.extend_from_slice(payload);
+        off += payload.len();
+    }
+    let total = (hs + table.len() + data.len()) as u32;
+    let mut b = b"NVIDIA__BLOB__V2".to_vec();
+    for v in [
+        0x0102_0621u32,
+        total,
+        hs as u32,
+        entries.len() as u32,
+        0,
+        total,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&table);
+    b.extend_from_slice(&data);
+    write(dir, "bup_payload", "v2", &b);
+    let mut old = b.clone();
+    old[16..20].copy_from_slice(&0x0002_0000u32.to_le_bytes());
+    write(dir, "bup_payload", "v2-old-version", &old);
+    write(
+        dir,
+        "tnspec",
+        "pair",
+        b"3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1\03310-B01---1--jetson-tx2-devkit-",
+    );
+
+    // The boot-device pseudo-GPT of a 4 MiB device: length, then its last 34 sectors.
+    let len = 4u64 << 20;
+    let parts = vec![
+        sysinstall::layout::BootPartition {
+            name: "BCT".into(),
+            offset: 0,
+            size: 32768,
+        },
+        sysinstall::layout::BootPartition {
+            name: "mb1".into(),
+            offset: 32768,
+            size: 262144,
+        },
+        sysinstall::layout::BootPartition {
+            name: "SMD".into(),
+            offset: 294912,
+            size: 4096,
+        },
+    ];
+    if let Ok(enc) = bootgpt::encode(&parts, len, || Guid::from_bytes([7; 16])) {
+        let mut dev = vec![0u8; len as usize];
+        let h = bootgpt::header_offset(len) as usize;
+        let e = bootgpt::entries_offset(len) as usize;
+        dev[h..h + enc.header.len()].copy_from_slice(&enc.header);
+        dev[e..e + enc.entries.len()].copy_from_slice(&enc.entries);
+        let mut seed = len.to_le_bytes().to_vec();
+        seed.extend_from_slice(&dev[dev.len() - 34 * 512..]);
+        write(dir, "boot_gpt", "4mib", &seed);
+    }
+    if let Ok(smd) = Smd::new_full().encode() {
+        let mut s = smd.to_vec();
+        s.extend_from_slice(b"NV3\n# R32 , REVISION: 7.2\nBOARDID=3310 BOARDSKU=1000 FAB=B01\nBYTES:74 CHECKSUM:1234567890\n");
+        write(dir, "smd_ver", "smd-v3", &s);
+    }
+}
+
+fn main() {
+    let mut args = std::env::args_os().skip(1).map(PathBuf::from);
+    let dir = args
+        .next()
+        .expect("usage: make-seeds CORPUS_DIR LAYOUT_FILE...");
+    let mut placed = 0;
+    for path in args {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (tag, disk) in [("own", None), ("32g", Some(61_071_360))] {
+            let opts = LoadOptions {
+                set: vec![("APPSIZE".into(), "1073741824".into())],
+                disk_sectors: disk,
+            };
+            let Ok(l) = layout::load(&path, &opts) else {
+                continue;
+            };
+            placed += 1;
+            if let Ok(text) = csv::write(&l.user, &name) {
+                write(
+                    &dir,
+                    "layout_csv",
+                    &format!("{name}.{tag}.csv"),
+                    text.as_bytes(),
+                );
+            }
+            gpt_seeds(&dir, &format!("{name}.{tag}"), &l.user);
+        }
+    }
+    small_gpt_seeds(&dir);
+    journal_seeds(&dir);
+    config_seeds(&dir);
+    bup_seeds(&dir);
+    eprintln!(
+        "make-seeds: {placed} placed layouts written to {}",
+        dir.display()
+    );
+}
