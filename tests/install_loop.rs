@@ -150,3 +150,85 @@ fn dry_run_and_refused_confirmation_write_nothing() {
     assert_eq!(rig.state(), before);
     let _ = &mut c;
 }
+
+#[test]
+fn a_streamed_rootfs_with_the_wrong_hash_never_reaches_the_boot_partitions() {
+    if !require_root(
+        "a_streamed_rootfs_with_the_wrong_hash_never_reaches_the_boot_partitions",
+        TOOLS,
+    ) {
+        return;
+    }
+    use std::io::Write;
+    use std::process::Stdio;
+    let rig = Rig::new();
+    let boot_before: Vec<String> = rig
+        .boot
+        .iter()
+        .map(|b| common::rig::hash_allocated(b))
+        .collect();
+    let mut child = rig
+        .install_cmd()
+        .args([
+            "--bup",
+            rig.bup.to_str().unwrap(),
+            "--rootfs-sha256",
+            &"0".repeat(64),
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tarball = std::fs::read(&rig.rootfs).unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(&tarball);
+    }
+    let o = child.wait_with_output().unwrap();
+    // The slots were written before the stream's end revealed the mismatch:
+    // the disk changed (4), nothing was marked complete, the boot partitions
+    // and slot metadata were not touched.
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("SHA-256 mismatch"), "{}", stdout(&o));
+    let after: Vec<String> = rig
+        .boot
+        .iter()
+        .map(|b| common::rig::hash_allocated(b))
+        .collect();
+    assert_eq!(boot_before, after, "boot images changed");
+    rig.lo.partx_add();
+    for n in [1, 2] {
+        let head = sysinstall::sys::blockdev::read_head(&rig.lo.part(n), 8192).unwrap();
+        let sb = sysinstall::probe::ext_superblock(&head).unwrap();
+        assert!(
+            !sb.last_mounted.ends_with(":done"),
+            "slot {n} marked complete: {}",
+            sb.last_mounted
+        );
+    }
+    // With the right hash, the same stream completes the install.
+    let sha = common::sha256_file(&rig.rootfs);
+    let mut child = rig
+        .install_cmd()
+        .args([
+            "--bup",
+            rig.bup.to_str().unwrap(),
+            "--rootfs-sha256",
+            &sha,
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&tarball).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    rig.verify_initial(&rig.rootfs);
+}
