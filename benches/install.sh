@@ -83,7 +83,8 @@ reference() {
 }
 
 ours() {
-    SYSINSTALL_RUNDIR=$work/run "$BIN" --yes --progress none --layout "$LAYOUT" --device "$loop" "$1" >/dev/null
+    SYSINSTALL_RUNDIR=$work/run "$BIN" --yes --progress none --layout "$LAYOUT" --device "$loop" "$1" \
+        >/dev/null 2>"$work/ours.log" || { cat "$work/ours.log" >&2; return 1; }
 }
 
 now() { date +%s.%N; }

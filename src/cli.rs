@@ -405,6 +405,10 @@ pub struct InstallArgs {
     #[arg(long)]
     pub no_fsck: bool,
 
+    /// After unpacking, list both slot trees (contents hashed) and fail if they differ.
+    #[arg(long)]
+    pub verify_slots: bool,
+
     /// Extra mke2fs arguments, for every filesystem or for one with
     /// `NAME:ARGS` (repeatable), e.g. `-E nodiscard` or `DATA:-O ^metadata_csum`.
     #[arg(

@@ -217,6 +217,11 @@ fn a_streamed_rootfs_with_the_wrong_hash_never_reaches_the_boot_partitions() {
             rig.bup.to_str().unwrap(),
             "--rootfs-sha256",
             &sha,
+            "--verify-slots",
+            "--events",
+            "json",
+            "--events-fd",
+            "2",
             "-",
         ])
         .stdin(Stdio::piped())
@@ -230,5 +235,10 @@ fn a_streamed_rootfs_with_the_wrong_hash_never_reaches_the_boot_partitions() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains(r#""step":"verify the slots against each other","verdict":"ok""#),
+        "{}",
+        stderr(&o)
+    );
     rig.verify_initial(&rig.rootfs);
 }

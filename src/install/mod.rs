@@ -111,6 +111,8 @@ pub struct Options {
     pub no_fsck: bool,
     /// `--mkfs-options`: `[NAME:]ARGS`.
     pub mkfs_options: Vec<String>,
+    /// `--verify-slots`: compare the two slot trees after unpacking.
+    pub verify_slots: bool,
     /// Ignore an interrupted install's journal.
     pub restart: bool,
     /// TNSPEC override.
@@ -190,6 +192,7 @@ impl Options {
             dry_run: a.dry_run,
             no_fsck: a.no_fsck,
             mkfs_options: a.mkfs_options.clone(),
+            verify_slots: a.verify_slots,
             restart: a.restart,
             tnspec: a.board.tnspec.clone(),
             machine: a.board.machine.clone(),
@@ -314,7 +317,7 @@ pub struct Summary {
     pub artifact: Option<String>,
     /// SHA-256 of the rootfs tarball.
     pub rootfs_sha256: Option<String>,
-    /// Per slot written: partition → tree hash of its contents.
+    /// Per slot written: partition → `sha256:` of the verified stream it holds.
     pub slots: Vec<(String, String)>,
     /// Boot partitions written.
     pub boot_written: Vec<String>,
@@ -1147,32 +1150,24 @@ fn execute(
         captured = rep.captured;
         failpoint::hit("unpacked");
         let now = SystemTime::now();
-        let mut manifests = Vec::new();
-        for (f, m) in slots.iter().zip(mounts) {
+        for f in &slots {
+            summary
+                .slots
+                .push((f.name.clone(), format!("sha256:{}", rep.sha256)));
+        }
+        for m in &mounts {
             rootfs::post::refresh_timestamp_at(m.path(), now)?;
             summary.artifact = summary
                 .artifact
                 .take()
                 .or_else(|| rootfs::post::artifact_name(m.path()));
-            let listed = rootfs::tree::content_manifest(m.path())
-                .with_context(|| format!("listing {}", f.name))?;
-            summary
-                .slots
-                .push((f.name.clone(), rootfs::tree::manifest_hash(&listed)));
-            manifests.push(listed);
+        }
+        if opts.verify_slots {
+            verify_slots(&slots, &mounts, events)?;
+        }
+        for (f, m) in slots.iter().zip(mounts) {
             m.unmount()?;
             slots_done.push((f.name.clone(), node(dev, &nodes, f.number)));
-        }
-        // Both slots came from one stream: any difference is a bug or a bad
-        // medium, and neither slot can be trusted.
-        if let ([(a, _), (b, _)], [ma, mb]) = (summary.slots.as_slice(), manifests.as_slice()) {
-            let d = rootfs::tree::diff(ma, mb, false);
-            if !d.is_empty() {
-                bail!(
-                    "{a} and {b} differ after unpacking the same stream: {}",
-                    d.iter().take(4).cloned().collect::<Vec<_>>().join("; ")
-                );
-            }
         }
         for (name, path) in &slots_done {
             if !opts.no_fsck {
@@ -1284,6 +1279,43 @@ fn execute(
     }
     failpoint::hit("committed");
     store_journal(dev, None, changes)?;
+    Ok(())
+}
+
+/// `--verify-slots`: lists both slot trees (contents hashed, in parallel) and
+/// fails when they differ. They came from one stream, so a difference means
+/// a bug or a bad medium, and neither slot can be trusted.
+fn verify_slots(slots: &[&Fs], mounts: &[Mount], events: &Events) -> anyhow::Result<()> {
+    events.step_start(Phase::Unpack, "verify the slots against each other", None);
+    let listed: Vec<anyhow::Result<Vec<rootfs::tree::Node>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = mounts
+            .iter()
+            .map(|m| s.spawn(|| rootfs::tree::content_manifest(m.path())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("listing a slot panicked")))
+            })
+            .collect()
+    });
+    let mut manifests = Vec::new();
+    for (f, l) in slots.iter().zip(listed) {
+        manifests.push(l.with_context(|| format!("listing {}", f.name))?);
+    }
+    if let ([a, b], [ma, mb]) = (slots, manifests.as_slice()) {
+        let d = rootfs::tree::diff(ma, mb, false);
+        if !d.is_empty() {
+            bail!(
+                "{} and {} differ after unpacking the same stream: {}",
+                a.name,
+                b.name,
+                d.iter().take(4).cloned().collect::<Vec<_>>().join("; ")
+            );
+        }
+    }
+    events.step_end(Verdict::Ok);
     Ok(())
 }
 
