@@ -13,6 +13,7 @@ export RUST_BACKTRACE=0
 step() { echo; echo "== $1 ($(date +%T))"; }
 
 step fmt; cargo fmt --all -- --check
+step "crates.inc"; python3 yocto/scripts/update-crates-inc.py --check
 step clippy; cargo clippy --all-targets --locked -- -D warnings
 step tests; cargo test --all-targets --locked
 step "static builds"; bash scripts/build-static.sh --no-setup
