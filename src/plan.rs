@@ -586,20 +586,12 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
 mod tests {
     use super::*;
     use crate::gpt::{Header, HEADER_SIZE, REVISION_1_0};
-    use crate::guid::{BASIC_DATA, EFI_SYSTEM};
+    use crate::guid::EFI_SYSTEM;
 
     const N: u64 = 100_000;
 
     fn part(number: u32, name: &str, first: u64, last: u64) -> Partition {
-        Partition {
-            number,
-            name: name.into(),
-            first_lba: first,
-            last_lba: last,
-            type_guid: BASIC_DATA,
-            unique_guid: None,
-            fills_disk: false,
-        }
+        Partition::basic_data(number, name, first, last)
     }
 
     fn wanted() -> PartitionTable {
@@ -617,14 +609,7 @@ mod tests {
     }
 
     fn entry(name: &str, first: u64, last: u64) -> Entry {
-        Entry {
-            type_guid: BASIC_DATA,
-            unique_guid: Guid::random().unwrap(),
-            first_lba: first,
-            last_lba: last,
-            attributes: 0,
-            name: name.into(),
-        }
+        Entry::basic_data(name, first, last)
     }
 
     fn disk(entries: Vec<(u32, Entry)>) -> DiskGpt {

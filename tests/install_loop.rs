@@ -69,27 +69,7 @@ fn full_install_then_update_of_the_inactive_slot() {
         "LOGS",
         "EXTRA",
     ]);
-    let (img, lj) = (
-        rig.image.to_str().unwrap(),
-        rig.layout_json.to_str().unwrap(),
-    );
-    rig.check(&["fs", img, lj, "APP", "APP_b", "DATA", "LOGS", "EXTRA"]);
-    rig.check(&["tree", img, lj, "APP", rig.rootfs.to_str().unwrap()]);
-    rig.check(&["tree", img, lj, "APP_b", rootfs2.to_str().unwrap()]);
-    rig.check(&[
-        "boot",
-        lj,
-        rig.boot[0].to_str().unwrap(),
-        rig.boot[1].to_str().unwrap(),
-        img,
-        manifest2.to_str().unwrap(),
-        "--slots",
-        "b",
-        "--old",
-        rig.manifest.to_str().unwrap(),
-        "--smd",
-        "update-unbooted",
-    ]);
+    rig.verify_update(&rootfs2, &manifest2);
 
     // The JSON events of a run: schema, sequence, phases, one summary.
     let o = output(
@@ -130,17 +110,7 @@ fn dry_run_and_refused_confirmation_write_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("--dry-run: nothing was written"));
     assert!(stderr(&o).contains("Payload:  "), "{}", stderr(&o));
-    let mut c = rig.install_cmd();
-    let args: Vec<_> = c
-        .get_args()
-        .filter(|a| *a != "--yes")
-        .map(|a| a.to_owned())
-        .collect();
-    let mut c2 = common::sysinstall();
-    c2.envs(c.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .args(args)
-        .arg(&rig.rootfs);
-    let o = output(&mut c2);
+    let o = output(rig.install_cmd_unconfirmed().arg(&rig.rootfs));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stdout(&o).starts_with("FAIL: refusing to write"),
@@ -148,7 +118,6 @@ fn dry_run_and_refused_confirmation_write_nothing() {
         stdout(&o)
     );
     assert_eq!(rig.state(), before);
-    let _ = &mut c;
 }
 
 #[test]

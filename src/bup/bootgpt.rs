@@ -227,40 +227,9 @@ pub fn encode(
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// The TX2 boot partitions of bup-format.md §3.2 (8 MiB, boot0 + boot1).
-    pub fn tx2() -> Vec<BootPartition> {
-        [
-            ("BCT", 0, 32768),
-            ("mb1", 32768, 262144),
-            ("mb1_b", 294912, 262144),
-            ("MB1_BCT", 557056, 65536),
-            ("MB1_BCT_b", 622592, 65536),
-            ("dram-ecc-fw", 688128, 55296),
-            ("badpage-fw", 743424, 4608),
-            ("badpage-fw_b", 748032, 4608),
-            ("spe-fw", 752640, 131072),
-            ("spe-fw_b", 883712, 131072),
-            ("mb2", 1014784, 262144),
-            ("mb2_b", 1276928, 262144),
-            ("mts-preboot", 1539072, 262144),
-            ("mts-preboot_b", 1801216, 262144),
-            ("SMD", 2063360, 4096),
-            ("SMD_b", 2067456, 4096),
-            ("UBENV", 8224768, 32768),
-            ("VER_b", 8257536, 32768),
-            ("VER", 8323072, 32768),
-        ]
-        .into_iter()
-        .map(|(name, offset, size)| BootPartition {
-            name: name.into(),
-            offset,
-            size,
-        })
-        .collect()
-    }
+    use crate::bup::fixtures::tx2_boot as tx2;
 
     fn counter() -> impl FnMut() -> Guid {
         let mut n = 0u8;

@@ -696,7 +696,7 @@ mod tests {
 
     #[test]
     fn survey_reads_the_table_and_the_metadata() {
-        let parts = super::super::bootgpt::tests::tx2();
+        let parts = crate::bup::fixtures::tx2_boot();
         let len = 8u64 << 20;
         let mut dev = MemDevice::new(len as usize);
         let e = bootgpt::encode(&parts, len, || crate::guid::Guid::NIL).unwrap();

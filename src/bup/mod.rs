@@ -31,6 +31,14 @@ pub mod smd;
 pub mod tnspec;
 pub mod ver;
 
+/// The boot partition tables of the tests, shared with the integration tests.
+#[cfg(test)]
+#[allow(dead_code)]
+pub(crate) mod fixtures {
+    use crate::layout::BootPartition;
+    include!("../../tests/data/boot_tables.rs");
+}
+
 use crate::layout::BootDeviceKind;
 use serde::Serialize;
 

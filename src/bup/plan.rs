@@ -1034,10 +1034,10 @@ fn check_overlaps<'s>(steps: impl Iterator<Item = &'s Step>) -> Result<(), PlanE
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
-    use super::super::bootgpt::tests::tx2;
     use super::super::payload::Builder;
     use super::super::tnspec::select;
     use super::*;
+    use crate::bup::fixtures::{nano_emmc_boot as nano_emmc, tx2_boot as tx2};
     use std::io::Cursor;
 
     pub const TNSPEC: &str = "3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1";
@@ -1423,39 +1423,6 @@ mod tests {
         };
         let p = plan(&input, &mut Cursor::new(&c.bytes), &mut || Guid::NIL).unwrap();
         assert!(p.not_written.iter().any(|n| n.partition == "xusb-fw"));
-    }
-
-    /// The Nano eMMC boot partitions of bup-format.md §3.2.
-    fn nano_emmc() -> Vec<BootPartition> {
-        [
-            ("BCT", 0, 1048576),
-            ("NVC", 1048576, 262144),
-            ("PT", 1310720, 131072),
-            ("TBC", 1441792, 196608),
-            ("RP1", 1638400, 1048576),
-            ("EBT", 2686976, 655360),
-            ("WB0", 3342336, 131072),
-            ("BPF", 3473408, 262144),
-            ("BPF-DTB", 3735552, 458752),
-            ("NVC-1", 4194304, 262144),
-            ("PT-1", 4456448, 131072),
-            ("TBC-1", 4587520, 196608),
-            ("RP1-1", 4784128, 1048576),
-            ("EBT-1", 5832704, 655360),
-            ("WB0-1", 6488064, 131072),
-            ("BPF-1", 6619136, 262144),
-            ("BPF-DTB-1", 6881280, 458752),
-            ("UBENV", 8224768, 32768),
-            ("VER_b", 8257536, 32768),
-            ("VER", 8323072, 32768),
-        ]
-        .into_iter()
-        .map(|(name, offset, size)| BootPartition {
-            name: name.into(),
-            offset,
-            size,
-        })
-        .collect()
     }
 
     #[test]

@@ -317,6 +317,19 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A basic-data entry with a random unique GUID, for the tests.
+    #[cfg(test)]
+    pub(crate) fn basic_data(name: &str, first_lba: u64, last_lba: u64) -> Entry {
+        Entry {
+            type_guid: crate::guid::BASIC_DATA,
+            unique_guid: Guid::random().unwrap(),
+            first_lba,
+            last_lba,
+            attributes: 0,
+            name: name.into(),
+        }
+    }
+
     /// Encodes the entry into its 128 bytes.
     pub fn encode(&self) -> Result<[u8; ENTRY_SIZE as usize], GptError> {
         let units: Vec<u16> = self.name.encode_utf16().collect();

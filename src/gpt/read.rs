@@ -186,20 +186,13 @@ mod tests {
         crc32, encode_entries, Header, ENTRY_COUNT, ENTRY_SIZE, HEADER_SIZE, REVISION_1_0,
     };
     use super::*;
-    use crate::guid::{Guid, BASIC_DATA};
+    use crate::guid::Guid;
     use std::io::{Cursor, Write};
 
     const N: u64 = 4096;
 
     fn entry(name: &str, first: u64, last: u64) -> Entry {
-        Entry {
-            type_guid: BASIC_DATA,
-            unique_guid: Guid::random().unwrap(),
-            first_lba: first,
-            last_lba: last,
-            attributes: 0,
-            name: name.into(),
-        }
+        Entry::basic_data(name, first, last)
     }
 
     fn image(entries: &[(u32, Entry)]) -> Cursor<Vec<u8>> {

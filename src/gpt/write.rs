@@ -875,7 +875,7 @@ impl Seek for SparseDisk {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::guid::{BASIC_DATA, EFI_SYSTEM};
+    use crate::guid::EFI_SYSTEM;
     use crate::layout::Partition;
     use std::io::Cursor;
 
@@ -883,15 +883,7 @@ mod tests {
     const N: u64 = 8192;
 
     fn part(number: u32, name: &str, first: u64, last: u64) -> Partition {
-        Partition {
-            number,
-            name: name.into(),
-            first_lba: first,
-            last_lba: last,
-            type_guid: BASIC_DATA,
-            unique_guid: None,
-            fills_disk: false,
-        }
+        Partition::basic_data(number, name, first, last)
     }
 
     /// Out of physical order, with a gap in the numbers (4 unused), one fixed

@@ -66,6 +66,19 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// A basic-data partition whose unique GUID is generated when written.
+    pub fn basic_data(number: u32, name: &str, first_lba: u64, last_lba: u64) -> Partition {
+        Partition {
+            number,
+            name: name.into(),
+            first_lba,
+            last_lba,
+            type_guid: crate::guid::BASIC_DATA,
+            unique_guid: None,
+            fills_disk: false,
+        }
+    }
+
     /// Length in sectors. (A placed partition has `first_lba ≤ last_lba ≤
     /// MAX_DISK_SECTORS`, so neither this nor [`Self::size_bytes`] overflows.)
     pub fn sectors(&self) -> u64 {

@@ -194,12 +194,19 @@ impl Rig {
         }
     }
 
-    /// `sysinstall --yes` for this rig, without the ROOTFS argument.
+    /// `sysinstall install --yes` for this rig, without the ROOTFS argument.
     pub fn install_cmd(&self) -> Command {
+        let mut c = self.install_cmd_unconfirmed();
+        c.arg("--yes");
+        c
+    }
+
+    /// `sysinstall install` for this rig without `--yes`: it asks, and with
+    /// no terminal to answer it refuses.
+    pub fn install_cmd_unconfirmed(&self) -> Command {
         let mut c = sysinstall();
         c.env("SYSINSTALL_RUNDIR", self.dir.path().join("run"))
             .arg("install")
-            .arg("--yes")
             .arg("--layout")
             .arg(&self.layout)
             .arg("--device")
@@ -263,6 +270,30 @@ impl Rig {
             Self::s(&self.boot[1]),
             img,
             Self::s(&self.manifest),
+        ]);
+    }
+
+    /// An update of slot B verified from outside: slot A still holds the
+    /// first install, slot B `tarball`, and only slot B's boot partitions
+    /// hold the payload of `manifest` (the slot metadata left to try B).
+    pub fn verify_update(&self, tarball: &Path, manifest: &Path) {
+        let (img, lj) = (Self::s(&self.image), Self::s(&self.layout_json));
+        self.check(&["fs", img, lj, "APP", "APP_b", "DATA", "LOGS", "EXTRA"]);
+        self.check(&["tree", img, lj, "APP", Self::s(&self.rootfs)]);
+        self.check(&["tree", img, lj, "APP_b", Self::s(tarball)]);
+        self.check(&[
+            "boot",
+            lj,
+            Self::s(&self.boot[0]),
+            Self::s(&self.boot[1]),
+            img,
+            Self::s(manifest),
+            "--slots",
+            "b",
+            "--old",
+            Self::s(&self.manifest),
+            "--smd",
+            "update-unbooted",
         ]);
     }
 

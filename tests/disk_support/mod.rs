@@ -85,15 +85,7 @@ pub fn expected_table(path: &Path) -> (PartitionTable, Vec<Row>) {
 
 /// A partition of the basic-data type with an open unique GUID.
 pub fn part(number: u32, name: &str, first: u64, last: u64) -> Partition {
-    Partition {
-        number,
-        name: name.into(),
-        first_lba: first,
-        last_lba: last,
-        type_guid: BASIC_DATA,
-        unique_guid: None,
-        fills_disk: false,
-    }
+    Partition::basic_data(number, name, first, last)
 }
 
 /// A small NVIDIA-like table for a disk of `n` sectors: numbers out of
