@@ -445,6 +445,39 @@ mod tests {
         }
     }
 
+    /// A step that writes all `len` bytes of `payload` (entry 0) at the
+    /// start of a boot partition that begins at `part_off`.
+    fn whole(label: &str, part_off: u64, len: u64, payload: &[u8]) -> Step {
+        let data = Data::Entry {
+            index: 0,
+            offset: 0,
+            length: len,
+        };
+        step(label, Area::Boot, part_off, 0, len, data, payload)
+    }
+
+    /// Executes `steps` against `dev` as the boot device; the result and
+    /// whether anything counts as changed.
+    fn execute_on(
+        dev: &mut MemDevice,
+        steps: &[Step],
+        payload: &[u8],
+    ) -> (anyhow::Result<Vec<StepReport>>, bool) {
+        let changes = Changes::new();
+        let events = Events::silent();
+        let mut t = Targets {
+            boot: dev,
+            user: &mut NoUser,
+        };
+        let r = execute(
+            steps,
+            &mut t,
+            &mut Cursor::new(payload),
+            &run(false, &changes, &events),
+        );
+        (r, changes.any())
+    }
+
     fn run<'a>(dry: bool, changes: &'a Changes, events: &'a Events) -> Run<'a> {
         Run {
             dry_run: dry,
@@ -581,116 +614,46 @@ mod tests {
         )];
         let mut dev = MemDevice::new(64);
         dev.corrupt = true;
-        let changes = Changes::new();
-        let events = Events::silent();
-        let mut t = Targets {
-            boot: &mut dev,
-            user: &mut NoUser,
-        };
-        let err = execute(
-            &steps,
-            &mut t,
-            &mut Cursor::new(&payload),
-            &run(false, &changes, &events),
-        )
-        .unwrap_err();
+        let (r, changed) = execute_on(&mut dev, &steps, &payload);
+        let err = r.unwrap_err();
         assert!(
             format!("{err:#}").starts_with("verifying mb1_b on mem: read back SHA-256"),
             "{err:#}"
         );
-        assert!(changes.any());
+        assert!(changed);
     }
 
     #[test]
     fn a_failing_write_stops_the_run_and_counts_as_a_change() {
         let payload = vec![7u8; 100];
         let steps = vec![
-            step(
-                "one",
-                Area::Boot,
-                0,
-                0,
-                100,
-                Data::Entry {
-                    index: 0,
-                    offset: 0,
-                    length: 100,
-                },
-                &payload,
-            ),
-            step(
-                "two",
-                Area::Boot,
-                200,
-                0,
-                100,
-                Data::Entry {
-                    index: 0,
-                    offset: 0,
-                    length: 100,
-                },
-                &payload,
-            ),
+            whole("one", 0, 100, &payload),
+            whole("two", 200, 100, &payload),
         ];
         let mut dev = MemDevice::new(512);
         dev.fail_after = Some(150);
-        let changes = Changes::new();
-        let events = Events::silent();
-        let mut t = Targets {
-            boot: &mut dev,
-            user: &mut NoUser,
-        };
-        let err = execute(
-            &steps,
-            &mut t,
-            &mut Cursor::new(&payload),
-            &run(false, &changes, &events),
-        )
-        .unwrap_err();
+        let (r, changed) = execute_on(&mut dev, &steps, &payload);
         assert_eq!(
-            format!("{err:#}"),
+            format!("{:#}", r.unwrap_err()),
             "writing two on mem at 200: injected write failure"
         );
-        assert!(changes.any());
+        assert!(changed);
     }
 
     #[test]
     fn a_payload_changed_since_planning_is_caught_before_writing() {
         let payload = vec![1u8; 32];
-        let steps = vec![step(
-            "x",
-            Area::Boot,
-            0,
-            0,
-            32,
-            Data::Entry {
-                index: 0,
-                offset: 0,
-                length: 32,
-            },
-            &payload,
-        )];
-        let mut changed = payload.clone();
-        changed[5] = 2;
+        let steps = vec![whole("x", 0, 32, &payload)];
+        let mut edited = payload.clone();
+        edited[5] = 2;
         let mut dev = MemDevice::new(64);
-        let changes = Changes::new();
-        let events = Events::silent();
-        let mut t = Targets {
-            boot: &mut dev,
-            user: &mut NoUser,
-        };
-        let err = execute(
-            &steps,
-            &mut t,
-            &mut Cursor::new(&changed),
-            &run(false, &changes, &events),
-        )
-        .unwrap_err();
+        let (r, changed) = execute_on(&mut dev, &steps, &edited);
+        let err = r.unwrap_err();
         assert!(
             format!("{err:#}").contains("changed since it was checked"),
             "{err:#}"
         );
-        assert!(!changes.any());
+        assert!(!changed);
         assert!(dev.data.iter().all(|&b| b == 0));
     }
 
