@@ -45,7 +45,11 @@ fn sh(script: &str) {
 }
 
 /// Runs one case and checks code, message and that nothing changed.
+/// Cases run so far (the issue asks for at least 30).
+static RAN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn run_case(rig: &Rig, c: &Case) {
+    RAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let before = rig.state();
     // The rig's command, minus the options the case gives itself.
     let mut overridden: Vec<String> = c
@@ -464,4 +468,7 @@ fn bad_input_leaves_the_disk_unchanged() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&rig, &c)));
     sh(&format!("swapoff {}", logs.display()));
     result.unwrap();
+    let ran = RAN.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{ran} refusal cases, plus the small boot device");
+    assert!(ran >= 30, "only {ran} refusal cases ran");
 }
