@@ -390,6 +390,8 @@ pub struct InstallArgs {
     pub rootfs_sha256: Option<String>,
 
     /// Save DATA (or UDA) before it is re-created and restore it afterwards.
+    /// The copy is held in memory: a power cut before the restore loses it.
+    /// (When DATA keeps its place it is simply not touched.)
     #[arg(long)]
     pub keep_data: bool,
 
