@@ -215,6 +215,19 @@ fn bad_input_leaves_the_disk_unchanged() {
         "noapp.xml",
         layout.replace("name=\"APP\"", "name=\"ROOT\"").as_bytes(),
     );
+    // The next release moved the boot partitions (badpage-fw grew), the
+    // user area is the same.
+    let moved_boot = write(
+        d,
+        "moved-boot.xml",
+        layout
+            .replace(
+                "<partition name=\"badpage-fw\" type=\"data\"><size>4608</size>",
+                "<partition name=\"badpage-fw\" type=\"data\"><size>8192</size>",
+            )
+            .as_bytes(),
+    );
+    assert_ne!(std::fs::read_to_string(&moved_boot).unwrap(), layout);
     let bupb = std::fs::read(&rig.bup).unwrap();
     let bad_magic = write(
         d,
@@ -272,6 +285,12 @@ fn bad_input_leaves_the_disk_unchanged() {
             &["--layout", &no_app, &rootfs],
             3,
             "no APP partition",
+        ),
+        case(
+            "update, but the new release moved the boot partitions",
+            &["--layout", &moved_boot, "--mode", "update", &rootfs],
+            3,
+            "differs from the layout's (first difference: the layout's badpage-fw at 743424 (8192 bytes)",
         ),
         case(
             "--set without =",
@@ -416,6 +435,32 @@ fn bad_input_leaves_the_disk_unchanged() {
     });
     for c in &cases {
         run_case(&rig, c);
+    }
+
+    // Left to decide, the same release is installed from scratch instead
+    // (shown by a dry run).
+    {
+        let before = rig.state();
+        let o = output(
+            common::sysinstall()
+                .env("SYSINSTALL_RUNDIR", d.join("run"))
+                .args(["install", "--dry-run", "--progress", "none"])
+                .args(["--layout", &moved_boot, "--device"])
+                .arg(&rig.lo.path)
+                .arg("--boot-device")
+                .arg(&rig.boot[0])
+                .arg("--boot-device")
+                .arg(&rig.boot[1])
+                .args(["--tnspec", common::rig::TNSPEC])
+                .arg(&rig.rootfs),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("Mode:     initial install (the boot partition table on "),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(rig.state(), before);
     }
 
     // A boot device smaller than the layout's boot partitions: the pair is

@@ -606,6 +606,52 @@ impl Prepared {
     }
 }
 
+/// Why the boot device's partition table is not the one `area` describes,
+/// or `None` when it is: the question tegra-bootloader-update's
+/// `--needs-repartition` answers. An update writes by the device's table,
+/// so a release whose boot partitions moved needs them initialized. (T210
+/// boot devices carry no table; do not ask for them.)
+pub fn boot_table_mismatch(
+    boot_devices: &[PathBuf],
+    area: &crate::layout::BootArea,
+) -> anyhow::Result<Option<String>> {
+    let mut dev = open_boot(boot_devices, false)?;
+    let names = boot_devices
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    Ok(match exec::read_table(&mut dev) {
+        Err(e) => Some(format!("{names} has no valid boot partition table ({e:#})")),
+        Ok(table) if table != area.partitions => {
+            let first = area
+                .partitions
+                .iter()
+                .zip(&table)
+                .find(|(a, b)| a != b)
+                .map_or_else(
+                    || {
+                        format!(
+                            "{} partitions on the device, {} in the layout",
+                            table.len(),
+                            area.partitions.len()
+                        )
+                    },
+                    |(a, b)| {
+                        format!(
+                            "first difference: the layout's {} at {} ({} bytes), the device's {} at {} ({} bytes)",
+                            a.name, a.offset, a.size, b.name, b.offset, b.size
+                        )
+                    },
+                );
+            Some(format!(
+                "the boot partition table on {names} differs from the layout's ({first})"
+            ))
+        }
+        Ok(_) => None,
+    })
+}
+
 /// The slot the bootloader boots next, from the slot metadata on the boot
 /// device (`SMD`, else `SMD_b`, the first valid copy): the bootable slot
 /// with the highest priority, A on a tie. `None` when the layout has no

@@ -502,12 +502,27 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     // The mode.
     let running = running_slot(opts, &boot_devices, &layout);
     let has_b = fs.iter().any(|f| f.name == "APP_b");
+    // An update writes the boot partitions where the boot device's table
+    // puts them: a release whose boot partitions moved needs them
+    // initialized. (A boot device that cannot be opened is reported when the
+    // payload is checked.)
+    let boot_mismatch = match &layout.boot {
+        Some(area) if soc != Some(Soc::T210) && plan.in_place && !boot_devices.is_empty() => {
+            session::boot_table_mismatch(&boot_devices, area)
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    };
     let auto = || -> (Mode, String) {
         if !plan.in_place {
             return (Mode::Initial, "the layout is not in place".into());
         }
         if soc == Some(Soc::T210) || !has_b {
             return (Mode::Initial, "the layout has no second slot".into());
+        }
+        if let Some(why) = &boot_mismatch {
+            return (Mode::Initial, why.clone());
         }
         match &running {
             Some((s, from)) => {
@@ -565,6 +580,9 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
             }
             if soc == Some(Soc::T210) {
                 bail!("T210 boards have no A/B boot slots: install with --mode initial");
+            }
+            if let (None, Some(why)) = (&resume_candidate, &boot_mismatch) {
+                bail!("update mode cannot move boot partitions: {why}; install with --mode initial");
             }
             match (&resume_candidate, &running) {
                 (Some(r), _) => {
