@@ -14,8 +14,7 @@ use sysinstall::bup::board::Slot;
 use sysinstall::bup::session::{self, Request, WriteOptions};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
-use sysinstall::guid::BASIC_DATA;
-use sysinstall::layout::{BootArea, BootDeviceKind, Layout, Partition, PartitionTable, Soc};
+use sysinstall::layout::{BootArea, BootDeviceKind, Layout, Soc};
 use sysinstall::sys::board::SysRoot;
 
 const B00: &str = "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1";
@@ -389,38 +388,12 @@ fn bad_payloads_leave_every_image_unchanged() {
 }
 
 fn layout(fx: &Fx) -> Layout {
-    let partitions = fx
-        .user
-        .parts
-        .iter()
-        .enumerate()
-        .map(|(i, (name, offset, size))| Partition {
-            number: i as u32 + 1,
-            name: name.clone(),
-            first_lba: offset / 512,
-            last_lba: (offset + size) / 512 - 1,
-            type_guid: BASIC_DATA,
-            unique_guid: None,
-            fills_disk: false,
-        })
-        .collect();
-    Layout {
-        source: "tx2 test layout".into(),
-        soc: Some(Soc::T186),
-        user: PartitionTable {
-            sector_size: 512,
-            disk_sectors: 7 * MIB / 512,
-            first_usable_lba: 34,
-            last_usable_lba: 7 * MIB / 512 - 34,
-            partitions,
-        },
-        boot: Some(BootArea {
-            kind: BootDeviceKind::SdmmcBoot,
-            num_sectors: Some(16384),
-            partitions: tx2_boot(),
-        }),
-        notes: Vec::new(),
-    }
+    let boot = BootArea {
+        kind: BootDeviceKind::SdmmcBoot,
+        num_sectors: Some(16384),
+        partitions: tx2_boot(),
+    };
+    test_layout(Soc::T186, 7 * MIB, &fx.user.parts, boot)
 }
 
 fn options(fx: &Fx, request: Request) -> WriteOptions {

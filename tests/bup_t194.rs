@@ -12,10 +12,7 @@ use std::path::PathBuf;
 use sysinstall::bup::session::{self, Request, WriteOptions};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
-use sysinstall::guid::BASIC_DATA;
-use sysinstall::layout::{
-    BootArea, BootDeviceKind, BootPartition, Layout, Partition, PartitionTable, Soc,
-};
+use sysinstall::layout::{BootArea, BootDeviceKind, BootPartition, Layout, Soc};
 use sysinstall::sys::board::SysRoot;
 
 struct Board {
@@ -291,38 +288,12 @@ fn xavier_nx_spi_update_from_slot_b() {
 }
 
 fn layout(b: &Board, fx: &Fx) -> Layout {
-    let partitions = fx
-        .user
-        .parts
-        .iter()
-        .enumerate()
-        .map(|(i, (name, offset, size))| Partition {
-            number: i as u32 + 1,
-            name: name.clone(),
-            first_lba: offset / 512,
-            last_lba: (offset + size) / 512 - 1,
-            type_guid: BASIC_DATA,
-            unique_guid: None,
-            fills_disk: false,
-        })
-        .collect();
-    Layout {
-        source: "t194 test layout".into(),
-        soc: Some(Soc::T194),
-        user: PartitionTable {
-            sector_size: 512,
-            disk_sectors: 8 * MIB / 512,
-            first_usable_lba: 34,
-            last_usable_lba: 8 * MIB / 512 - 34,
-            partitions,
-        },
-        boot: Some(BootArea {
-            kind: b.kind,
-            num_sectors: Some(b.sizes.iter().sum::<u64>() / 512),
-            partitions: (b.boot)(),
-        }),
-        notes: Vec::new(),
-    }
+    let boot = BootArea {
+        kind: b.kind,
+        num_sectors: Some(b.sizes.iter().sum::<u64>() / 512),
+        partitions: (b.boot)(),
+    };
+    test_layout(Soc::T194, 8 * MIB, &fx.user.parts, boot)
 }
 
 fn initialize_through_the_library(b: &Board) {

@@ -14,10 +14,7 @@ use sysinstall::bup::exec::Action;
 use sysinstall::bup::session::{self, Request, WriteOptions};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
-use sysinstall::guid::BASIC_DATA;
-use sysinstall::layout::{
-    BootArea, BootDeviceKind, BootPartition, Layout, Partition, PartitionTable, Soc,
-};
+use sysinstall::layout::{BootArea, BootDeviceKind, BootPartition, Layout, Soc};
 use sysinstall::sys::board::SysRoot;
 
 const SPEC: &str = "3448-200-0002--1-0-jetson-nano-emmc-mmcblk0p1";
@@ -107,42 +104,18 @@ impl Fx {
     }
 
     fn layout(&self) -> Layout {
-        let partitions = self
-            .user
-            .iter()
-            .flat_map(|u| &u.parts)
-            .enumerate()
-            .map(|(i, (name, offset, size))| Partition {
-                number: i as u32 + 1,
-                name: name.clone(),
-                first_lba: offset / 512,
-                last_lba: (offset + size) / 512 - 1,
-                type_guid: BASIC_DATA,
-                unique_guid: None,
-                fills_disk: false,
-            })
-            .collect();
-        Layout {
-            source: "t210 test layout".into(),
-            soc: Some(Soc::T210),
-            user: PartitionTable {
-                sector_size: 512,
-                disk_sectors: 16 * MIB / 512,
-                first_usable_lba: 34,
-                last_usable_lba: 16 * MIB / 512 - 34,
-                partitions,
+        let user: Vec<(String, u64, u64)> =
+            self.user.iter().flat_map(|u| u.parts.clone()).collect();
+        let boot = BootArea {
+            kind: if self.spi {
+                BootDeviceKind::Spi
+            } else {
+                BootDeviceKind::T210Sdmmc
             },
-            boot: Some(BootArea {
-                kind: if self.spi {
-                    BootDeviceKind::Spi
-                } else {
-                    BootDeviceKind::T210Sdmmc
-                },
-                num_sectors: None,
-                partitions: self.table.clone(),
-            }),
-            notes: Vec::new(),
-        }
+            num_sectors: None,
+            partitions: self.table.clone(),
+        };
+        test_layout(Soc::T210, 16 * MIB, &user, boot)
     }
 
     fn options(&self, request: Request) -> WriteOptions {

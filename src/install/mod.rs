@@ -582,7 +582,9 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
                 bail!("T210 boards have no A/B boot slots: install with --mode initial");
             }
             if let (None, Some(why)) = (&resume_candidate, &boot_mismatch) {
-                bail!("update mode cannot move boot partitions: {why}; install with --mode initial");
+                bail!(
+                    "update mode cannot move boot partitions: {why}; install with --mode initial"
+                );
             }
             match (&resume_candidate, &running) {
                 (Some(r), _) => {

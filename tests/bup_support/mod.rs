@@ -15,11 +15,41 @@ use std::process::Command;
 use sysinstall::bup::bootgpt;
 use sysinstall::bup::payload::Builder;
 use sysinstall::guid::Guid;
-use sysinstall::layout::BootPartition;
+use sysinstall::layout::{BootArea, BootPartition, Layout, Partition, PartitionTable, Soc};
 
 pub const MIB: u64 = 1 << 20;
 
 include!("../data/boot_tables.rs");
+
+/// A layout for `soc`: the user area of a `disk_bytes` disk holding `user`
+/// (`(name, offset, size)` in bytes, numbered in order), and `boot`.
+pub fn test_layout(
+    soc: Soc,
+    disk_bytes: u64,
+    user: &[(String, u64, u64)],
+    boot: BootArea,
+) -> Layout {
+    let partitions = user
+        .iter()
+        .enumerate()
+        .map(|(i, (name, offset, size))| {
+            Partition::basic_data(i as u32 + 1, name, offset / 512, (offset + size) / 512 - 1)
+        })
+        .collect();
+    Layout {
+        source: format!("{soc:?} test layout"),
+        soc: Some(soc),
+        user: PartitionTable {
+            sector_size: 512,
+            disk_sectors: disk_bytes / 512,
+            first_usable_lba: 34,
+            last_usable_lba: disk_bytes / 512 - 34,
+            partitions,
+        },
+        boot: Some(boot),
+        notes: Vec::new(),
+    }
+}
 
 /// Distinct, recognisable data for an entry.
 pub fn data(tag: &str, len: usize) -> Vec<u8> {
