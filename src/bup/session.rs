@@ -410,11 +410,7 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
         .map(|p| p.display().to_string())
         .zip(boot.segment_sizes())
         .collect();
-    let dev_names = devices
-        .iter()
-        .map(|d| d.0.as_str())
-        .collect::<Vec<_>>()
-        .join(" + ");
+    let dev_names = joined(&boot_devices);
 
     let mut warnings = Vec::new();
     let (partitions, source) = if soc == Soc::T210 || mode == Mode::Initialize {
@@ -441,9 +437,9 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
         let table = exec::read_table(&mut boot).with_context(|| {
             format!("reading the boot partition table on {dev_names} (a blank boot device needs --initialize)")
         })?;
-        if layout_boot.is_some_and(|b| b.partitions != table) {
+        if let Some(diff) = layout_boot.and_then(|b| table_difference(&b.partitions, &table)) {
             warnings.push(format!(
-                "the boot partition table on {dev_names} differs from the layout's; writing by the device's table (--initialize rewrites it)"
+                "the boot partition table on {dev_names} differs from the layout's ({diff}); writing by the device's table (--initialize rewrites it)"
             ));
         }
         (table, format!("partition table on {dev_names}"))
@@ -616,40 +612,44 @@ pub fn boot_table_mismatch(
     area: &crate::layout::BootArea,
 ) -> anyhow::Result<Option<String>> {
     let mut dev = open_boot(boot_devices, false)?;
-    let names = boot_devices
+    let names = joined(boot_devices);
+    Ok(match exec::read_table(&mut dev) {
+        Err(e) => Some(format!("{names} has no valid boot partition table ({e:#})")),
+        Ok(table) => table_difference(&area.partitions, &table).map(|diff| {
+            format!("the boot partition table on {names} differs from the layout's ({diff})")
+        }),
+    })
+}
+
+/// How the boot partition table on the device differs from the layout's,
+/// or `None` when they are the same.
+fn table_difference(
+    layout: &[crate::layout::BootPartition],
+    device: &[crate::layout::BootPartition],
+) -> Option<String> {
+    if layout == device {
+        return None;
+    }
+    Some(match layout.iter().zip(device).find(|(a, b)| a != b) {
+        Some((a, b)) => format!(
+            "first difference: the layout's {} at {} ({} bytes), the device's {} at {} ({} bytes)",
+            a.name, a.offset, a.size, b.name, b.offset, b.size
+        ),
+        None => format!(
+            "{} partitions on the device, {} in the layout",
+            device.len(),
+            layout.len()
+        ),
+    })
+}
+
+/// Boot device paths as messages name them: `boot0 + boot1`.
+fn joined(paths: &[PathBuf]) -> String {
+    paths
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
-        .join(" + ");
-    Ok(match exec::read_table(&mut dev) {
-        Err(e) => Some(format!("{names} has no valid boot partition table ({e:#})")),
-        Ok(table) if table != area.partitions => {
-            let first = area
-                .partitions
-                .iter()
-                .zip(&table)
-                .find(|(a, b)| a != b)
-                .map_or_else(
-                    || {
-                        format!(
-                            "{} partitions on the device, {} in the layout",
-                            table.len(),
-                            area.partitions.len()
-                        )
-                    },
-                    |(a, b)| {
-                        format!(
-                            "first difference: the layout's {} at {} ({} bytes), the device's {} at {} ({} bytes)",
-                            a.name, a.offset, a.size, b.name, b.offset, b.size
-                        )
-                    },
-                );
-            Some(format!(
-                "the boot partition table on {names} differs from the layout's ({first})"
-            ))
-        }
-        Ok(_) => None,
-    })
+        .join(" + ")
 }
 
 /// The slot the bootloader boots next, from the slot metadata on the boot
