@@ -13,10 +13,10 @@
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::gpt::read::{self as gpt_read, DiskGpt, ReadError};
-use crate::gpt::write::{self as gpt_write, NewGpt, WritePlan};
-use crate::gpt::Entry;
+use crate::gpt::write::{self as gpt_write, GptWrites, NewGpt};
+use crate::gpt::GptEntry;
 use crate::layout::PartitionTable;
-use crate::plan::{self, Content, Current, Plan};
+use crate::repartition::{self, Content, Current, Plan};
 use crate::sys::blockdev::{self, Access, KernelPartition, NodeOrigin, Target, TargetKind};
 use crate::sys::holders;
 use anyhow::{bail, Context as _};
@@ -32,7 +32,7 @@ pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the system is, for tests that fake it.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct DiskEnv {
     /// Root under which `proc/` and `sys/` are read for the in-use checks.
     pub sys_root: PathBuf,
     /// Directory of device nodes.
@@ -41,9 +41,9 @@ pub struct Options {
     pub node_timeout: Duration,
 }
 
-impl Default for Options {
+impl Default for DiskEnv {
     fn default() -> Self {
-        Options {
+        DiskEnv {
             sys_root: PathBuf::from("/"),
             dev_dir: PathBuf::from("/dev"),
             node_timeout: NODE_TIMEOUT,
@@ -64,7 +64,7 @@ pub enum Found {
 
 /// Everything decided before the first write.
 #[derive(Debug)]
-pub struct Prepared {
+pub struct PreparedGpt {
     target: Target,
     /// True when made by [`prepare`]: checked, opened exclusively for writing.
     claimed: bool,
@@ -75,10 +75,10 @@ pub struct Prepared {
     /// The new GPT, validated and self-checked.
     pub gpt: NewGpt,
     /// The ordered writes, including what is zapped.
-    pub writes: WritePlan,
+    pub writes: GptWrites,
 }
 
-impl Prepared {
+impl PreparedGpt {
     /// The device or image path.
     pub fn path(&self) -> &Path {
         self.target.path()
@@ -131,7 +131,7 @@ pub struct WrittenTable {
 /// Refuses when the disk or any of its partitions is in use, or when an
 /// image file backs a loop device that is. [`prepare`] runs it; `--dry-run`
 /// runs it on its own to predict the real outcome.
-pub fn check_not_in_use(path: &Path, opts: &Options) -> anyhow::Result<()> {
+pub fn check_not_in_use(path: &Path, opts: &DiskEnv) -> anyhow::Result<()> {
     let t = Target::open(path, Access::ReadOnly)?;
     match t.kernel_name() {
         Some(name) => holders::check_unused(&opts.sys_root, name),
@@ -144,14 +144,14 @@ pub fn check_not_in_use(path: &Path, opts: &Options) -> anyhow::Result<()> {
 fn find<R: Read + Seek>(dev: &mut R, sectors: u64) -> anyhow::Result<Found> {
     match gpt_read::read(dev, sectors) {
         Ok(Some(g)) => {
-            let contents = plan::probe_partitions(dev, &g, sectors)
+            let contents = repartition::probe_partitions(dev, &g, sectors)
                 .context("probing the current partitions")?;
             Ok(Found::Gpt(g, contents))
         }
         Ok(None) => {
             let len = sectors
                 .saturating_mul(blockdev::SECTOR_SIZE)
-                .min(plan::PROBE_BYTES as u64) as usize;
+                .min(crate::probe::PROBE_BYTES as u64) as usize;
             let mut buf = vec![0u8; len];
             dev.seek(SeekFrom::Start(0))?;
             dev.read_exact(&mut buf)?;
@@ -168,7 +168,7 @@ fn prepare_on(
     mut target: Target,
     claimed: bool,
     table: &PartitionTable,
-) -> anyhow::Result<Prepared> {
+) -> anyhow::Result<PreparedGpt> {
     let shown = target.path().display().to_string();
     let n = target.sectors();
     if table.disk_sectors != n {
@@ -179,15 +179,15 @@ fn prepare_on(
     }
     let found = find(target.file(), n).with_context(|| format!("reading {shown}"))?;
     let (plan, current) = match &found {
-        Found::Nothing(c) => (plan::plan(Current::None(c), table), None),
-        Found::Gpt(g, contents) => (plan::plan(Current::Gpt(g, contents), table), Some(g)),
-        Found::Unreadable(r) => (plan::plan(Current::Unreadable(r), table), None),
+        Found::Nothing(c) => (repartition::plan(Current::None(c), table), None),
+        Found::Gpt(g, contents) => (repartition::plan(Current::Gpt(g, contents), table), Some(g)),
+        Found::Unreadable(r) => (repartition::plan(Current::Unreadable(r), table), None),
     };
     let gpt = gpt_write::build(table, current)
         .with_context(|| format!("building the GPT for {shown}"))?;
     let writes =
         gpt_write::plan_writes(target.file(), &gpt).with_context(|| format!("reading {shown}"))?;
-    Ok(Prepared {
+    Ok(PreparedGpt {
         target,
         claimed,
         found,
@@ -199,14 +199,18 @@ fn prepare_on(
 
 /// Reads, plans and builds without writing and without claiming the device:
 /// for `plan` and `--dry-run`.
-pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared> {
+pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<PreparedGpt> {
     prepare_on(Target::open(device, Access::ReadOnly)?, false, table)
 }
 
 /// Everything before the first write: refuses a disk in use, opens it
 /// exclusively (held until [`write()`] returns, so nobody can mount it in
 /// between), reads, plans and builds.
-pub fn prepare(device: &Path, table: &PartitionTable, opts: &Options) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    device: &Path,
+    table: &PartitionTable,
+    opts: &DiskEnv,
+) -> anyhow::Result<PreparedGpt> {
     check_not_in_use(device, opts)?;
     let target = Target::open(device, Access::Exclusive)
         .with_context(|| format!("refusing to partition {}", device.display()))?;
@@ -215,8 +219,8 @@ pub fn prepare(device: &Path, table: &PartitionTable, opts: &Options) -> anyhow:
 
 /// Writes a prepared GPT, verifies it and makes the kernel see it.
 pub fn write(
-    mut p: Prepared,
-    opts: &Options,
+    mut p: PreparedGpt,
+    opts: &DiskEnv,
     changes: &Changes,
     events: &Events,
 ) -> anyhow::Result<WrittenTable> {
@@ -235,8 +239,8 @@ pub fn write(
 }
 
 fn write_inner(
-    p: &mut Prepared,
-    opts: &Options,
+    p: &mut PreparedGpt,
+    opts: &DiskEnv,
     changes: &Changes,
     events: &Events,
     shown: &str,
@@ -296,7 +300,7 @@ pub fn partition(
     changes: &Changes,
     events: &Events,
 ) -> anyhow::Result<WrittenTable> {
-    let opts = Options::default();
+    let opts = DiskEnv::default();
     let p = prepare(device, table, &opts)?;
     write(p, &opts, changes, events)
 }
@@ -305,7 +309,7 @@ pub fn partition(
 /// partition nodes, writing nothing to the disk: for a re-run that finds the
 /// layout in place (the earlier run may have been cut before the kernel was
 /// told, or on another boot). Image files have no nodes: empty list.
-pub fn expose(device: &Path, opts: &Options) -> anyhow::Result<Vec<PartitionNode>> {
+pub fn expose(device: &Path, opts: &DiskEnv) -> anyhow::Result<Vec<PartitionNode>> {
     let mut target = Target::open(device, Access::ReadOnly)?;
     if matches!(target.kind(), TargetKind::ImageFile) {
         return Ok(Vec::new());
@@ -341,7 +345,7 @@ fn kernel_changes(
     (remove, add)
 }
 
-fn wanted_extents(entries: &[(u32, Entry)]) -> Vec<(u32, u64, u64)> {
+fn wanted_extents(entries: &[(u32, GptEntry)]) -> Vec<(u32, u64, u64)> {
     entries
         .iter()
         .map(|(n, e)| (*n, e.first_lba, e.last_lba - e.first_lba + 1))
@@ -353,7 +357,7 @@ fn wanted_extents(entries: &[(u32, Entry)]) -> Vec<(u32, u64, u64)> {
 /// scanning), BLKPG like `partx`. Returns the kernel's final view.
 fn tell_kernel(
     target: &Target,
-    entries: &[(u32, Entry)],
+    entries: &[(u32, GptEntry)],
 ) -> anyhow::Result<(KernelUpdate, Vec<KernelPartition>)> {
     let wanted = wanted_extents(entries);
     let reread = target.reread_partition_table();
@@ -421,9 +425,9 @@ fn tell_kernel(
 }
 
 fn wait_for_nodes(
-    entries: &[(u32, Entry)],
+    entries: &[(u32, GptEntry)],
     seen: &[KernelPartition],
-    opts: &Options,
+    opts: &DiskEnv,
 ) -> anyhow::Result<Vec<PartitionNode>> {
     let mut wanted = Vec::new();
     for (n, e) in entries {

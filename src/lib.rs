@@ -4,7 +4,7 @@
 //! # The pipeline
 //!
 //! ```text
-//!  layout XML/CSV ──layout──▶ PartitionTable ──plan──▶ what changes on the disk
+//!  layout XML/CSV ──layout──▶ PartitionTable ──repartition──▶ what changes on the disk
 //!                                   │
 //!  payload (BUP) ──bup──▶ entries for this board (TNSPEC) ──▶ boot write plan
 //!                                   │
@@ -25,7 +25,7 @@
 //!
 //! * [`layout`]: flash-layout XML / partition_table CSV → [`layout::PartitionTable`].
 //! * [`gpt`]: GPT bytes (protective MBR, primary and backup, NVIDIA's boot pseudo-GPT).
-//! * [`plan`]: current GPT vs. wanted table → keep/create/move/resize/delete.
+//! * [`repartition`]: current GPT vs. wanted table → keep/create/move/resize/delete.
 //! * [`disk`]: partitioning a device: in-use refusals, zap + write, read-back,
 //!   kernel update, partition nodes (the pure GPT code meets [`sys`] here).
 //! * [`bup`]: bootloader update payloads, TNSPEC matching, boot-partition writing.
@@ -49,8 +49,8 @@ pub mod gpt;
 pub mod guid;
 pub mod install;
 pub mod layout;
-pub mod plan;
 pub mod probe;
 pub mod progress;
+pub mod repartition;
 pub mod rootfs;
 pub mod sys;

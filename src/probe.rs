@@ -8,8 +8,10 @@
 use crate::guid::Guid;
 use serde::Serialize;
 
-/// Bytes to read from the start of a partition to identify it.
-pub const PROBE_BYTES: usize = 8192;
+/// Bytes to read from the start of a partition to identify it: enough for
+/// swap made with 64 KiB pages (arm64 kernels may use them), whose signature
+/// ends the first page. Fewer is fine for a smaller partition.
+pub const PROBE_BYTES: usize = 64 * 1024;
 
 /// Byte offset of the ext2/3/4 superblock.
 const EXT_SB: usize = 1024;

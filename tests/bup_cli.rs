@@ -8,7 +8,7 @@
 mod bup_support;
 
 use bup_support::*;
-use sysinstall::bup::payload::{Builder, Format};
+use sysinstall::bup::payload::{Builder, PayloadFormat};
 
 /// The TX2-NX board of tegra-demo-distro#304.
 const PART_NUMBER: &str = "699-13636-0001-300 H.0";
@@ -117,7 +117,7 @@ fn list_reads_v3_payloads_and_rejects_garbage() {
         0,
         "3701-500-0000-J.0-1-1-jetson-agx-orin-devkit-",
     );
-    b.format = Format::V3;
+    b.format = PayloadFormat::V3;
     b.version = 0x0103_0622;
     std::fs::write(&p, b.build()).unwrap();
     let o = output(sysinstall().args(["bup", "list"]).arg(&p));
@@ -214,7 +214,7 @@ fn check_refuses_v3_and_needs_an_identity() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("v3");
     let mut b = Builder::new().entry("mb1", b"x", 0, "");
-    b.format = Format::V3;
+    b.format = PayloadFormat::V3;
     b.version = 0x0103_0622;
     std::fs::write(&p, b.build()).unwrap();
     let o = output(

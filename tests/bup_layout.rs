@@ -115,7 +115,7 @@ fn initialize_from_the_stock_tx2_layout() {
     // The table at the end of boot1 lists the layout's partitions.
     let n = total / 512;
     let header = got.get(total - 512, 512);
-    let h = sysinstall::gpt::Header::decode(&header).unwrap();
+    let h = sysinstall::gpt::GptHeader::decode(&header).unwrap();
     assert_eq!((h.my_lba, h.partition_entry_lba), (n - 1, n - 33));
     let array = got.get((n - 33) * 512, 16384);
     let names: Vec<String> = h

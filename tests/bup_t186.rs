@@ -1,7 +1,7 @@
 //! T186 (TX2): `bup write` on image files standing in for eMMC boot0/boot1
 //! and the user area, compared byte for byte with an independent model of
 //! bup-format.md §4: update mode through the binary, initialize mode through
-//! the library session (until the layout engine lands, the layout is built
+//! the library (`bup::update`) (until the layout engine lands, the layout is built
 //! by hand), second runs, dry runs and refusals.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +11,7 @@ mod bup_support;
 use bup_support::*;
 use std::path::{Path, PathBuf};
 use sysinstall::bup::board::Slot;
-use sysinstall::bup::session::{self, Request, WriteOptions};
+use sysinstall::bup::update::{self, Request, UpdateOptions};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
 use sysinstall::layout::{BootArea, BootDeviceKind, Layout, Soc};
@@ -396,8 +396,8 @@ fn layout(fx: &Fx) -> Layout {
     test_layout(Soc::T186, 7 * MIB, &fx.user.parts, boot)
 }
 
-fn options(fx: &Fx, request: Request) -> WriteOptions {
-    WriteOptions {
+fn options(fx: &Fx, request: Request) -> UpdateOptions {
+    UpdateOptions {
         payload: fx.payload.clone(),
         request,
         soc: None,
@@ -411,15 +411,15 @@ fn options(fx: &Fx, request: Request) -> WriteOptions {
 }
 
 /// What the installer does: prepare, partitions, (its own checks), commit.
-fn install(opts: &WriteOptions) -> (usize, usize, Changes) {
+fn install(opts: &UpdateOptions) -> (usize, usize, Changes) {
     let changes = Changes::new();
     let events = Events::silent();
-    let mut s = session::prepare(opts).unwrap();
+    let mut s = update::prepare(opts).unwrap();
     let parts = s.execute_partitions(&changes, &events).unwrap();
     let smd = s.commit_slot_metadata(&changes, &events).unwrap();
     let written = |r: &[sysinstall::bup::exec::StepReport]| {
         r.iter()
-            .filter(|s| s.action == sysinstall::bup::exec::Action::Write)
+            .filter(|s| s.action == sysinstall::bup::exec::StepAction::Write)
             .count()
     };
     (written(&parts), written(&smd), changes)
@@ -471,7 +471,7 @@ fn initialize_writes_table_both_slots_singles_and_fresh_metadata() {
     let (got_boot, got_user) = fx.state();
     let len = 8 * MIB;
     let header = got_boot.get(len - 512, 512);
-    let h = sysinstall::gpt::Header::decode(&header).unwrap();
+    let h = sysinstall::gpt::GptHeader::decode(&header).unwrap();
     assert_eq!(
         (h.my_lba, h.alternate_lba, h.first_usable_lba),
         (16383, 1, 0)

@@ -1,7 +1,7 @@
 //! T194: AGX Xavier (eMMC boot0/boot1) and Xavier NX (32 MiB QSPI flash,
 //! table at its end, not doubled) on image files, compared byte for byte
 //! with an independent model: update through the binary, initialize through
-//! the library session, second runs, refusals.
+//! the library (`bup::update`), second runs, refusals.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +9,7 @@ mod bup_support;
 
 use bup_support::*;
 use std::path::PathBuf;
-use sysinstall::bup::session::{self, Request, WriteOptions};
+use sysinstall::bup::update::{self, Request, UpdateOptions};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
 use sysinstall::layout::{BootArea, BootDeviceKind, BootPartition, Layout, Soc};
@@ -299,7 +299,7 @@ fn layout(b: &Board, fx: &Fx) -> Layout {
 fn initialize_through_the_library(b: &Board) {
     let fx = fixture(b, 0, true);
     let (mut want_boot, mut want_user) = fx.state();
-    let opts = WriteOptions {
+    let opts = UpdateOptions {
         payload: fx.payload.clone(),
         request: Request::Initialize,
         soc: None,
@@ -321,7 +321,7 @@ fn initialize_through_the_library(b: &Board) {
 
     let changes = Changes::new();
     let events = Events::silent();
-    let mut s = session::prepare(&opts).unwrap();
+    let mut s = update::prepare(&opts).unwrap();
     assert_eq!(s.plan.soc, Soc::T194, "from tegra_chip_id");
     s.execute_partitions(&changes, &events).unwrap();
     s.commit_slot_metadata(&changes, &events).unwrap();
@@ -343,7 +343,7 @@ fn initialize_through_the_library(b: &Board) {
     let len = got_boot.len();
     let n = len / 512;
     let header = got_boot.get(len - 512, 512);
-    let h = sysinstall::gpt::Header::decode(&header).unwrap();
+    let h = sysinstall::gpt::GptHeader::decode(&header).unwrap();
     assert_eq!(
         (h.my_lba, h.last_usable_lba, h.partition_entry_lba),
         (n - 1, n - 33, n - 33)
@@ -366,7 +366,7 @@ fn initialize_through_the_library(b: &Board) {
 
     // Again: nothing written.
     let changes = Changes::new();
-    let mut s = session::prepare(&opts).unwrap();
+    let mut s = update::prepare(&opts).unwrap();
     let r = s.execute_partitions(&changes, &events).unwrap();
     s.commit_slot_metadata(&changes, &events).unwrap();
     assert!(!changes.any(), "{r:?}");

@@ -1,6 +1,6 @@
 //! T210: Nano eMMC (boot0/boot1 plus user-area partitions) and Nano SD
 //! (4 MiB QSPI holding everything) on image files, through the library
-//! session with a layout built by hand (T210 boot devices carry no table, so
+//! boot-partition update with a layout built by hand (T210 boot devices carry no table, so
 //! the layout is required), compared byte for byte with an independent
 //! model; the version checks of bup-format.md §4.8 against VER/VER_b.
 
@@ -10,8 +10,8 @@ mod bup_support;
 
 use bup_support::*;
 use std::path::PathBuf;
-use sysinstall::bup::exec::Action;
-use sysinstall::bup::session::{self, Request, WriteOptions};
+use sysinstall::bup::exec::StepAction;
+use sysinstall::bup::update::{self, Request, UpdateOptions};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
 use sysinstall::layout::{BootArea, BootDeviceKind, BootPartition, Layout, Soc};
@@ -118,8 +118,8 @@ impl Fx {
         test_layout(Soc::T210, 16 * MIB, &user, boot)
     }
 
-    fn options(&self, request: Request) -> WriteOptions {
-        WriteOptions {
+    fn options(&self, request: Request) -> UpdateOptions {
+        UpdateOptions {
             payload: self.payload.clone(),
             request,
             soc: None,
@@ -136,7 +136,7 @@ impl Fx {
     fn run(&self, request: Request) -> anyhow::Result<(usize, usize, Vec<String>)> {
         let changes = Changes::new();
         let events = Events::silent();
-        let mut s = session::prepare(&self.options(request))?;
+        let mut s = update::prepare(&self.options(request))?;
         assert!(s.plan.slot_metadata.is_empty(), "T210 has no slot metadata");
         let labels: Vec<&str> = s.plan.steps.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(labels.first(), Some(&"VER_b"));
@@ -147,7 +147,7 @@ impl Fx {
         );
         let warnings = s.plan.warnings.clone();
         let r = s.execute_partitions(&changes, &events)?;
-        let w = r.iter().filter(|s| s.action == Action::Write).count();
+        let w = r.iter().filter(|s| s.action == StepAction::Write).count();
         assert_eq!(changes.any(), w > 0);
         Ok((w, r.len() - w, warnings))
     }
@@ -340,14 +340,14 @@ fn t210_refuses_slots_and_needs_a_layout() {
     let fx = fixture(true);
     let err = format!(
         "{:#}",
-        session::prepare(&fx.options(Request::Slot(sysinstall::bup::board::Slot::B)))
+        update::prepare(&fx.options(Request::Slot(sysinstall::bup::board::Slot::B)))
             .err()
             .unwrap()
     );
     assert!(err.contains("T210 boards have no A/B boot slots"), "{err}");
     let mut opts = fx.options(Request::Inactive);
     opts.layout = None;
-    let err = format!("{:#}", session::prepare(&opts).err().unwrap());
+    let err = format!("{:#}", update::prepare(&opts).err().unwrap());
     assert!(
         err.contains("T210 boot devices carry no partition table: give --layout"),
         "{err}"

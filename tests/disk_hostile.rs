@@ -10,9 +10,11 @@ mod disk_support;
 use disk_support::part;
 use proptest::prelude::*;
 use std::io::{Cursor, Seek, SeekFrom, Write};
-use sysinstall::gpt::{self, read::ReadError, write as gpt_write, Header, MAX_ENTRY_ARRAY_BYTES};
+use sysinstall::gpt::{
+    self, read::ReadError, write as gpt_write, GptHeader, MAX_ENTRY_ARRAY_BYTES,
+};
 use sysinstall::layout::PartitionTable;
-use sysinstall::plan::{self, Current};
+use sysinstall::repartition::{self, Current};
 
 const N: u64 = 4096;
 
@@ -26,7 +28,7 @@ fn table() -> PartitionTable {
     }
 }
 
-fn valid_disk() -> (Cursor<Vec<u8>>, Header) {
+fn valid_disk() -> (Cursor<Vec<u8>>, GptHeader) {
     let gpt = gpt_write::build(&table(), None).unwrap();
     let mut disk = Cursor::new(vec![0u8; (N * 512) as usize]);
     let plan = gpt_write::plan_writes(&mut disk, &gpt).unwrap();
@@ -121,7 +123,7 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
-fn apply(disk: &mut Cursor<Vec<u8>>, base: &Header, d: &Damage) {
+fn apply(disk: &mut Cursor<Vec<u8>>, base: &GptHeader, d: &Damage) {
     match d {
         Damage::Byte {
             at_end,
@@ -140,7 +142,7 @@ fn apply(disk: &mut Cursor<Vec<u8>>, base: &Header, d: &Damage) {
             entries,
             entry_size,
         } => {
-            let h = Header {
+            let h = GptHeader {
                 my_lba: if *backup { N - 1 } else { 1 },
                 alternate_lba: *alternate_lba,
                 first_usable_lba: *first_usable,
@@ -172,15 +174,15 @@ proptest! {
                 let bytes = u64::from(g.header.num_partition_entries) * u64::from(g.header.sizeof_partition_entry);
                 prop_assert!(bytes <= MAX_ENTRY_ARRAY_BYTES);
                 prop_assert!(g.entries.len() as u64 <= u64::from(g.header.num_partition_entries));
-                let contents = plan::probe_partitions(&mut disk, g, N).unwrap();
-                let p = plan::plan(Current::Gpt(g, &contents), &wanted);
-                let _ = plan::render_table(&p, "fuzz");
+                let contents = repartition::probe_partitions(&mut disk, g, N).unwrap();
+                let p = repartition::plan(Current::Gpt(g, &contents), &wanted);
+                let _ = repartition::render_table(&p, "fuzz");
                 // Rebuilding from a hostile current table keeps GUIDs unique.
                 let new = gpt_write::build(&wanted, Some(g)).unwrap();
                 prop_assert_ne!(new.entries[0].1.unique_guid, new.entries[1].1.unique_guid);
             }
             Ok(None) => {
-                let _ = plan::plan(Current::None(&plan::Content::Unknown), &wanted);
+                let _ = repartition::plan(Current::None(&repartition::Content::Unknown), &wanted);
             }
             Err(ReadError::NoValidGpt { .. }) => {}
             Err(ReadError::Io(e)) => prop_assert!(false, "I/O error on an in-memory disk: {e}"),

@@ -14,7 +14,7 @@ use std::process::Command;
 use sysinstall::disk;
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
-use sysinstall::gpt::{self, read::Copy};
+use sysinstall::gpt::{self, read::GptCopy};
 
 fn write_image(img: &Path, table: &sysinstall::layout::PartitionTable) -> disk::WrittenTable {
     let changes = Changes::new();
@@ -54,7 +54,7 @@ fn the_four_expected_tables_write_and_read_back_equal() {
             .unwrap()
             .unwrap();
         assert_eq!(back, w.gpt);
-        assert_eq!(back.copy, Copy::Primary);
+        assert_eq!(back.copy, GptCopy::Primary);
         assert_eq!(back.other_copy_problem, None);
         assert_eq!(back.header.first_usable_lba, table.first_usable_lba);
         let got: Vec<Row> = back
@@ -260,21 +260,21 @@ fn inspect_plans_without_writing() {
 
     // What inspect returns cannot be written: it was neither checked nor claimed.
     let changes = Changes::new();
-    let err = disk::write(p, &disk::Options::default(), &changes, &Events::silent()).unwrap_err();
+    let err = disk::write(p, &disk::DiskEnv::default(), &changes, &Events::silent()).unwrap_err();
     assert!(err.to_string().contains("inspected, not prepared"), "{err}");
     assert!(!changes.any());
 }
 
 #[test]
 fn the_install_journal_survives_repartitioning() {
-    use sysinstall::install::journal::{self, Mode, Record};
+    use sysinstall::install::journal::{self, InstallMode, Record};
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     let n = 65536u64;
     sparse_image(&img, n * 512);
     write_image(&img, &small_table(n));
     let record = Record::start(
-        Mode::Initial,
+        InstallMode::Initial,
         0,
         journal::content_id(&["rootfs", "layout"]),
         1_700_000_000,

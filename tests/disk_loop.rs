@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use sysinstall::disk::{self, KernelUpdate, Options};
+use sysinstall::disk::{self, DiskEnv, KernelUpdate};
 use sysinstall::events::Events;
 use sysinstall::exit::Changes;
 use sysinstall::layout::PartitionTable;
@@ -301,10 +301,10 @@ fn nodes_are_made_when_nothing_creates_them() {
         libc::makedev(7, 250),
     )
     .unwrap();
-    let opts = Options {
+    let opts = DiskEnv {
         dev_dir: dev_dir.clone(),
         node_timeout: Duration::from_millis(200),
-        ..Options::default()
+        ..DiskEnv::default()
     };
     let t = small_table(N);
     let p = disk::prepare(&r.lo.path, &t, &opts).unwrap();

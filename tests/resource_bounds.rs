@@ -17,7 +17,7 @@ use common::hostile;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Cursor, Read};
-use sysinstall::gpt::{self, GptError, Header};
+use sysinstall::gpt::{self, GptError, GptHeader};
 use sysinstall::guid::Guid;
 use sysinstall::layout::{self, LoadOptions};
 
@@ -178,8 +178,8 @@ fn huge_sizes_and_offsets_are_refused_with_a_named_error() {
     }
 }
 
-fn header(count: u32, size: u32) -> Header {
-    Header {
+fn header(count: u32, size: u32) -> GptHeader {
+    GptHeader {
         revision: gpt::REVISION_1_0,
         header_size: gpt::HEADER_SIZE,
         my_lba: 1,
@@ -204,7 +204,7 @@ fn a_gpt_claiming_an_enormous_entry_array_is_refused_in_bounded_memory() {
     ] {
         let sector = header(count, size).encode();
         assert_eq!(
-            Header::decode(&sector),
+            GptHeader::decode(&sector),
             Err(GptError::EntryArrayTooLarge { count, size }),
         );
         let mut disk = Cursor::new(vec![0u8; 4096 * 512]);

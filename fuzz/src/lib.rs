@@ -15,7 +15,7 @@ pub mod disk;
 static ALLOCATOR: alloc::Bounded = alloc::Bounded;
 
 use std::io::Cursor;
-use sysinstall::gpt::{self, read::Copy, Entry, Header};
+use sysinstall::gpt::{self, read::GptCopy, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
 use sysinstall::install::{config, journal};
 use sysinstall::layout::{self, csv, render, BootArea, LoadOptions, PartitionTable};
@@ -187,11 +187,11 @@ pub fn check_table(t: &PartitionTable, disk: Option<u64>) {
 /// The table as GPT entries and headers decodes back to itself.
 fn check_gpt_encoding(t: &PartitionTable) {
     let filler = Guid::from_bytes([0x5a; 16]);
-    let entries: Vec<(u32, Entry)> = t
+    let entries: Vec<(u32, GptEntry)> = t
         .partitions
         .iter()
         .map(|p| {
-            let e = Entry {
+            let e = GptEntry {
                 type_guid: p.type_guid,
                 unique_guid: p.unique_guid.unwrap_or(filler),
                 first_lba: p.first_lba,
@@ -205,7 +205,7 @@ fn check_gpt_encoding(t: &PartitionTable) {
     let array = gpt::encode_entries(&entries, gpt::ENTRY_COUNT).expect("placed table encodes");
     let back = gpt::decode_entries(&array, gpt::ENTRY_SIZE).expect("encoded array decodes");
     assert_eq!(back, entries, "GPT entries do not round-trip");
-    let header = Header {
+    let header = GptHeader {
         revision: gpt::REVISION_1_0,
         header_size: gpt::HEADER_SIZE,
         my_lba: 1,
@@ -218,7 +218,7 @@ fn check_gpt_encoding(t: &PartitionTable) {
         sizeof_partition_entry: gpt::ENTRY_SIZE,
         partition_entry_array_crc32: gpt::crc32(&array),
     };
-    assert_eq!(Header::decode(&header.encode()), Ok(header.clone()));
+    assert_eq!(GptHeader::decode(&header.encode()), Ok(header.clone()));
     assert_eq!(header.decode_entries(&array), Ok(entries));
 }
 
@@ -300,7 +300,7 @@ pub fn gpt_structs(data: &[u8]) {
 }
 
 fn check_header_bytes(bytes: &[u8]) {
-    let Ok(h) = Header::decode(bytes) else {
+    let Ok(h) = GptHeader::decode(bytes) else {
         return;
     };
     assert!((gpt::HEADER_SIZE..=512).contains(&h.header_size));
@@ -309,11 +309,11 @@ fn check_header_bytes(bytes: &[u8]) {
     assert!(h.entry_array_bytes() <= gpt::MAX_ENTRY_ARRAY_BYTES);
     // We always write a 92-byte header; everything else survives.
     let encoded = h.encode();
-    let canonical = Header {
+    let canonical = GptHeader {
         header_size: gpt::HEADER_SIZE,
         ..h.clone()
     };
-    assert_eq!(Header::decode(&encoded), Ok(canonical));
+    assert_eq!(GptHeader::decode(&encoded), Ok(canonical));
     // Bytes 20..24 are UEFI's Reserved field: not kept, written as zeros.
     if h.header_size == gpt::HEADER_SIZE {
         let mut want = bytes[..92].to_vec();
@@ -329,10 +329,10 @@ fn check_header_bytes(bytes: &[u8]) {
 
 /// A decoded entry re-encodes to its own bytes (the name area exactly when
 /// it held well-formed UTF-16 padded with zeros).
-fn check_entry(raw: &[u8], e: &Entry) {
+fn check_entry(raw: &[u8], e: &GptEntry) {
     assert!(!e.type_guid.is_nil());
     let encoded = e.encode().expect("a decoded entry encodes");
-    assert_eq!(Entry::decode(&encoded), Ok(Some(e.clone())));
+    assert_eq!(GptEntry::decode(&encoded), Ok(Some(e.clone())));
     assert_eq!(encoded[..56], raw[..56], "fixed fields do not round-trip");
     let units: Vec<u16> = raw[56..128]
         .chunks_exact(2)
@@ -393,8 +393,8 @@ fn read_and_check<R: std::io::Read + std::io::Seek>(r: &mut R, n: u64) {
     };
     let h = &g.header;
     match g.copy {
-        Copy::Primary => assert_eq!(h.my_lba, 1),
-        Copy::Backup => {
+        GptCopy::Primary => assert_eq!(h.my_lba, 1),
+        GptCopy::Backup => {
             assert_eq!(h.my_lba, n - 1);
             assert!(
                 g.other_copy_problem.is_some(),

@@ -14,7 +14,7 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use crate::gpt::{self, Entry, GptError, Header};
+use crate::gpt::{self, GptEntry, GptError, GptHeader};
 use crate::guid::{Guid, BASIC_DATA};
 use crate::layout::BootPartition;
 
@@ -89,8 +89,8 @@ pub fn entries_offset(len: u64) -> u64 {
 /// Checks the header sector read from [`header_offset`]: a valid GPT header
 /// in NVIDIA's placement, whose entry array lies on the device. Returns the
 /// header and where its entry array is (offset, length).
-pub fn decode_header(sector: &[u8], len: u64) -> Result<(Header, u64, u64), BootGptError> {
-    let h = Header::decode(sector)?;
+pub fn decode_header(sector: &[u8], len: u64) -> Result<(GptHeader, u64, u64), BootGptError> {
+    let h = GptHeader::decode(sector)?;
     if h.partition_entry_lba != h.last_usable_lba {
         return Err(BootGptError::NotNvidia {
             entries: h.partition_entry_lba,
@@ -111,7 +111,7 @@ pub fn decode_header(sector: &[u8], len: u64) -> Result<(Header, u64, u64), Boot
 /// The partitions of a checked entry array, in entry order, as byte ranges
 /// of the linear boot device.
 pub fn decode_entries(
-    header: &Header,
+    header: &GptHeader,
     array: &[u8],
     len: u64,
 ) -> Result<Vec<BootPartition>, BootGptError> {
@@ -186,7 +186,7 @@ pub fn encode(
         }
         entries.push((
             number,
-            Entry {
+            GptEntry {
                 type_guid: BASIC_DATA,
                 unique_guid: guid(),
                 first_lba: p.offset / SECTOR,
@@ -206,7 +206,7 @@ pub fn encode(
         }
     }
     let array = gpt::encode_entries(&entries, gpt::ENTRY_COUNT)?;
-    let header = Header {
+    let header = GptHeader {
         revision: gpt::REVISION_1_0,
         header_size: gpt::HEADER_SIZE,
         my_lba: n - 1,
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn a_standard_backup_header_is_not_nvidias() {
         let e = encode(&tx2(), EIGHT_MIB, counter()).unwrap();
-        let mut h = Header::decode(&{
+        let mut h = GptHeader::decode(&{
             let mut s = e.header.clone();
             s.resize(512, 0);
             s

@@ -1,9 +1,9 @@
 //! Whether a payload can be installed: the core of `bup check`, also the
 //! installer's preflight. Pure apart from reading the payload file.
 
+use super::boot_plan::{self, BootMode, BootPlan, BootTargets, PlanInput};
 use super::device::{UserArea, UserPartition};
-use super::payload::{Format, Payload};
-use super::plan::{self, BootTargets, Mode, PlanInput, WritePlan};
+use super::payload::{Payload, PayloadFormat};
 use super::tnspec::Selection;
 use super::BootMedium;
 use crate::guid::Guid;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub struct Outcome {
     /// The initialize-mode plan against the layout, when one could be made.
-    pub planned: Option<WritePlan>,
+    pub planned: Option<BootPlan>,
     /// Reasons an install would fail (empty: it would succeed).
     pub problems: Vec<String>,
     /// What could not be checked, and why.
@@ -77,11 +77,11 @@ pub fn check<R: Read + Seek>(
     layout: Option<&Layout>,
 ) -> Outcome {
     let mut problems = Vec::new();
-    if payload.header.format == Format::V3 {
-        problems.push(plan::PlanError::V3Payload.to_string());
+    if payload.header.format == PayloadFormat::V3 {
+        problems.push(boot_plan::BootPlanError::V3Payload.to_string());
     }
     if soc == Some(Soc::T234) {
-        problems.push(plan::PlanError::Soc(Soc::T234).to_string());
+        problems.push(boot_plan::BootPlanError::Soc(Soc::T234).to_string());
     }
     let mut planned = None;
     let mut notes = Vec::new();
@@ -103,7 +103,7 @@ pub fn check<R: Read + Seek>(
                 .collect();
             let input = PlanInput {
                 soc,
-                mode: Mode::Initialize,
+                mode: BootMode::Initialize,
                 payload,
                 selection: sel,
                 boot: &boot,
@@ -111,7 +111,7 @@ pub fn check<R: Read + Seek>(
                 layout_names: Some(&names),
                 inventory: None,
             };
-            match plan::plan(&input, file, &mut || Guid::NIL) {
+            match boot_plan::plan(&input, file, &mut || Guid::NIL) {
                 Ok(p) => planned = Some(p),
                 Err(e) => problems.push(e.to_string()),
             }

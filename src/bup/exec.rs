@@ -15,9 +15,9 @@
 
 #![deny(clippy::indexing_slicing)]
 
+use super::boot_plan::{hex, other_copy, BootStep, Inventory, StepData, WriteArea};
 use super::bootgpt;
 use super::device::{Device, FileWindow, UserArea};
-use super::plan::{hex, other_copy, Area, Data, Inventory, Step};
 use super::BootMedium;
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
@@ -122,7 +122,7 @@ pub struct Targets<'a> {
 }
 
 /// How a run goes.
-pub struct Run<'a> {
+pub struct Execution<'a> {
     /// Compare only; write nothing.
     pub dry_run: bool,
     /// Marked right before the first write.
@@ -136,7 +136,7 @@ pub struct Run<'a> {
 /// What happened to (or, in a dry run, would happen to) a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum StepAction {
     /// Written and verified (dry run: would be written).
     Write,
     /// Already holds the data; not written.
@@ -161,20 +161,20 @@ pub struct StepReport {
     /// SHA-256 of the data.
     pub sha256: String,
     /// Write or skip.
-    pub action: Action,
+    pub action: StepAction,
 }
 
 /// Streams a step's data in chunks.
 struct Source<'d, R> {
-    data: &'d Data,
+    data: &'d StepData,
     payload: &'d mut R,
     pos: u64,
     hash: Sha256,
 }
 
 impl<'d, R: Read + Seek> Source<'d, R> {
-    fn new(data: &'d Data, payload: &'d mut R) -> io::Result<Self> {
-        if let Data::Entry { offset, .. } = data {
+    fn new(data: &'d StepData, payload: &'d mut R) -> io::Result<Self> {
+        if let StepData::Entry { offset, .. } = data {
             payload.seek(SeekFrom::Start(*offset))?;
         }
         Ok(Source {
@@ -191,8 +191,8 @@ impl<'d, R: Read + Seek> Source<'d, R> {
         let n = left.min(buf.len() as u64) as usize;
         let chunk = buf.get_mut(..n).unwrap_or(&mut []);
         match self.data {
-            Data::Entry { .. } => self.payload.read_exact(chunk)?,
-            Data::Bytes { bytes } => {
+            StepData::Entry { .. } => self.payload.read_exact(chunk)?,
+            StepData::Bytes { bytes } => {
                 let from = self.pos as usize;
                 chunk.copy_from_slice(bytes.get(from..from + n).unwrap_or(&[]));
             }
@@ -203,7 +203,7 @@ impl<'d, R: Read + Seek> Source<'d, R> {
     }
 
     /// Fails unless the bytes streamed hash to the planned SHA-256.
-    fn check(self, step: &Step) -> anyhow::Result<()> {
+    fn check(self, step: &BootStep) -> anyhow::Result<()> {
         let got = hex(&self.hash.finalize());
         if got != step.sha256 {
             bail!(
@@ -227,7 +227,7 @@ struct Buffers {
 fn holds<R: Read + Seek>(
     dev: &mut dyn Device,
     pos: u64,
-    step: &Step,
+    step: &BootStep,
     payload: &mut R,
     buf: &mut Buffers,
 ) -> anyhow::Result<bool> {
@@ -255,7 +255,7 @@ fn holds<R: Read + Seek>(
 fn write<R: Read + Seek>(
     dev: &mut dyn Device,
     pos: u64,
-    step: &Step,
+    step: &BootStep,
     payload: &mut R,
     buf: &mut Buffers,
     events: &Events,
@@ -285,7 +285,12 @@ fn write<R: Read + Seek>(
 
 /// Reads the span back: the data must hash to the plan's SHA-256 and the
 /// tail must be zeros.
-fn verify(dev: &mut dyn Device, pos: u64, step: &Step, buf: &mut Buffers) -> anyhow::Result<()> {
+fn verify(
+    dev: &mut dyn Device,
+    pos: u64,
+    step: &BootStep,
+    buf: &mut Buffers,
+) -> anyhow::Result<()> {
     let len = step.data.len();
     let mut h = Sha256::new();
     let mut done = 0u64;
@@ -324,10 +329,10 @@ fn verify(dev: &mut dyn Device, pos: u64, step: &Step, buf: &mut Buffers) -> any
 /// nothing. The first failure stops the run; what was written stays (the
 /// order makes that safe, and a re-run skips what is already there).
 pub fn execute<R: Read + Seek>(
-    steps: &[Step],
+    steps: &[BootStep],
     targets: &mut Targets<'_>,
     payload: &mut R,
-    run: &Run<'_>,
+    run: &Execution<'_>,
 ) -> anyhow::Result<Vec<StepReport>> {
     let mut buf = Buffers {
         a: vec![0; CHUNK],
@@ -337,8 +342,8 @@ pub fn execute<R: Read + Seek>(
     for step in steps {
         let mut opened;
         let (dev, pos): (&mut dyn Device, u64) = match step.area {
-            Area::Boot => (&mut *targets.boot, step.partition_offset + step.at),
-            Area::User => {
+            WriteArea::Boot => (&mut *targets.boot, step.partition_offset + step.at),
+            WriteArea::User => {
                 opened = targets
                     .user
                     .open(&step.partition, !run.dry_run)
@@ -354,7 +359,11 @@ pub fn execute<R: Read + Seek>(
         };
         let same = holds(dev, pos, step, payload, &mut buf)
             .with_context(|| format!("comparing {}", what()))?;
-        let action = if same { Action::Skip } else { Action::Write };
+        let action = if same {
+            StepAction::Skip
+        } else {
+            StepAction::Write
+        };
         if !run.dry_run {
             run.events.step_start(
                 run.phase,
@@ -417,20 +426,20 @@ mod tests {
 
     fn step(
         label: &str,
-        area: Area,
+        area: WriteArea,
         part_off: u64,
         at: u64,
         span: u64,
-        data: Data,
+        data: StepData,
         payload: &[u8],
-    ) -> Step {
+    ) -> BootStep {
         let bytes = match &data {
-            Data::Bytes { bytes } => bytes.clone(),
-            Data::Entry { offset, length, .. } => {
+            StepData::Bytes { bytes } => bytes.clone(),
+            StepData::Entry { offset, length, .. } => {
                 payload[*offset as usize..(*offset + *length) as usize].to_vec()
             }
         };
-        Step {
+        BootStep {
             label: label.into(),
             partition: label.into(),
             area,
@@ -447,20 +456,20 @@ mod tests {
 
     /// A step that writes all `len` bytes of `payload` (entry 0) at the
     /// start of a boot partition that begins at `part_off`.
-    fn whole(label: &str, part_off: u64, len: u64, payload: &[u8]) -> Step {
-        let data = Data::Entry {
+    fn whole(label: &str, part_off: u64, len: u64, payload: &[u8]) -> BootStep {
+        let data = StepData::Entry {
             index: 0,
             offset: 0,
             length: len,
         };
-        step(label, Area::Boot, part_off, 0, len, data, payload)
+        step(label, WriteArea::Boot, part_off, 0, len, data, payload)
     }
 
     /// Executes `steps` against `dev` as the boot device; the result and
     /// whether anything counts as changed.
     fn execute_on(
         dev: &mut MemDevice,
-        steps: &[Step],
+        steps: &[BootStep],
         payload: &[u8],
     ) -> (anyhow::Result<Vec<StepReport>>, bool) {
         let changes = Changes::new();
@@ -478,8 +487,8 @@ mod tests {
         (r, changes.any())
     }
 
-    fn run<'a>(dry: bool, changes: &'a Changes, events: &'a Events) -> Run<'a> {
-        Run {
+    fn run<'a>(dry: bool, changes: &'a Changes, events: &'a Events) -> Execution<'a> {
+        Execution {
             dry_run: dry,
             changes,
             events,
@@ -493,11 +502,11 @@ mod tests {
         let steps = vec![
             step(
                 "a",
-                Area::Boot,
+                WriteArea::Boot,
                 1024,
                 0,
                 512,
-                Data::Entry {
+                StepData::Entry {
                     index: 0,
                     offset: 4,
                     length: 11,
@@ -506,22 +515,22 @@ mod tests {
             ),
             step(
                 "b",
-                Area::Boot,
+                WriteArea::Boot,
                 4096,
                 100,
                 3,
-                Data::Bytes {
+                StepData::Bytes {
                     bytes: b"xyz".to_vec(),
                 },
                 &payload,
             ),
             step(
                 "k",
-                Area::User,
+                WriteArea::User,
                 0,
                 0,
                 64,
-                Data::Entry {
+                StepData::Entry {
                     index: 0,
                     offset: 4,
                     length: 5,
@@ -551,7 +560,7 @@ mod tests {
             &run(true, &changes, &events),
         )
         .unwrap();
-        assert!(r.iter().all(|s| s.action == Action::Write));
+        assert!(r.iter().all(|s| s.action == StepAction::Write));
         assert!(!changes.any());
         assert_eq!(boot.0.borrow().written, 0);
 
@@ -562,7 +571,7 @@ mod tests {
             &run(false, &changes, &events),
         )
         .unwrap();
-        assert!(r.iter().all(|s| s.action == Action::Write));
+        assert!(r.iter().all(|s| s.action == StepAction::Write));
         assert!(changes.any());
         let d = boot.0.borrow().data.clone();
         assert_eq!(&d[1024..1035], b"hello world");
@@ -592,7 +601,7 @@ mod tests {
             &run(false, &changes, &events),
         )
         .unwrap();
-        assert!(r.iter().all(|s| s.action == Action::Skip));
+        assert!(r.iter().all(|s| s.action == StepAction::Skip));
         assert_eq!(boot.0.borrow().written, written);
     }
 
@@ -601,11 +610,11 @@ mod tests {
         let payload = b"0123456789".to_vec();
         let steps = vec![step(
             "mb1_b",
-            Area::Boot,
+            WriteArea::Boot,
             0,
             0,
             16,
-            Data::Entry {
+            StepData::Entry {
                 index: 0,
                 offset: 0,
                 length: 10,

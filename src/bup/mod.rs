@@ -14,21 +14,21 @@
 //!                                 └──exec──▶ compare, write, fsync, read back
 //! ```
 //!
-//! All modules but [`exec`], [`device`] and [`session`] are pure: bytes and
-//! text in, values out. [`session`] is the glue that opens devices through
+//! All modules but [`exec`], [`device`] and [`update`] are pure: bytes and
+//! text in, values out. [`update`] is the glue that opens devices through
 //! [`crate::sys`]; the `bup` commands and the installer both use it.
 
 pub mod bct;
 pub mod board;
+pub mod boot_plan;
 pub mod bootgpt;
 pub mod check;
 pub mod device;
 pub mod exec;
 pub mod payload;
-pub mod plan;
-pub mod session;
 pub mod smd;
 pub mod tnspec;
+pub mod update;
 pub mod ver;
 
 /// The boot partition tables of the tests, shared with the integration tests.

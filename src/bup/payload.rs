@@ -54,14 +54,14 @@ const ENT_SPEC: usize = 56;
 /// Which container format a payload uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub enum PayloadFormat {
     /// `NVIDIA__BLOB__V2`: 120-byte entries, 64-byte specs (T186, T194, T210).
     V2,
     /// `NVIDIA__BLOB__V3`: 184-byte entries, 128-byte specs (T234, R35+).
     V3,
 }
 
-impl Format {
+impl PayloadFormat {
     /// Bytes per entry (`=40sIIII64s` / `=40sIIII128s`).
     pub fn entry_len(self) -> usize {
         NAME_LEN + 16 + self.spec_len()
@@ -70,25 +70,25 @@ impl Format {
     /// Size of the `spec` field.
     pub fn spec_len(self) -> usize {
         match self {
-            Format::V2 => 64,
-            Format::V3 => 128,
+            PayloadFormat::V2 => 64,
+            PayloadFormat::V3 => 128,
         }
     }
 
     /// The magic, as text.
     pub fn magic(self) -> &'static str {
         match self {
-            Format::V2 => "NVIDIA__BLOB__V2",
-            Format::V3 => "NVIDIA__BLOB__V3",
+            PayloadFormat::V2 => "NVIDIA__BLOB__V2",
+            PayloadFormat::V3 => "NVIDIA__BLOB__V3",
         }
     }
 }
 
 /// The payload header (§1.2) and accessory (§1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Header {
+pub struct PayloadHeader {
     /// Container format, from the magic.
-    pub format: Format,
+    pub format: PayloadFormat,
     /// BCD-coded version word (§1.4).
     pub version: u32,
     /// File size the generator recorded (not checked, as in REF).
@@ -106,7 +106,7 @@ pub struct Header {
     pub accessory: Vec<u8>,
 }
 
-impl Header {
+impl PayloadHeader {
     /// The version as REF prints it, e.g. `2.1-2021.6-0`.
     pub fn version_string(&self) -> String {
         version_string(self.version)
@@ -129,7 +129,7 @@ fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
 /// One entry of the table (§1.5). Names and specs are kept as the bytes REF
 /// compares, cut as [`rstrip`] cuts them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
+pub struct PayloadEntry {
     /// Position in the table, from 0.
     pub index: u32,
     /// Partition name.
@@ -148,7 +148,7 @@ pub struct Entry {
     pub spec: Vec<u8>,
 }
 
-impl Entry {
+impl PayloadEntry {
     /// The name as text (invalid UTF-8 shown as U+FFFD).
     pub fn name_lossy(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.name)
@@ -174,9 +174,9 @@ impl Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Payload {
     /// The header.
-    pub header: Header,
+    pub header: PayloadHeader,
     /// The entries, in table order.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<PayloadEntry>,
     /// Size of the file the payload was read from.
     pub file_size: u64,
 }
@@ -318,17 +318,17 @@ impl Payload {
         r.read_exact(&mut head)?;
         let magic = head.get(..16).unwrap_or(&[]);
         let format = if magic == MAGIC_V2 {
-            Format::V2
+            PayloadFormat::V2
         } else if magic == MAGIC_V3 {
-            Format::V3
+            PayloadFormat::V3
         } else {
             return Err(PayloadError::BadMagic(magic.escape_ascii().to_string()));
         };
         let version = u32_at(&head, OFF_VERSION);
         let supported = match format {
-            Format::V2 => v2_version_supported(version),
+            PayloadFormat::V2 => v2_version_supported(version),
             // Listing only: the R35 generator writes 3.1.
-            Format::V3 => version_major(version) == 0x03,
+            PayloadFormat::V3 => version_major(version) == 0x03,
         };
         if !supported {
             return Err(PayloadError::UnsupportedVersion {
@@ -374,7 +374,7 @@ impl Payload {
             .collect::<Result<Vec<_>, _>>()?;
 
         Ok(Payload {
-            header: Header {
+            header: PayloadHeader {
                 format,
                 version,
                 blob_size: u32_at(&head, OFF_BLOB_SIZE),
@@ -398,11 +398,11 @@ impl Payload {
 fn decode_entry(
     raw: &[u8],
     index: u32,
-    format: Format,
+    format: PayloadFormat,
     file_size: u64,
-) -> Result<Entry, PayloadError> {
+) -> Result<PayloadEntry, PayloadError> {
     let field = |from: usize, len: usize| rstrip(raw.get(from..from + len).unwrap_or(&[])).to_vec();
-    let e = Entry {
+    let e = PayloadEntry {
         index,
         name: field(0, NAME_LEN),
         offset: u32_at(raw, ENT_OFFSET),
@@ -430,7 +430,7 @@ fn decode_entry(
 #[derive(Debug, Clone)]
 pub struct Builder {
     /// Magic to write (defaults to V2).
-    pub format: Format,
+    pub format: PayloadFormat,
     /// Version word (defaults to the R32.6+ generator's `0x01020621`).
     pub version: u32,
     /// `blob_type`.
@@ -444,7 +444,7 @@ pub struct Builder {
 impl Default for Builder {
     fn default() -> Self {
         Builder {
-            format: Format::V2,
+            format: PayloadFormat::V2,
             version: 0x0102_0621,
             blob_type: BLOB_TYPE_UPDATE,
             accessory: vec![0; 8],
@@ -474,8 +474,8 @@ impl Builder {
         let total = header_size + entry_len * self.entries.len() + data_len;
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(match self.format {
-            Format::V2 => &MAGIC_V2,
-            Format::V3 => &MAGIC_V3,
+            PayloadFormat::V2 => &MAGIC_V2,
+            PayloadFormat::V3 => &MAGIC_V3,
         });
         for v in [
             self.version,
@@ -700,10 +700,10 @@ mod tests {
     #[test]
     fn v3_payloads_are_read_with_their_wider_entries() {
         let mut b = Builder::new().entry("mb1", b"abc", 2, &format!("{}-", "x".repeat(100)));
-        b.format = Format::V3;
+        b.format = PayloadFormat::V3;
         b.version = 0x0103_0622;
         let p = Payload::parse_bytes(&b.build()).unwrap();
-        assert_eq!(p.header.format, Format::V3);
+        assert_eq!(p.header.format, PayloadFormat::V3);
         assert_eq!(p.entries[0].spec.len(), 101);
         assert_eq!(p.entries[0].offset, 48 + 184);
     }

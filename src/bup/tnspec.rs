@@ -11,7 +11,7 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use super::payload::Entry;
+use super::payload::PayloadEntry;
 use serde::Serialize;
 
 /// Number of fields in a full TNSPEC.
@@ -226,7 +226,7 @@ pub struct Selection {
 /// candidate and writes them in turn, crashing when `mb1`, `mb2` or `BCT` is
 /// among the duplicates; we keep one per partition: the best [`MatchKind`],
 /// and among equals the last in the payload (what REF leaves on disk).
-pub fn select(entries: &[Entry], tnspec: &str) -> Selection {
+pub fn select(entries: &[PayloadEntry], tnspec: &str) -> Selection {
     let compat = compat_spec(tnspec.as_bytes());
     let matches = |spec: &[u8]| {
         specs_match(spec, tnspec.as_bytes())

@@ -2,11 +2,11 @@
 
 use super::Context;
 use crate::bup::board::Slot;
-use crate::bup::exec::{Action, StepReport};
-use crate::bup::payload::{Format, Payload};
-use crate::bup::plan::{Mode, WritePlan};
-use crate::bup::session::{self, IdentityRequest, Request, WriteOptions};
+use crate::bup::boot_plan::{BootMode, BootPlan};
+use crate::bup::exec::{StepAction, StepReport};
+use crate::bup::payload::{Payload, PayloadFormat};
 use crate::bup::tnspec;
+use crate::bup::update::{self, IdentityRequest, Request, UpdateOptions};
 
 use crate::cli::{BupCheckArgs, BupWriteArgs, LayoutSource, ReportFormat, SlotArg, SocArg};
 use crate::events::{Event, EventKind, Events, Sink};
@@ -75,13 +75,13 @@ struct ListJson<'a> {
 
 /// Runs `sysinstall bup list`.
 pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result<u8> {
-    let (_, p) = session::open_payload(file)?;
+    let (_, p) = update::open_payload(file)?;
     let h = &p.header;
     if format == ReportFormat::Json {
         let j = ListJson {
             file: file.display().to_string(),
             version_string: h.version_string(),
-            writable: h.format == Format::V2,
+            writable: h.format == PayloadFormat::V2,
             payload: &p,
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
@@ -106,7 +106,7 @@ pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result
         grouped(h.uncompressed_size.into())
     );
     let _ = writeln!(out, "Accessory:    {}", accessory(&p));
-    if h.format == Format::V3 {
+    if h.format == PayloadFormat::V3 {
         let _ = writeln!(
             out,
             "Note:         R35 (T234) payload: listed only, writing it is not supported yet"
@@ -156,22 +156,22 @@ struct SelectedJson {
 #[derive(Serialize)]
 struct CheckJson<'a> {
     file: String,
-    identity: &'a session::Identity,
+    identity: &'a update::Identity,
     compat: &'a Option<String>,
     selected: Vec<SelectedJson>,
     dropped: &'a [tnspec::Dropped],
     missing: &'a [String],
-    plan: Option<&'a WritePlan>,
+    plan: Option<&'a BootPlan>,
     problems: &'a [String],
     ok: bool,
 }
 
 /// Runs `sysinstall bup check`.
 pub fn check(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
-    let (mut file, payload) = session::open_payload(&args.file)?;
+    let (mut file, payload) = update::open_payload(&args.file)?;
     let layout = load_layout(&args.layout)?;
     let root = sysroot(&args.sysroot);
-    let identity = session::identify(
+    let identity = update::identify(
         &root,
         &IdentityRequest {
             soc: args.soc.map(soc),
@@ -308,14 +308,14 @@ impl Sink for LogSink {
     }
 }
 
-fn mode_text(p: &WritePlan) -> String {
+fn mode_text(p: &BootPlan) -> String {
     match (p.soc, p.mode) {
-        (Soc::T210, Mode::Initialize) => "initialize (every partition, VER last; version check forced)".into(),
+        (Soc::T210, BootMode::Initialize) => "initialize (every partition, VER last; version check forced)".into(),
         (Soc::T210, _) => "update (every partition, VER last)".into(),
-        (_, Mode::Initialize) => {
+        (_, BootMode::Initialize) => {
             "initialize (both slots, single partitions, partition table, slot metadata with A active)".into()
         }
-        (_, Mode::Update { slot, activate }) => format!(
+        (_, BootMode::Update { slot, activate }) => format!(
             "update slot {}{}",
             slot.letter(),
             if activate {
@@ -354,10 +354,10 @@ fn report_table(reports: &[StepReport], dry_run: bool) -> String {
     );
     for (i, r) in reports.iter().enumerate() {
         let action = match (r.action, dry_run) {
-            (Action::Write, true) => "write",
-            (Action::Write, false) => "written",
-            (Action::Skip, true) => "skip",
-            (Action::Skip, false) => "skipped",
+            (StepAction::Write, true) => "write",
+            (StepAction::Write, false) => "written",
+            (StepAction::Skip, true) => "skip",
+            (StepAction::Skip, false) => "skipped",
         };
         let _ = writeln!(
             out,
@@ -382,7 +382,7 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
         (false, Some(SlotArg::B)) => Request::Slot(Slot::B),
         (false, None) => Request::Inactive,
     };
-    let opts = WriteOptions {
+    let opts = UpdateOptions {
         payload: args.file.clone(),
         request,
         soc: args.soc.map(soc),
@@ -393,7 +393,7 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
         machine: args.board.machine.clone(),
         sysroot: sysroot(&args.sysroot),
     };
-    let mut prepared = session::prepare(&opts).context("bup write")?;
+    let mut prepared = update::prepare(&opts).context("bup write")?;
     let p = &prepared.plan;
     let mut out = String::new();
     let _ = writeln!(out, "Native TNSPEC:   {}", p.tnspec);
@@ -419,7 +419,10 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
     if args.dry_run {
         let reports = prepared.dry_run()?;
         print!("{}", report_table(&reports, true));
-        let n = reports.iter().filter(|r| r.action == Action::Write).count();
+        let n = reports
+            .iter()
+            .filter(|r| r.action == StepAction::Write)
+            .count();
         println!(
             "Dry run: {n} write(s), {} already in place; nothing written",
             reports.len() - n
@@ -434,15 +437,18 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
     let mut reports = prepared.execute_partitions(&ctx.changes, &events)?;
     reports.extend(prepared.commit_slot_metadata(&ctx.changes, &events)?);
     print!("{}", report_table(&reports, false));
-    let n = reports.iter().filter(|r| r.action == Action::Write).count();
+    let n = reports
+        .iter()
+        .filter(|r| r.action == StepAction::Write)
+        .count();
     let mut summary = format!(
         "{n} written and verified, {} already in place",
         reports.len() - n
     );
     let active = match prepared.plan.mode {
         _ if prepared.plan.slot_metadata.is_empty() => None,
-        Mode::Initialize => Some(Slot::A),
-        Mode::Update { slot, .. } => Some(slot),
+        BootMode::Initialize => Some(Slot::A),
+        BootMode::Update { slot, .. } => Some(slot),
     };
     if let Some(slot) = active {
         summary.push_str(&format!(

@@ -9,7 +9,7 @@ use super::Context;
 use crate::cli::{InstallArgs, ProgressMode};
 use crate::events::{Events, JsonSink, Sink};
 use crate::exit::{self, CommandKind};
-use crate::install::{self, Options};
+use crate::install::{self, InstallOptions};
 use crate::progress::HumanSink;
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -73,7 +73,7 @@ pub fn run(args: &InstallArgs, ctx: &Context) -> anyhow::Result<u8> {
         sinks.push(install::failpoint_sink());
     }
     let events = Events::new(sinks);
-    let result = Options::resolve(args).and_then(|opts| {
+    let result = InstallOptions::resolve(args).and_then(|opts| {
         let device = opts.device.display().to_string();
         let yes = opts.yes;
         install::run(&opts, &ctx.changes, &events, &mut |text| {

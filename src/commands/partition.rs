@@ -4,14 +4,14 @@
 
 use super::Context;
 use crate::cli::{LayoutSource, PartitionArgs};
-use crate::disk::{self, Found, Options, Prepared, WrittenTable};
+use crate::disk::{self, DiskEnv, Found, PreparedGpt, WrittenTable};
 use crate::events::{Event, EventKind, Events, Sink};
 use crate::exit::{Declined, UsageError, SUCCESS};
-use crate::gpt::write::{Content, NewGpt, WritePlan};
+use crate::gpt::write::{Fill, GptWrites, NewGpt};
 use crate::guid::Guid;
 use crate::layout::render::{human_size, type_code};
 use crate::layout::{Layout, PartitionTable};
-use crate::plan;
+use crate::repartition;
 use anyhow::{bail, Context as _};
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
@@ -41,7 +41,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
     let sectors = crate::sys::blockdev::size_in_sectors(&args.device)?;
     let layout = load_layout(&args.layout, sectors)?;
     let table = &layout.user;
-    let opts = Options::default();
+    let opts = DiskEnv::default();
 
     if args.dry_run {
         let p = disk::inspect(&args.device, table)?;
@@ -50,7 +50,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
         out.push('\n');
         out.push_str(&render_writes(&p.writes));
         out.push('\n');
-        out.push_str(&plan::render_table(&p.plan, &dev));
+        out.push_str(&repartition::render_table(&p.plan, &dev));
         print!("{out}");
         disk::check_not_in_use(&args.device, &opts)?;
         return Ok(SUCCESS);
@@ -58,7 +58,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
 
     let p = disk::prepare(&args.device, table, &opts)?;
     if !ctx.quiet {
-        eprint!("{}", plan::render_table(&p.plan, &dev));
+        eprint!("{}", repartition::render_table(&p.plan, &dev));
     }
     if !args.yes {
         confirm(&p, &dev)?;
@@ -70,7 +70,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
 }
 
 /// Asks on the terminal; anything but "y"/"yes" declines.
-fn confirm(p: &Prepared, dev: &str) -> anyhow::Result<()> {
+fn confirm(p: &PreparedGpt, dev: &str) -> anyhow::Result<()> {
     let lost: Vec<&str> = p.plan.data_lost().map(|x| x.name.as_str()).collect();
     let mut question = format!("Write a new GPT to {dev}");
     if !lost.is_empty() {
@@ -176,7 +176,7 @@ fn render_gpt(gpt: &NewGpt, table: &PartitionTable, found: &Found, dev: &str) ->
 }
 
 /// Every write in order, zaps marked, barriers shown.
-fn render_writes(writes: &WritePlan) -> String {
+fn render_writes(writes: &GptWrites) -> String {
     let mut s = String::from("Writes, in order (sync = fsync barrier):\n");
     for step in &writes.steps {
         let range = if step.sectors == 1 {
@@ -185,7 +185,7 @@ fn render_writes(writes: &WritePlan) -> String {
             format!("LBA {}..{}", step.lba, step.lba + step.sectors - 1)
         };
         let what = match (&step.content, step.zap) {
-            (Content::Zeros, true) => format!("zap (zeros): {}", step.what),
+            (Fill::Zeros, true) => format!("zap (zeros): {}", step.what),
             (_, true) => format!("zap: {}", step.what),
             _ => step.what.clone(),
         };
@@ -291,7 +291,7 @@ mod tests {
         let text = render_gpt(
             &gpt,
             &t,
-            &Found::Nothing(crate::plan::Content::Empty),
+            &Found::Nothing(crate::repartition::Content::Empty),
             "disk.img",
         );
         let writes_text = render_writes(&writes);

@@ -5,7 +5,7 @@ use super::Context;
 use crate::cli::{PlanArgs, ReportFormat};
 use crate::disk;
 use crate::exit::SUCCESS;
-use crate::plan::{render_table, Plan};
+use crate::repartition::{render_table, Plan};
 use anyhow::Context as _;
 
 /// The JSON document: the plan plus the device it is for.

@@ -152,7 +152,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 
 /// A GPT header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub struct GptHeader {
     /// Revision; we write 1.0.
     pub revision: u32,
     /// Bytes of the header covered by its CRC.
@@ -177,7 +177,7 @@ pub struct Header {
     pub partition_entry_array_crc32: u32,
 }
 
-impl Header {
+impl GptHeader {
     /// Encodes the header into a whole sector: 92 header bytes with the CRC
     /// filled in, the rest zero.
     pub fn encode(&self) -> [u8; SECTOR] {
@@ -223,7 +223,7 @@ impl Header {
     /// CRC, entry size and a bound on the entry array. It does not check the
     /// LBAs against a disk size; callers do, since the boot-device pseudo-GPT
     /// bends those rules.
-    pub fn decode(sector: &[u8]) -> Result<Header, GptError> {
+    pub fn decode(sector: &[u8]) -> Result<GptHeader, GptError> {
         if get::<8>(sector, OFF_SIGNATURE)? != SIGNATURE {
             return Err(GptError::NoSignature);
         }
@@ -244,7 +244,7 @@ impl Header {
         if stored != computed {
             return Err(GptError::HeaderCrc { stored, computed });
         }
-        let h = Header {
+        let h = GptHeader {
             revision: le32(sector, OFF_REVISION)?,
             header_size,
             my_lba: le64(sector, OFF_MY_LBA)?,
@@ -282,7 +282,7 @@ impl Header {
 
     /// Checks an entry array against this header's CRC and decodes the used
     /// entries.
-    pub fn decode_entries(&self, array: &[u8]) -> Result<Vec<(u32, Entry)>, GptError> {
+    pub fn decode_entries(&self, array: &[u8]) -> Result<Vec<(u32, GptEntry)>, GptError> {
         let need = usize::try_from(self.entry_array_bytes()).unwrap_or(usize::MAX);
         let bytes = array.get(..need).ok_or(GptError::Truncated {
             need,
@@ -301,7 +301,7 @@ impl Header {
 
 /// One partition entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct GptEntry {
     /// Partition type GUID (never nil for a used entry).
     pub type_guid: Guid,
     /// Unique partition GUID.
@@ -316,11 +316,11 @@ pub struct Entry {
     pub name: String,
 }
 
-impl Entry {
+impl GptEntry {
     /// A basic-data entry with a random unique GUID, for the tests.
     #[cfg(test)]
-    pub(crate) fn basic_data(name: &str, first_lba: u64, last_lba: u64) -> Entry {
-        Entry {
+    pub(crate) fn basic_data(name: &str, first_lba: u64, last_lba: u64) -> GptEntry {
+        GptEntry {
             type_guid: crate::guid::BASIC_DATA,
             unique_guid: Guid::random().unwrap(),
             first_lba,
@@ -350,7 +350,7 @@ impl Entry {
 
     /// Decodes an entry; `None` for an unused one (nil type GUID). Names stop
     /// at the first NUL; invalid UTF-16 becomes U+FFFD.
-    pub fn decode(b: &[u8]) -> Result<Option<Entry>, GptError> {
+    pub fn decode(b: &[u8]) -> Result<Option<GptEntry>, GptError> {
         let type_guid = Guid::from_gpt_bytes(get::<16>(b, ENT_TYPE)?);
         if type_guid.is_nil() {
             return Ok(None);
@@ -368,7 +368,7 @@ impl Entry {
         let name = char::decode_utf16(units)
             .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
             .collect();
-        Ok(Some(Entry {
+        Ok(Some(GptEntry {
             type_guid,
             unique_guid: Guid::from_gpt_bytes(get::<16>(b, ENT_UNIQUE)?),
             first_lba: le64(b, ENT_FIRST)?,
@@ -382,7 +382,7 @@ impl Entry {
 /// Encodes a full entry array of `count` slots; entry `n` goes to slot `n − 1`
 /// (numbers are kept exactly, gaps stay zero). `count` is bounded like a
 /// decoded header's (it may come from a table read from a disk).
-pub fn encode_entries(entries: &[(u32, Entry)], count: u32) -> Result<Vec<u8>, GptError> {
+pub fn encode_entries(entries: &[(u32, GptEntry)], count: u32) -> Result<Vec<u8>, GptError> {
     if u64::from(count) * u64::from(ENTRY_SIZE) > MAX_ENTRY_ARRAY_BYTES {
         return Err(GptError::EntryArrayTooLarge {
             count,
@@ -414,14 +414,14 @@ pub fn encode_entries(entries: &[(u32, Entry)], count: u32) -> Result<Vec<u8>, G
 
 /// Decodes the used entries of an array with entries of `entry_size` bytes,
 /// as `(number, entry)` in number order.
-pub fn decode_entries(array: &[u8], entry_size: u32) -> Result<Vec<(u32, Entry)>, GptError> {
+pub fn decode_entries(array: &[u8], entry_size: u32) -> Result<Vec<(u32, GptEntry)>, GptError> {
     if entry_size < ENTRY_SIZE {
         return Err(GptError::BadEntrySize(entry_size));
     }
     let mut out = Vec::new();
     // Numbers are 1-based u32s; `zip` ends the walk where they would run out.
     for (number, chunk) in (1u32..).zip(array.chunks_exact(entry_size as usize)) {
-        if let Some(e) = Entry::decode(chunk)? {
+        if let Some(e) = GptEntry::decode(chunk)? {
             out.push((number, e));
         }
     }
@@ -471,8 +471,8 @@ mod tests {
     use super::*;
     use crate::guid::BASIC_DATA;
 
-    fn header() -> Header {
-        Header {
+    fn header() -> GptHeader {
+        GptHeader {
             revision: REVISION_1_0,
             header_size: HEADER_SIZE,
             my_lba: 1,
@@ -497,17 +497,17 @@ mod tests {
         assert_eq!(u64::from_le_bytes(s[32..40].try_into().unwrap()), 61071359);
         assert_eq!(u64::from_le_bytes(s[72..80].try_into().unwrap()), 2);
         assert!(s[92..].iter().all(|&b| b == 0));
-        assert_eq!(Header::decode(&s).unwrap(), h);
+        assert_eq!(GptHeader::decode(&s).unwrap(), h);
     }
 
     #[test]
     fn header_crc_covers_the_header_only() {
         let mut s = header().encode();
         s[100] = 0xAA; // outside header_size: still valid
-        assert!(Header::decode(&s).is_ok());
+        assert!(GptHeader::decode(&s).is_ok());
         s[40] ^= 1; // first_usable changed: CRC fails
         assert!(matches!(
-            Header::decode(&s),
+            GptHeader::decode(&s),
             Err(GptError::HeaderCrc { .. })
         ));
     }
@@ -517,28 +517,28 @@ mod tests {
         let good = header().encode();
         let mut s = good;
         s[0] = b'X';
-        assert_eq!(Header::decode(&s), Err(GptError::NoSignature));
+        assert_eq!(GptHeader::decode(&s), Err(GptError::NoSignature));
         assert!(matches!(
-            Header::decode(&good[..50]),
+            GptHeader::decode(&good[..50]),
             Err(GptError::Truncated { .. })
         ));
         let mut h = header();
         h.sizeof_partition_entry = 100;
         assert_eq!(
-            Header::decode(&h.encode()),
+            GptHeader::decode(&h.encode()),
             Err(GptError::BadEntrySize(100))
         );
         h.sizeof_partition_entry = 128;
         h.num_partition_entries = u32::MAX;
         assert!(matches!(
-            Header::decode(&h.encode()),
+            GptHeader::decode(&h.encode()),
             Err(GptError::EntryArrayTooLarge { .. })
         ));
     }
 
     #[test]
     fn entry_bytes_match_the_spec_layout() {
-        let e = Entry {
+        let e = GptEntry {
             type_guid: BASIC_DATA,
             unique_guid: Guid::parse("11111111-2222-3333-4444-555555555555").unwrap(),
             first_lba: 40,
@@ -552,13 +552,13 @@ mod tests {
         assert_eq!(&b[20..24], &[0x22, 0x22, 0x33, 0x33]);
         assert_eq!(u64::from_le_bytes(b[32..40].try_into().unwrap()), 40);
         assert_eq!(&b[56..60], &[b'm', 0, b't', 0]);
-        assert_eq!(Entry::decode(&b).unwrap(), Some(e));
-        assert_eq!(Entry::decode(&[0u8; 128]).unwrap(), None);
+        assert_eq!(GptEntry::decode(&b).unwrap(), Some(e));
+        assert_eq!(GptEntry::decode(&[0u8; 128]).unwrap(), None);
     }
 
     #[test]
     fn names_longer_than_36_units_are_refused() {
-        let mut e = Entry {
+        let mut e = GptEntry {
             type_guid: BASIC_DATA,
             unique_guid: Guid::NIL,
             first_lba: 1,
@@ -573,7 +573,7 @@ mod tests {
 
     #[test]
     fn entry_numbers_are_kept_with_gaps() {
-        let e = |n: &str| Entry {
+        let e = |n: &str| GptEntry {
             type_guid: BASIC_DATA,
             unique_guid: Guid::NIL,
             first_lba: 100,

@@ -4,13 +4,13 @@
 //! Used by `plan` (what is on the disk now), by the post-write verification,
 //! and to find user-area partitions by name where there is no udev.
 
-use super::{Entry, GptError, Header, SECTOR};
+use super::{GptEntry, GptError, GptHeader, SECTOR};
 use std::io::{Read, Seek, SeekFrom};
 
 /// Which copy a table was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Copy {
+pub enum GptCopy {
     /// The primary header at LBA 1.
     Primary,
     /// The backup header at the last LBA.
@@ -21,11 +21,11 @@ pub enum Copy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskGpt {
     /// The header the table was taken from.
-    pub header: Header,
+    pub header: GptHeader,
     /// Used entries, in number order.
-    pub entries: Vec<(u32, Entry)>,
+    pub entries: Vec<(u32, GptEntry)>,
     /// Which copy that was.
-    pub copy: Copy,
+    pub copy: GptCopy,
     /// Why the other copy was not used or does not agree, if so.
     pub other_copy_problem: Option<String>,
 }
@@ -66,9 +66,9 @@ fn read_copy<R: Read + Seek>(
     r: &mut R,
     lba: u64,
     disk_sectors: u64,
-) -> Result<(Header, Vec<(u32, Entry)>), String> {
+) -> Result<(GptHeader, Vec<(u32, GptEntry)>), String> {
     let sector = read_at(r, lba, SECTOR).map_err(|e| e.to_string())?;
-    let h = Header::decode(&sector).map_err(|e| e.to_string())?;
+    let h = GptHeader::decode(&sector).map_err(|e| e.to_string())?;
     if h.my_lba != lba {
         return Err(format!(
             "header at LBA {lba} says it is at LBA {}",
@@ -105,7 +105,7 @@ fn read_copy<R: Read + Seek>(
 /// header's usable range, and overlaps no other entry. A copy that breaks
 /// this is as unusable as one with a bad CRC (and `plan` must never compute
 /// with a partition that ends before it starts).
-fn check_entries(h: &Header, entries: &[(u32, Entry)]) -> Result<(), String> {
+fn check_entries(h: &GptHeader, entries: &[(u32, GptEntry)]) -> Result<(), String> {
     let mut spans: Vec<(u64, u64, u32)> = Vec::with_capacity(entries.len());
     for (number, e) in entries {
         if e.first_lba > e.last_lba
@@ -156,14 +156,14 @@ pub fn read<R: Read + Seek>(r: &mut R, disk_sectors: u64) -> Result<Option<DiskG
             Ok(Some(DiskGpt {
                 header,
                 entries,
-                copy: Copy::Primary,
+                copy: GptCopy::Primary,
                 other_copy_problem,
             }))
         }
         (Err(p), Ok((header, entries))) => Ok(Some(DiskGpt {
             header,
             entries,
-            copy: Copy::Backup,
+            copy: GptCopy::Backup,
             other_copy_problem: Some(format!("primary GPT: {p}")),
         })),
         (Err(p), Err(b)) => {
@@ -183,7 +183,7 @@ pub fn read<R: Read + Seek>(r: &mut R, disk_sectors: u64) -> Result<Option<DiskG
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::super::{
-        crc32, encode_entries, Header, ENTRY_COUNT, ENTRY_SIZE, HEADER_SIZE, REVISION_1_0,
+        crc32, encode_entries, GptHeader, ENTRY_COUNT, ENTRY_SIZE, HEADER_SIZE, REVISION_1_0,
     };
     use super::*;
     use crate::guid::Guid;
@@ -191,15 +191,15 @@ mod tests {
 
     const N: u64 = 4096;
 
-    fn entry(name: &str, first: u64, last: u64) -> Entry {
-        Entry::basic_data(name, first, last)
+    fn entry(name: &str, first: u64, last: u64) -> GptEntry {
+        GptEntry::basic_data(name, first, last)
     }
 
-    fn image(entries: &[(u32, Entry)]) -> Cursor<Vec<u8>> {
+    fn image(entries: &[(u32, GptEntry)]) -> Cursor<Vec<u8>> {
         let mut img = Cursor::new(vec![0u8; (N * 512) as usize]);
         let arr = encode_entries(entries, ENTRY_COUNT).unwrap();
         let disk_guid = Guid::random().unwrap();
-        let h = |my: u64, alt: u64, elba: u64| Header {
+        let h = |my: u64, alt: u64, elba: u64| GptHeader {
             revision: REVISION_1_0,
             header_size: HEADER_SIZE,
             my_lba: my,
@@ -234,7 +234,7 @@ mod tests {
     fn reads_primary_and_notes_agreement() {
         let mut img = image(&[(5, entry("EXTRA", 100, 200)), (1, entry("APP", 34, 99))]);
         let g = read(&mut img, N).unwrap().unwrap();
-        assert_eq!(g.copy, Copy::Primary);
+        assert_eq!(g.copy, GptCopy::Primary);
         assert_eq!(g.other_copy_problem, None);
         assert_eq!(g.entries.len(), 2);
         assert_eq!(g.entries[1].0, 5);
@@ -246,7 +246,7 @@ mod tests {
         let mut img = image(&[(1, entry("APP", 34, 99))]);
         img.get_mut()[512 + 40] ^= 0xFF; // first_usable in primary header: CRC breaks
         let g = read(&mut img, N).unwrap().unwrap();
-        assert_eq!(g.copy, Copy::Backup);
+        assert_eq!(g.copy, GptCopy::Backup);
         assert!(g.other_copy_problem.unwrap().contains("CRC"));
         assert_eq!(g.entries[0].1.name, "APP");
     }
@@ -256,7 +256,7 @@ mod tests {
         let mut img = image(&[(1, entry("APP", 34, 99))]);
         img.get_mut()[2 * 512 + 56] = b'X'; // primary entry name
         let g = read(&mut img, N).unwrap().unwrap();
-        assert_eq!(g.copy, Copy::Backup);
+        assert_eq!(g.copy, GptCopy::Backup);
         let last = (N - 33) as usize * 512 + 56;
         img.get_mut()[last] = b'Y';
         let err = read(&mut img, N).unwrap_err().to_string();
@@ -313,7 +313,7 @@ mod tests {
         let mut img = image(&[(1, entry("APP", 34, 99))]);
         img.get_mut().resize(((N + 2048) * 512) as usize, 0);
         let g = read(&mut img, N + 2048).unwrap().unwrap();
-        assert_eq!(g.copy, Copy::Primary);
+        assert_eq!(g.copy, GptCopy::Primary);
         assert!(g.other_copy_problem.is_some());
     }
 }

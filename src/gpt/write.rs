@@ -72,10 +72,10 @@
 //! with the same reader `plan` uses ([`super::read::read`]); the caller drops
 //! the device's page cache in between so the bytes come from the device.
 
-use super::read::{self, Copy as GptCopy, DiskGpt};
+use super::read::{self, DiskGpt, GptCopy};
 use super::{
-    crc32, encode_entries, is_protective_mbr, protective_mbr, Entry, GptError, Header, ENTRY_COUNT,
-    ENTRY_SIZE, HEADER_SIZE, NAME_UNITS, REVISION_1_0, SECTOR,
+    crc32, encode_entries, is_protective_mbr, protective_mbr, GptEntry, GptError, GptHeader,
+    ENTRY_COUNT, ENTRY_SIZE, HEADER_SIZE, NAME_UNITS, REVISION_1_0, SECTOR,
 };
 use crate::guid::Guid;
 use crate::layout::PartitionTable;
@@ -245,17 +245,17 @@ pub struct NewGpt {
     /// Disk size it was built for, in sectors.
     pub disk_sectors: u64,
     /// The primary header (the backup is derived: [`NewGpt::backup_header`]).
-    pub header: Header,
+    pub header: GptHeader,
     /// Used entries in number order.
-    pub entries: Vec<(u32, Entry)>,
+    pub entries: Vec<(u32, GptEntry)>,
     /// The 128-entry array as written.
     array: Vec<u8>,
 }
 
 impl NewGpt {
     /// The backup header: at the last LBA, its array at `N − 33`.
-    pub fn backup_header(&self) -> Header {
-        Header {
+    pub fn backup_header(&self) -> GptHeader {
+        GptHeader {
             my_lba: self.header.alternate_lba,
             alternate_lba: self.header.my_lba,
             partition_entry_lba: self.backup_entry_lba(),
@@ -341,7 +341,7 @@ pub fn build_with(
         };
         entries.push((
             p.number,
-            Entry {
+            GptEntry {
                 type_guid: p.type_guid,
                 unique_guid,
                 first_lba: p.first_lba,
@@ -358,7 +358,7 @@ pub fn build_with(
         _ => random().map_err(BuildError::Random)?,
     };
     let array = encode_entries(&entries, ENTRY_COUNT).map_err(self_check)?;
-    let header = Header {
+    let header = GptHeader {
         revision: REVISION_1_0,
         header_size: HEADER_SIZE,
         my_lba: 1,
@@ -511,7 +511,7 @@ fn self_check_gpt(gpt: &NewGpt) -> Result<(), BuildError> {
     let mut plan = plan_writes(&mut disk, gpt).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
     // The disk is blank: zeroing it again proves nothing and would cost time
     // for a layout with a large primary_gpt.
-    plan.steps.retain(|s| s.content != Content::Zeros);
+    plan.steps.retain(|s| s.content != Fill::Zeros);
     write(&mut disk, &plan, |_| Ok(())).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
     verify(&mut disk, &plan, gpt).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
     Ok(())
@@ -519,7 +519,7 @@ fn self_check_gpt(gpt: &NewGpt) -> Result<(), BuildError> {
 
 /// What a write step puts on the disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Content {
+pub enum Fill {
     /// These bytes (a whole number of sectors).
     Bytes(Vec<u8>),
     /// Zeros.
@@ -528,7 +528,7 @@ pub enum Content {
 
 /// One contiguous write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
+pub struct GptWrite {
     /// First sector.
     pub lba: u64,
     /// Number of sectors.
@@ -538,16 +538,16 @@ pub struct Step {
     /// True when the step only destroys something old (a zap).
     pub zap: bool,
     /// The bytes.
-    pub content: Content,
+    pub content: Fill,
     /// Make everything up to here durable before the next step.
     pub barrier_after: bool,
 }
 
 /// The ordered writes that replace a disk's GPT (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WritePlan {
+pub struct GptWrites {
     /// In order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<GptWrite>,
 }
 
 fn read_sector<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<[u8; SECTOR]> {
@@ -558,14 +558,14 @@ fn read_sector<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<[u8; SECTOR]> 
 }
 
 /// A valid GPT header claiming to be at `lba`, read from there.
-fn header_at<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<Option<Header>> {
+fn header_at<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<Option<GptHeader>> {
     let s = read_sector(r, lba)?;
-    Ok(Header::decode(&s).ok().filter(|h| h.my_lba == lba))
+    Ok(GptHeader::decode(&s).ok().filter(|h| h.my_lba == lba))
 }
 
 /// Plans the writes for `gpt` on `dev`, reading the disk's current state to
 /// find stale GPT headers outside the regions the new GPT overwrites.
-pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<WritePlan> {
+pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptWrites> {
     let n = gpt.disk_sectors;
     let backup_entry_lba = gpt.backup_entry_lba();
     let old_primary = header_at(dev, 1)?;
@@ -587,7 +587,7 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<Writ
         dst.copy_from_slice(src);
     }
     let mut steps = vec![
-        Step {
+        GptWrite {
             lba: 0,
             sectors: 1,
             what: replacing(
@@ -595,23 +595,23 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<Writ
                 old_mbr.get(510..512) == Some(&[0x55, 0xAA][..]),
             ),
             zap: false,
-            content: Content::Bytes(mbr.to_vec()),
+            content: Fill::Bytes(mbr.to_vec()),
             barrier_after: false,
         },
-        Step {
+        GptWrite {
             lba: backup_entry_lba,
             sectors: ENTRY_ARRAY_SECTORS,
             what: replacing("backup GPT entries", old_backup),
             zap: false,
-            content: Content::Bytes(gpt.array.clone()),
+            content: Fill::Bytes(gpt.array.clone()),
             barrier_after: false,
         },
-        Step {
+        GptWrite {
             lba: n - 1,
             sectors: 1,
             what: replacing("backup GPT header", old_backup),
             zap: false,
-            content: Content::Bytes(gpt.backup_header().encode().to_vec()),
+            content: Fill::Bytes(gpt.backup_header().encode().to_vec()),
             barrier_after: true,
         },
     ];
@@ -642,7 +642,7 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<Writ
             continue;
         }
         if header_at(dev, lba)?.is_some() {
-            steps.push(Step {
+            steps.push(GptWrite {
                 lba,
                 sectors: 1,
                 what: format!(
@@ -650,7 +650,7 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<Writ
                     lba.saturating_add(1)
                 ),
                 zap: true,
-                content: Content::Zeros,
+                content: Fill::Zeros,
                 barrier_after: false,
             });
         }
@@ -658,47 +658,47 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<Writ
 
     let gap = gpt.header.first_usable_lba - MIN_FIRST_USABLE_LBA;
     if gap > 0 {
-        steps.push(Step {
+        steps.push(GptWrite {
             lba: MIN_FIRST_USABLE_LBA,
             sectors: gap,
             what: "sectors between the primary entries and the first usable LBA".into(),
             zap: true,
-            content: Content::Zeros,
+            content: Fill::Zeros,
             barrier_after: false,
         });
     }
-    steps.push(Step {
+    steps.push(GptWrite {
         lba: PRIMARY_ENTRY_LBA,
         sectors: ENTRY_ARRAY_SECTORS,
         what: replacing("primary GPT entries", old_primary.is_some()),
         zap: false,
-        content: Content::Bytes(gpt.array.clone()),
+        content: Fill::Bytes(gpt.array.clone()),
         barrier_after: true,
     });
-    steps.push(Step {
+    steps.push(GptWrite {
         lba: 1,
         sectors: 1,
         what: replacing("primary GPT header", old_primary.is_some()),
         zap: false,
-        content: Content::Bytes(gpt.header.encode().to_vec()),
+        content: Fill::Bytes(gpt.header.encode().to_vec()),
         barrier_after: true,
     });
-    Ok(WritePlan { steps })
+    Ok(GptWrites { steps })
 }
 
-/// Carries out a [`WritePlan`] in order, calling `barrier` where a step asks
+/// Carries out a [`GptWrites`] in order, calling `barrier` where a step asks
 /// for one (the caller passes `fsync`; image tests may pass a no-op).
 pub fn write<D: Write + Seek>(
     dev: &mut D,
-    plan: &WritePlan,
+    plan: &GptWrites,
     mut barrier: impl FnMut(&mut D) -> io::Result<()>,
 ) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK];
     for step in &plan.steps {
         dev.seek(SeekFrom::Start(step.lba * SECTOR as u64))?;
         match &step.content {
-            Content::Bytes(b) => dev.write_all(b)?,
-            Content::Zeros => {
+            Fill::Bytes(b) => dev.write_all(b)?,
+            Fill::Zeros => {
                 let mut left = step.sectors * SECTOR as u64;
                 while left > 0 {
                     let n = left.min(ZERO_CHUNK as u64) as usize;
@@ -737,7 +737,7 @@ pub enum VerifyError {
 /// checks both copies are valid, agree, and hold exactly the new table.
 pub fn verify<R: Read + Seek>(
     dev: &mut R,
-    plan: &WritePlan,
+    plan: &GptWrites,
     gpt: &NewGpt,
 ) -> Result<DiskGpt, VerifyError> {
     let mut buf = vec![0u8; ZERO_CHUNK];
@@ -750,13 +750,13 @@ pub fn verify<R: Read + Seek>(
             let chunk = buf.get_mut(..n).unwrap_or_default();
             dev.read_exact(chunk)?;
             let same = match &step.content {
-                Content::Zeros => chunk.iter().all(|&b| b == 0),
-                Content::Bytes(want) => want.get(done as usize..done as usize + n) == Some(chunk),
+                Fill::Zeros => chunk.iter().all(|&b| b == 0),
+                Fill::Bytes(want) => want.get(done as usize..done as usize + n) == Some(chunk),
             };
             if !same {
                 let want = |i: usize| match &step.content {
-                    Content::Zeros => Some(0),
-                    Content::Bytes(b) => b.get(done as usize + i).copied(),
+                    Fill::Zeros => Some(0),
+                    Fill::Bytes(b) => b.get(done as usize + i).copied(),
                 };
                 let first_bad = chunk
                     .iter()
@@ -932,7 +932,7 @@ mod tests {
         Cursor::new(vec![0u8; (n * 512) as usize])
     }
 
-    fn write_onto(disk: &mut Cursor<Vec<u8>>, gpt: &NewGpt) -> WritePlan {
+    fn write_onto(disk: &mut Cursor<Vec<u8>>, gpt: &NewGpt) -> GptWrites {
         let plan = plan_writes(disk, gpt).unwrap();
         write(disk, &plan, |_| Ok(())).unwrap();
         plan
@@ -1302,7 +1302,7 @@ mod tests {
         );
         verify(&mut disk, &plan, &gpt).unwrap();
         // sgdisk-like readers no longer find a second backup anywhere.
-        assert!(Header::decode(sector(&disk, old_n - 1)).is_err());
+        assert!(GptHeader::decode(sector(&disk, old_n - 1)).is_err());
     }
 
     #[test]
@@ -1384,10 +1384,8 @@ mod tests {
             for step in &plan.steps {
                 for i in 0..step.sectors {
                     let bytes = match &step.content {
-                        Content::Bytes(b) => {
-                            b[(i * 512) as usize..((i + 1) * 512) as usize].to_vec()
-                        }
-                        Content::Zeros => vec![0; 512],
+                        Fill::Bytes(b) => b[(i * 512) as usize..((i + 1) * 512) as usize].to_vec(),
+                        Fill::Zeros => vec![0; 512],
                     };
                     stages.last_mut().unwrap().push((step.lba + i, bytes));
                 }
@@ -1409,7 +1407,7 @@ mod tests {
                         let seen = read::read(&mut disk, N)
                             .unwrap_or_else(|e| panic!("after LBA {lba}: {e}"))
                             .unwrap_or_else(|| panic!("after LBA {lba}: no GPT"));
-                        let names = |e: &[(u32, Entry)]| {
+                        let names = |e: &[(u32, GptEntry)]| {
                             e.iter()
                                 .map(|(n, e)| (*n, e.first_lba, e.last_lba))
                                 .collect::<Vec<_>>()

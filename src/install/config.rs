@@ -38,7 +38,7 @@ pub const KEYS: &[&str] = &[
 
 /// One `key = value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct ConfigLine {
     /// 1-based line.
     pub line: u32,
     /// The key.
@@ -48,7 +48,7 @@ pub struct Entry {
 }
 
 /// Parses the file's text; errors name the file and line.
-pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, String> {
+pub fn parse(text: &str, file: &str) -> Result<Vec<ConfigLine>, String> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -75,7 +75,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, String> {
         {
             value = value.get(1..value.len() - 1).unwrap_or("");
         }
-        out.push(Entry {
+        out.push(ConfigLine {
             line,
             key,
             value: value.to_owned(),
@@ -84,7 +84,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-fn boolean(e: &Entry, file: &str) -> Result<bool, String> {
+fn boolean(e: &ConfigLine, file: &str) -> Result<bool, String> {
     match e.value.to_ascii_lowercase().as_str() {
         "1" | "yes" | "true" | "on" => Ok(true),
         "0" | "no" | "false" | "off" => Ok(false),
@@ -95,7 +95,7 @@ fn boolean(e: &Entry, file: &str) -> Result<bool, String> {
     }
 }
 
-fn choice<T: ValueEnum>(e: &Entry, file: &str) -> Result<T, String> {
+fn choice<T: ValueEnum>(e: &ConfigLine, file: &str) -> Result<T, String> {
     T::from_str(&e.value, true).map_err(|_| {
         format!(
             "{file}:{}: {} = '{}' is not one of its values",
@@ -105,7 +105,7 @@ fn choice<T: ValueEnum>(e: &Entry, file: &str) -> Result<T, String> {
 }
 
 /// Fills in what the command line left unset from the file's entries.
-pub fn apply(entries: &[Entry], file: &str, args: &mut InstallArgs) -> Result<(), String> {
+pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Result<(), String> {
     let cli_set = args.layout.set.clone();
     let cli_boot = args.boot_devices.clone();
     let cli_mkfs = args.mkfs_options.clone();

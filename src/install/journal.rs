@@ -39,7 +39,7 @@ pub const MARKER_PREFIX: &str = "sysinstall:";
 /// Which kind of install a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum InstallMode {
     /// The disk is re-laid-out and everything is installed.
     Initial,
     /// One slot is installed and the board switched to it.
@@ -60,7 +60,7 @@ pub enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Mode of the install.
-    pub mode: Mode,
+    pub mode: InstallMode,
     /// State.
     pub state: State,
     /// Slot being installed in update mode (0 = A, 1 = B); 0 in initial mode.
@@ -77,7 +77,7 @@ pub struct Record {
 impl Record {
     /// A new running record with a random nonce.
     pub fn start(
-        mode: Mode,
+        mode: InstallMode,
         target_slot: u8,
         content: [u8; 32],
         now: u64,
@@ -122,8 +122,8 @@ impl Record {
         };
         put(MAGIC);
         put(&[match self.mode {
-            Mode::Initial => 1,
-            Mode::Update => 2,
+            InstallMode::Initial => 1,
+            InstallMode::Update => 2,
         }]);
         put(&[match self.state {
             State::Running => 1,
@@ -153,8 +153,8 @@ impl Record {
             return None;
         }
         let mode = match *b.get(12)? {
-            1 => Mode::Initial,
-            2 => Mode::Update,
+            1 => InstallMode::Initial,
+            2 => InstallMode::Update,
             _ => return None,
         };
         let state = match *b.get(13)? {
@@ -208,7 +208,7 @@ mod tests {
 
     fn rec() -> Record {
         Record::start(
-            Mode::Update,
+            InstallMode::Update,
             1,
             content_id(&["rootfs", "abc"]),
             1_700_000_000,

@@ -29,20 +29,20 @@ pub mod config;
 pub mod journal;
 
 use crate::bup::board::{self as bboard, Slot};
-use crate::bup::exec::Action as BootAction;
-use crate::bup::session::{self, IdentityRequest, Request, WriteOptions};
+use crate::bup::exec::StepAction;
+use crate::bup::update::{self, IdentityRequest, Request, UpdateOptions};
 use crate::cli::{InstallArgs, ModeArg, SocArg};
 use crate::disk::{self, PartitionNode};
 use crate::events::{Event, EventKind, Events, Phase, Sink, Verdict};
 use crate::exit::{Changes, UsageError};
 use crate::failpoint;
 use crate::layout::{self, Layout, LoadOptions, Soc};
-use crate::plan::{Action, Plan};
 use crate::probe::{self, Content};
+use crate::repartition::{PartitionAction, Plan};
 use crate::rootfs::{self, tree::SavedTree, Capture, Source, SourceOptions, UnpackOptions};
 use crate::sys::{self, board::SysRoot, mkfs, mount::Mount};
 use anyhow::{anyhow, bail, Context as _};
-use journal::{Mode, Record};
+use journal::{InstallMode, Record};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -80,7 +80,7 @@ pub const TOOLS: &[&str] = &["mke2fs", "e2fsck", "tune2fs"];
 /// Everything the install needs, resolved from the command line, the site
 /// configuration and the defaults.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct InstallOptions {
     /// Rootfs source.
     pub rootfs: String,
     /// Expected SHA-256 of the rootfs.
@@ -139,9 +139,9 @@ fn soc_of(arg: SocArg) -> Soc {
     }
 }
 
-impl Options {
+impl InstallOptions {
     /// Resolves the command line against the site configuration and defaults.
-    pub fn resolve(cli: &InstallArgs) -> anyhow::Result<Options> {
+    pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         let mut a = cli.clone();
         let config_file = config::load_into(cli.config.as_deref(), &mut a)?;
         let rootfs = match a.rootfs.clone() {
@@ -173,7 +173,7 @@ impl Options {
         if a.events_fd.is_some() && a.events.is_none() {
             return Err(UsageError("--events-fd needs --events json".into()).into());
         }
-        Ok(Options {
+        Ok(InstallOptions {
             rootfs,
             rootfs_sha256: a.rootfs_sha256.clone(),
             data,
@@ -208,7 +208,7 @@ impl Options {
 /// What a filesystem partition is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum FsRole {
     /// A root filesystem slot.
     Slot(Slot),
     /// DATA (or UDA when there is no DATA): user data.
@@ -235,7 +235,7 @@ pub struct Fs {
     /// Size in bytes.
     pub size: u64,
     /// What it is for.
-    pub role: Role,
+    pub role: FsRole,
 }
 
 /// The filesystems a layout asks for: APP, APP_b, DATA, LOGS, EXTRA, UDA.
@@ -251,10 +251,10 @@ pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
             continue;
         };
         let role = match name {
-            "APP" => Role::Slot(Slot::A),
-            "APP_b" => Role::Slot(Slot::B),
-            n if n == data_name => Role::Data,
-            _ => Role::Scratch,
+            "APP" => FsRole::Slot(Slot::A),
+            "APP_b" => FsRole::Slot(Slot::B),
+            n if n == data_name => FsRole::Data,
+            _ => FsRole::Scratch,
         };
         out.push(Fs {
             name: name.to_owned(),
@@ -286,7 +286,7 @@ struct Preflight {
     layout: Layout,
     plan: Plan,
     fs: Vec<Fs>,
-    mode: Mode,
+    mode: InstallMode,
     /// The slot written in update mode.
     target: Slot,
     /// The journal to continue, when resuming.
@@ -310,7 +310,7 @@ pub struct Summary {
     /// Exit code class (filled in by the caller).
     pub exit: u8,
     /// "initial" or "update".
-    pub mode: Option<Mode>,
+    pub mode: Option<InstallMode>,
     /// The disk.
     pub device: String,
     /// What was installed (artifact name), when known.
@@ -377,7 +377,7 @@ fn default_boot_devices(device: &Path, layout: &Layout) -> Vec<PathBuf> {
     use crate::layout::BootDeviceKind as K;
     let name = device.display().to_string();
     match layout.boot.as_ref().map(|b| b.kind) {
-        Some(K::Spi) => vec![PathBuf::from(session::SPI_BOOT)],
+        Some(K::Spi) => vec![PathBuf::from(update::SPI_BOOT)],
         Some(K::SdmmcBoot | K::T210Sdmmc) if name.contains("mmcblk") => {
             vec![
                 PathBuf::from(format!("{name}boot0")),
@@ -390,7 +390,11 @@ fn default_boot_devices(device: &Path, layout: &Layout) -> Vec<PathBuf> {
 
 /// The slot the board runs from: `boot.slot_suffix=` on the kernel command
 /// line, else the slot metadata on the boot device.
-fn running_slot(opts: &Options, boot: &[PathBuf], layout: &Layout) -> Option<(Slot, String)> {
+fn running_slot(
+    opts: &InstallOptions,
+    boot: &[PathBuf],
+    layout: &Layout,
+) -> Option<(Slot, String)> {
     if let Ok(cmdline) = opts.sysroot.cmdline() {
         if cmdline
             .split_whitespace()
@@ -405,7 +409,7 @@ fn running_slot(opts: &Options, boot: &[PathBuf], layout: &Layout) -> Option<(Sl
     if boot.is_empty() {
         return None;
     }
-    match session::active_slot(boot, area) {
+    match update::active_slot(boot, area) {
         Ok(Some(s)) => Some((s, "slot metadata on the boot device".into())),
         _ => None,
     }
@@ -414,7 +418,7 @@ fn running_slot(opts: &Options, boot: &[PathBuf], layout: &Layout) -> Option<(Sl
 /// The whole install. `confirm` is asked (with the plan's text) before the
 /// first write unless `--yes`; it returns false to cancel.
 pub fn run(
-    opts: &Options,
+    opts: &InstallOptions,
     changes: &Changes,
     events: &Events,
     confirm: &mut dyn FnMut(&str) -> anyhow::Result<bool>,
@@ -461,7 +465,7 @@ pub fn run(
     Ok(summary)
 }
 
-fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
+fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Preflight> {
     let dev = &opts.device;
     let shown = dev.display().to_string();
     let mut report = Vec::new();
@@ -484,7 +488,7 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
         events.message("warn", format!("{}: {n}", layout.source));
     }
     let fs = filesystems(&layout.user)?;
-    disk::check_not_in_use(dev, &disk::Options::default())?;
+    disk::check_not_in_use(dev, &disk::DiskEnv::default())?;
     let inspected = disk::inspect(dev, &layout.user)?;
     let plan = inspected.plan.clone();
     drop(inspected);
@@ -508,21 +512,21 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     // payload is checked.)
     let boot_mismatch = match &layout.boot {
         Some(area) if soc != Some(Soc::T210) && plan.in_place && !boot_devices.is_empty() => {
-            session::boot_table_mismatch(&boot_devices, area)
+            update::boot_table_mismatch(&boot_devices, area)
                 .ok()
                 .flatten()
         }
         _ => None,
     };
-    let auto = || -> (Mode, String) {
+    let auto = || -> (InstallMode, String) {
         if !plan.in_place {
-            return (Mode::Initial, "the layout is not in place".into());
+            return (InstallMode::Initial, "the layout is not in place".into());
         }
         if soc == Some(Soc::T210) || !has_b {
-            return (Mode::Initial, "the layout has no second slot".into());
+            return (InstallMode::Initial, "the layout has no second slot".into());
         }
         if let Some(why) = &boot_mismatch {
-            return (Mode::Initial, why.clone());
+            return (InstallMode::Initial, why.clone());
         }
         match &running {
             Some((s, from)) => {
@@ -533,7 +537,7 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
                     .is_some_and(|c| matches!(c, Content::Ext(_)));
                 if has_root {
                     (
-                        Mode::Update,
+                        InstallMode::Update,
                         format!(
                             "the layout is in place and the board runs slot {} ({from})",
                             s.letter()
@@ -541,18 +545,18 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
                     )
                 } else {
                     (
-                        Mode::Initial,
+                        InstallMode::Initial,
                         format!("the active slot {} has no root filesystem", s.letter()),
                     )
                 }
             }
-            None => (Mode::Initial, "no active slot found".into()),
+            None => (InstallMode::Initial, "no active slot found".into()),
         }
     };
     let asked = match opts.mode {
         ModeArg::Auto => None,
-        ModeArg::Initial => Some(Mode::Initial),
-        ModeArg::Update => Some(Mode::Update),
+        ModeArg::Initial => Some(InstallMode::Initial),
+        ModeArg::Update => Some(InstallMode::Update),
     };
     let (mode, why, resume_candidate) = match (&found, opts.restart, asked) {
         (Some(r), false, Some(m)) if m != r.mode => {
@@ -570,8 +574,8 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
         }
     };
     let target = match mode {
-        Mode::Initial => Slot::A,
-        Mode::Update => {
+        InstallMode::Initial => Slot::A,
+        InstallMode::Update => {
             if !plan.in_place {
                 bail!("update mode needs the layout in place on {shown}; it is not (see the plan): install with --mode initial");
             }
@@ -610,8 +614,8 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     report.push(format!(
         "Mode:     {} ({why})",
         match mode {
-            Mode::Initial => "initial install".to_string(),
-            Mode::Update => format!(
+            InstallMode::Initial => "initial install".to_string(),
+            InstallMode::Update => format!(
                 "update of slot {} ({})",
                 target.letter(),
                 slot_partition(target)
@@ -657,7 +661,7 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
         rootfs_sha256 = rootfs::source::parse_hex(&scan.sha256);
         let slot_size = fs
             .iter()
-            .filter(|f| matches!(f.role, Role::Slot(_)))
+            .filter(|f| matches!(f.role, FsRole::Slot(_)))
             .map(|f| f.size)
             .min()
             .unwrap_or(0);
@@ -723,11 +727,11 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     }
     if !matches!(bup, BupSource::None) {
         check_boot_devices(&boot_devices, &layout)?;
-        if let (Mode::Update, BupSource::File(p)) = (mode, &bup) {
+        if let (InstallMode::Update, BupSource::File(p)) = (mode, &bup) {
             // Everything is in place already: the whole boot write can be
             // planned now, against the devices, and is planned again (cheaply)
             // after the slot is written.
-            session::prepare(&WriteOptions {
+            update::prepare(&UpdateOptions {
                 payload: p.clone(),
                 request: Request::UpdateAndActivate(target),
                 soc,
@@ -755,16 +759,18 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     }
 
     // Data.
-    let data_fs = fs.iter().find(|f| f.role == Role::Data);
+    let data_fs = fs.iter().find(|f| f.role == FsRole::Data);
     let data_plan = data_fs.and_then(|d| plan.partitions.iter().find(|p| p.name == d.name));
     let data_has_fs = data_plan
         .and_then(|p| p.content.as_ref())
         .is_some_and(|c| matches!(c, Content::Ext(_)));
-    let data_in_place = mode == Mode::Update
-        || (opts.keep_data && data_has_fs && data_plan.is_some_and(|p| p.action == Action::Keep));
+    let data_in_place = mode == InstallMode::Update
+        || (opts.keep_data
+            && data_has_fs
+            && data_plan.is_some_and(|p| p.action == PartitionAction::Keep));
     let mut saved_data = None;
     if let (Some(d), Some(p)) = (data_fs, data_plan) {
-        if mode == Mode::Initial
+        if mode == InstallMode::Initial
             && !data_in_place
             && opts.keep_data
             && data_has_fs
@@ -801,12 +807,12 @@ fn preflight(opts: &Options, events: &Events) -> anyhow::Result<Preflight> {
     }
 
     // What the disk holds now and what will be lost.
-    if mode == Mode::Initial {
+    if mode == InstallMode::Initial {
         report.push(String::new());
-        report.push(crate::plan::render_table(&plan, &shown));
+        report.push(crate::repartition::render_table(&plan, &shown));
         let lost: Vec<String> = fs
             .iter()
-            .filter(|f| !(f.role == Role::Data && data_in_place))
+            .filter(|f| !(f.role == FsRole::Data && data_in_place))
             .filter_map(|f| {
                 let p = plan.partitions.iter().find(|p| p.name == f.name)?;
                 let c = p.content.as_ref()?;
@@ -937,10 +943,10 @@ fn tool_exists(tool: &str) -> bool {
 }
 
 /// Where a mode takes its payload from inside the rootfs, in order of preference.
-fn payload_paths(mode: Mode) -> &'static [&'static str] {
+fn payload_paths(mode: InstallMode) -> &'static [&'static str] {
     match mode {
-        Mode::Initial => &[BUP_INITIALIZE, BUP_UPDATE],
-        Mode::Update => &[BUP_UPDATE],
+        InstallMode::Initial => &[BUP_INITIALIZE, BUP_UPDATE],
+        InstallMode::Update => &[BUP_UPDATE],
     }
 }
 
@@ -956,7 +962,7 @@ fn payload_captures() -> Vec<Capture> {
 }
 
 /// The payload for `mode` among the captured members.
-fn pick_payload(captured: &[rootfs::Captured], mode: Mode) -> Option<Vec<u8>> {
+fn pick_payload(captured: &[rootfs::Captured], mode: InstallMode) -> Option<Vec<u8>> {
     payload_paths(mode).iter().find_map(|p| {
         captured
             .iter()
@@ -965,7 +971,7 @@ fn pick_payload(captured: &[rootfs::Captured], mode: Mode) -> Option<Vec<u8>> {
     })
 }
 
-/// Writes a payload extracted from the rootfs where the BUP session can open it.
+/// Writes a payload extracted from the rootfs where the boot-partition update can open it.
 fn stash_payload(rundir: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     let p = rundir.join("bup-payload");
     std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
@@ -975,13 +981,13 @@ fn stash_payload(rundir: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
 /// Runs `bup check` for this board against the layout; an error when an
 /// install would fail.
 fn check_payload(
-    opts: &Options,
+    opts: &InstallOptions,
     layout: &Layout,
     soc: Option<Soc>,
     path: &Path,
 ) -> anyhow::Result<String> {
-    let (mut file, payload) = session::open_payload(path)?;
-    let identity = session::identify(
+    let (mut file, payload) = update::open_payload(path)?;
+    let identity = update::identify(
         &opts.sysroot,
         &IdentityRequest {
             soc,
@@ -1006,9 +1012,9 @@ fn check_payload(
 /// Reads the current DATA into memory for `--keep-data` (read-only mount
 /// without journal replay; refused when it does not fit).
 fn save_data(
-    opts: &Options,
+    opts: &InstallOptions,
     dev: &Path,
-    p: &crate::plan::PartitionPlan,
+    p: &crate::repartition::PartitionPlan,
     name: &str,
 ) -> anyhow::Result<SavedTree> {
     let number = p
@@ -1016,7 +1022,7 @@ fn save_data(
         .as_ref()
         .map(|c| c.number)
         .ok_or_else(|| anyhow!("{name} is not on the disk now"))?;
-    let nodes = disk::expose(dev, &disk::Options::default())?;
+    let nodes = disk::expose(dev, &disk::DiskEnv::default())?;
     let path = node(dev, &nodes, number);
     let limit = sys::blockdev::mem_available().unwrap_or(0) / 100 * KEEP_DATA_MEM_PERCENT;
     let m = Mount::ext4_inspect(&path, &opts.rundir.join("keep-data"))?;
@@ -1034,7 +1040,7 @@ fn store_journal(dev: &Path, record: Option<&Record>, changes: &Changes) -> anyh
 }
 
 fn execute(
-    opts: &Options,
+    opts: &InstallOptions,
     pre: Preflight,
     changes: &Changes,
     events: &Events,
@@ -1054,14 +1060,14 @@ fn execute(
     failpoint::hit("journal-written");
 
     // 1. The GPT.
-    let nodes = if pre.mode == Mode::Initial && !pre.plan.in_place {
-        let dopts = disk::Options::default();
+    let nodes = if pre.mode == InstallMode::Initial && !pre.plan.in_place {
+        let dopts = disk::DiskEnv::default();
         let prepared = disk::prepare(dev, &pre.layout.user, &dopts)?;
         let written = disk::write(prepared, &dopts, changes, events)?;
         written.nodes
     } else {
         events.message("info", "the layout is in place: the GPT is not rewritten");
-        disk::expose(dev, &disk::Options::default())?
+        disk::expose(dev, &disk::DiskEnv::default())?
     };
     failpoint::hit("partitioned");
 
@@ -1071,10 +1077,10 @@ fn execute(
         .fs
         .iter()
         .filter(|f| match (pre.mode, f.role) {
-            (Mode::Update, Role::Slot(s)) => s == pre.target,
-            (Mode::Update, _) => false,
-            (Mode::Initial, Role::Data) => !pre.data_in_place,
-            (Mode::Initial, _) => true,
+            (InstallMode::Update, FsRole::Slot(s)) => s == pre.target,
+            (InstallMode::Update, _) => false,
+            (InstallMode::Initial, FsRole::Data) => !pre.data_in_place,
+            (InstallMode::Initial, _) => true,
         })
         .collect();
     let mut todo: Vec<&Fs> = Vec::new();
@@ -1103,7 +1109,7 @@ fn execute(
         events.step_start(Phase::Mkfs, &format!("mkfs {}", f.name), Some(&f.name));
         let mut o = mkfs::Ext4Options::for_partition(&f.name);
         o.extra = mkfs_extra(&opts.mkfs_options, &f.name);
-        if f.role == Role::Scratch {
+        if f.role == FsRole::Scratch {
             // Nothing goes into it: formatted is finished.
             o.extra.extend(["-M".to_owned(), record.done_marker()]);
         }
@@ -1117,7 +1123,7 @@ fn execute(
     let slots: Vec<&Fs> = todo
         .iter()
         .copied()
-        .filter(|f| matches!(f.role, Role::Slot(_)))
+        .filter(|f| matches!(f.role, FsRole::Slot(_)))
         .collect();
     let mut captured = Vec::new();
     let mut slots_done: Vec<(String, PathBuf)> = Vec::new();
@@ -1201,7 +1207,7 @@ fn execute(
     }
 
     // 4. DATA.
-    if let Some(d) = pre.fs.iter().find(|f| f.role == Role::Data) {
+    if let Some(d) = pre.fs.iter().find(|f| f.role == FsRole::Data) {
         let path = node(dev, &nodes, d.number);
         let recreated = todo.iter().any(|f| f.name == d.name);
         if recreated || (pre.data_in_place && opts.data.is_some()) {
@@ -1272,11 +1278,11 @@ fn execute(
             );
         }
         Some(p) => {
-            let mut s = session::prepare(&WriteOptions {
+            let mut s = update::prepare(&UpdateOptions {
                 payload: p,
                 request: match pre.mode {
-                    Mode::Initial => Request::Initialize,
-                    Mode::Update => Request::UpdateAndActivate(pre.target),
+                    InstallMode::Initial => Request::Initialize,
+                    InstallMode::Update => Request::UpdateAndActivate(pre.target),
                 },
                 soc: pre.soc,
                 layout: Some(pre.layout.clone()),
@@ -1291,8 +1297,8 @@ fn execute(
             reports.extend(s.commit_slot_metadata(changes, events)?);
             for r in reports {
                 match r.action {
-                    BootAction::Skip => summary.boot_skipped.push(r.label),
-                    BootAction::Write => summary.boot_written.push(r.label),
+                    StepAction::Skip => summary.boot_skipped.push(r.label),
+                    StepAction::Write => summary.boot_written.push(r.label),
                 }
             }
         }
@@ -1342,15 +1348,15 @@ fn verify_slots(slots: &[&Fs], mounts: &[Mount], events: &Events) -> anyhow::Res
 /// The payload from a slot an earlier run finished (a streamed rootfs that
 /// is not unpacked again on resume).
 fn read_payload_from_slot(
-    opts: &Options,
+    opts: &InstallOptions,
     dev: &Path,
     nodes: &[PartitionNode],
     pre: &Preflight,
     order: &[&str],
 ) -> Option<Vec<u8>> {
     let slot = match pre.mode {
-        Mode::Initial => Slot::A,
-        Mode::Update => pre.target,
+        InstallMode::Initial => Slot::A,
+        InstallMode::Update => pre.target,
     };
     let f = pre.fs.iter().find(|f| f.name == slot_partition(slot))?;
     let m = Mount::ext4_inspect(
@@ -1412,15 +1418,15 @@ mod tests {
         )
         .unwrap();
         let fs = filesystems(&l.user).unwrap();
-        let names: Vec<(&str, Role)> = fs.iter().map(|f| (f.name.as_str(), f.role)).collect();
+        let names: Vec<(&str, FsRole)> = fs.iter().map(|f| (f.name.as_str(), f.role)).collect();
         assert_eq!(
             names,
             [
-                ("APP", Role::Slot(Slot::A)),
-                ("APP_b", Role::Slot(Slot::B)),
-                ("DATA", Role::Data),
-                ("LOGS", Role::Scratch),
-                ("EXTRA", Role::Scratch)
+                ("APP", FsRole::Slot(Slot::A)),
+                ("APP_b", FsRole::Slot(Slot::B)),
+                ("DATA", FsRole::Data),
+                ("LOGS", FsRole::Scratch),
+                ("EXTRA", FsRole::Scratch)
             ]
         );
     }

@@ -46,7 +46,7 @@ pub const TAIL_SECTORS: u64 = GPT_SECTORS + 1;
 
 /// What a `<partition>` is, by its `type` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum PartitionKind {
     /// `protective_master_boot_record`.
     Mbr,
     /// `primary_gpt`, or t210 `GP1`.
@@ -61,13 +61,13 @@ pub enum Role {
 }
 
 /// Classifies a partition spec.
-pub fn role(p: &PartitionSpec) -> Role {
+pub fn role(p: &PartitionSpec) -> PartitionKind {
     match p.attr("type").unwrap_or("") {
-        "protective_master_boot_record" => Role::Mbr,
-        "primary_gpt" => Role::PrimaryGpt { t210: false },
-        "GP1" => Role::PrimaryGpt { t210: true },
-        "secondary_gpt" | "GPT" => Role::SecondaryGpt,
-        _ => Role::Data,
+        "protective_master_boot_record" => PartitionKind::Mbr,
+        "primary_gpt" => PartitionKind::PrimaryGpt { t210: false },
+        "GP1" => PartitionKind::PrimaryGpt { t210: true },
+        "secondary_gpt" | "GPT" => PartitionKind::SecondaryGpt,
+        _ => PartitionKind::Data,
     }
 }
 
@@ -87,12 +87,12 @@ pub fn parse_c_number(s: &str) -> Option<u64> {
 }
 
 /// The file being placed, for error messages.
-pub struct Ctx<'a> {
+pub struct LayoutFile<'a> {
     /// File name as shown in errors.
     pub file: &'a str,
 }
 
-impl Ctx<'_> {
+impl LayoutFile<'_> {
     /// An error at `line`, about `partition`, breaking `rule`.
     pub fn err(&self, line: u32, partition: Option<&str>, rule: impl Into<String>) -> LayoutError {
         LayoutError {
@@ -124,7 +124,7 @@ fn sectors(bytes: u64) -> u64 {
 }
 
 /// Checks a partition name: non-empty, at most 36 UTF-16 units.
-fn check_name(ctx: &Ctx<'_>, p: &PartitionSpec) -> Result<String, LayoutError> {
+fn check_name(ctx: &LayoutFile<'_>, p: &PartitionSpec) -> Result<String, LayoutError> {
     let name = p.name();
     if name.is_empty() {
         return Err(ctx.err(p.line, None, "partition has no name"));
@@ -144,12 +144,17 @@ fn check_name(ctx: &Ctx<'_>, p: &PartitionSpec) -> Result<String, LayoutError> {
 }
 
 /// Whether `allocation_attribute` asks for "fill the rest of the disk".
-fn is_fill(ctx: &Ctx<'_>, p: &PartitionSpec) -> Result<bool, LayoutError> {
+fn is_fill(ctx: &LayoutFile<'_>, p: &PartitionSpec) -> Result<bool, LayoutError> {
     Ok(ctx.number(p, "allocation_attribute")? == Some(FILL_ATTRIBUTE))
 }
 
 /// Rounds `sector` up to a multiple of `align` bytes (a multiple of 512).
-fn align_up(ctx: &Ctx<'_>, p: &PartitionSpec, sector: u64, align: u64) -> Result<u64, LayoutError> {
+fn align_up(
+    ctx: &LayoutFile<'_>,
+    p: &PartitionSpec,
+    sector: u64,
+    align: u64,
+) -> Result<u64, LayoutError> {
     if align == 0 {
         return Ok(sector);
     }
@@ -174,7 +179,11 @@ pub fn too_big(sectors: u64) -> String {
 
 /// The sector `start_location` puts a partition at (rounded up; alignment is
 /// not applied on top), refusing one behind the current position `cur`.
-fn start_location(ctx: &Ctx<'_>, p: &PartitionSpec, cur: u64) -> Result<Option<u64>, LayoutError> {
+fn start_location(
+    ctx: &LayoutFile<'_>,
+    p: &PartitionSpec,
+    cur: u64,
+) -> Result<Option<u64>, LayoutError> {
     let Some(bytes) = ctx.number(p, "start_location")? else {
         return Ok(None);
     };
@@ -191,7 +200,7 @@ fn start_location(ctx: &Ctx<'_>, p: &PartitionSpec, cur: u64) -> Result<Option<u
 
 /// Places the user-area device on a disk of `disk_sectors` sectors.
 pub fn user_table(
-    ctx: &Ctx<'_>,
+    ctx: &LayoutFile<'_>,
     dev: &DeviceSpec,
     disk_sectors: u64,
 ) -> Result<(PartitionTable, Vec<String>), LayoutError> {
@@ -218,13 +227,13 @@ pub fn user_table(
 
     for p in &dev.partitions {
         match role(p) {
-            Role::Mbr => {
+            PartitionKind::Mbr => {
                 let size = ctx.number(p, "size")?.unwrap_or(SECTOR_SIZE);
                 cur = cur
                     .checked_add(sectors(size))
                     .ok_or_else(|| ctx.err(p.line, Some(p.name()), "size overflows"))?;
             }
-            Role::PrimaryGpt { t210 } => {
+            PartitionKind::PrimaryGpt { t210 } => {
                 if first_usable.is_some() {
                     return Err(ctx.err(p.line, Some(p.name()), "a second primary GPT"));
                 }
@@ -248,8 +257,8 @@ pub fn user_table(
                 }
                 first_usable = Some(cur);
             }
-            Role::SecondaryGpt => secondary_seen = true,
-            Role::Data => {
+            PartitionKind::SecondaryGpt => secondary_seen = true,
+            PartitionKind::Data => {
                 let name = check_name(ctx, p)?;
                 let err = |rule: String| ctx.err(p.line, Some(&name), rule);
                 if secondary_seen {
@@ -387,7 +396,7 @@ pub fn user_table(
 
 /// Places a boot device's partitions.
 pub fn boot_area(
-    ctx: &Ctx<'_>,
+    ctx: &LayoutFile<'_>,
     dev: &DeviceSpec,
     kind: BootDeviceKind,
 ) -> Result<BootArea, LayoutError> {
@@ -404,7 +413,7 @@ pub fn boot_area(
     let mut cur: u64 = 0;
     let mut out: Vec<BootPartition> = Vec::new();
     for p in &dev.partitions {
-        if role(p) != Role::Data {
+        if role(p) != PartitionKind::Data {
             continue;
         }
         let name = check_name(ctx, p)?;
@@ -485,7 +494,7 @@ mod tests {
     /// overflow checks, a size of 0 without).
     #[test]
     fn boot_partition_past_2_63_bytes_is_refused() {
-        let ctx = Ctx { file: "b.xml" };
+        let ctx = LayoutFile { file: "b.xml" };
         for body in [
             "<size>0xFFFFFFFFFFFFFFFF</size>",
             "<size>512</size><start_location>0xFFFFFFFFFFFFFFFF</start_location>",

@@ -326,7 +326,7 @@ const CHECKED_FIELDS: &[&str] = &[
 fn check_leftovers(
     dev: &xml::DeviceSpec,
     subs: &subst::Substitutions,
-    ctx: &geometry::Ctx<'_>,
+    ctx: &geometry::LayoutFile<'_>,
 ) -> Result<(), LayoutError> {
     for p in &dev.partitions {
         if let Some(t) = subs.leftover(p.name()) {
@@ -359,7 +359,7 @@ fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, Layou
     let soc = detect_soc(&layout);
     let subs = subst::Substitutions::new(&opts.set, soc);
     subs.apply_to(&mut layout);
-    let ctx = geometry::Ctx { file };
+    let ctx = geometry::LayoutFile { file };
 
     let user_dev = geometry::user_device(&layout).ok_or_else(|| {
         whole_file_error(

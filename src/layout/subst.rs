@@ -13,7 +13,7 @@ use super::Soc;
 
 /// Where a placeholder's default value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum PlaceholderDefault {
     /// Always this value.
     Fixed(&'static str),
     /// T186 value, T210 value; no default for other SoCs (their layouts do
@@ -34,7 +34,7 @@ pub struct Placeholder {
     /// The token as it appears in NVIDIA's layouts.
     pub token: &'static str,
     /// Its default.
-    pub default: Default,
+    pub default: PlaceholderDefault,
     /// Why that default (shown by `layout --help` and in the README).
     pub why: &'static str,
 }
@@ -44,12 +44,12 @@ pub struct Placeholder {
 pub const PLACEHOLDERS: &[Placeholder] = &[
     Placeholder {
         token: "APPSIZE",
-        default: Default::Required,
+        default: PlaceholderDefault::Required,
         why: "rootfs partition size in bytes (ROOTFSSIZE / ROOTFSPART_SIZE) is board- and distro-specific",
     },
     Placeholder {
         token: "PPTSIZE",
-        default: Default::PerSoc {
+        default: PlaceholderDefault::PerSoc {
             t186: "2097152",
             t210: "16896",
         },
@@ -57,27 +57,27 @@ pub const PLACEHOLDERS: &[Placeholder] = &[
     },
     Placeholder {
         token: "LNXSIZE",
-        default: Default::Fixed("83886080"),
+        default: PlaceholderDefault::Fixed("83886080"),
         why: "kernel partition size, flash.sh and meta-tegra default",
     },
     Placeholder {
         token: "RECSIZE",
-        default: Default::Fixed("66060288"),
+        default: PlaceholderDefault::Fixed("66060288"),
         why: "recovery kernel size, flash.sh REC_SIZE_DEF",
     },
     Placeholder {
         token: "RECROOTFSSIZE",
-        default: Default::Fixed("314572800"),
+        default: PlaceholderDefault::Fixed("314572800"),
         why: "recovery rootfs size, meta-tegra default",
     },
     Placeholder {
         token: "APPUUID_b",
-        default: Default::Fixed(""),
+        default: PlaceholderDefault::Fixed(""),
         why: "empty: a random unique GUID, as flash.sh does unless a rootfs UUID is requested",
     },
     Placeholder {
         token: "APPUUID",
-        default: Default::Fixed(""),
+        default: PlaceholderDefault::Fixed(""),
         why: "empty: a random unique GUID, as flash.sh does unless a rootfs UUID is requested",
     },
     name("MBPNAME", "mts-bootpack"),
@@ -101,12 +101,12 @@ pub const PLACEHOLDERS: &[Placeholder] = &[
     name("BADPAGENAME", "badpage-fw"),
     Placeholder {
         token: "FBNAME",
-        default: Default::Fixed("fusebypass"),
+        default: PlaceholderDefault::Fixed("fusebypass"),
         why: "meta-tegra always renames it; stock flash.sh leaves FBNAME literal unless a fuse-bypass file is used (--set FBNAME=FBNAME to match a stock-flashed TX2)",
     },
     Placeholder {
         token: "EFISIZE",
-        default: Default::Required,
+        default: PlaceholderDefault::Required,
         why: "EFI partition size of some t210 layouts; no documented default",
     },
 ];
@@ -114,7 +114,7 @@ pub const PLACEHOLDERS: &[Placeholder] = &[
 const fn name(token: &'static str, value: &'static str) -> Placeholder {
     Placeholder {
         token,
-        default: Default::Fixed(value),
+        default: PlaceholderDefault::Fixed(value),
         why: "partition name used by flash.sh and meta-tegra",
     }
 }
@@ -165,9 +165,9 @@ impl Substitutions {
                 continue;
             }
             let value = match (p.default, soc) {
-                (Default::Fixed(v), _) => Some(v),
-                (Default::PerSoc { t186, .. }, Some(Soc::T186)) => Some(t186),
-                (Default::PerSoc { t210, .. }, Some(Soc::T210)) => Some(t210),
+                (PlaceholderDefault::Fixed(v), _) => Some(v),
+                (PlaceholderDefault::PerSoc { t186, .. }, Some(Soc::T186)) => Some(t186),
+                (PlaceholderDefault::PerSoc { t210, .. }, Some(Soc::T210)) => Some(t210),
                 _ => None,
             };
             if let Some(v) = value {

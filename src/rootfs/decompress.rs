@@ -25,7 +25,7 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// A compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub enum Compression {
     /// Zstandard.
     Zstd,
     /// gzip.
@@ -38,20 +38,20 @@ pub enum Format {
     Tar,
 }
 
-impl fmt::Display for Format {
+impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Format::Zstd => "zstd",
-            Format::Gzip => "gzip",
-            Format::Xz => "xz",
-            Format::Bzip2 => "bzip2",
-            Format::Tar => "tar",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Bzip2 => "bzip2",
+            Compression::Tar => "tar",
         })
     }
 }
 
 /// Recognises the format from the first bytes of a stream.
-pub fn detect(head: &[u8]) -> Result<Format> {
+pub fn detect(head: &[u8]) -> Result<Compression> {
     const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
     const GZIP: [u8; 2] = [0x1f, 0x8b];
     const XZ: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
@@ -59,15 +59,15 @@ pub fn detect(head: &[u8]) -> Result<Format> {
     let zstd_skippable =
         |h: &[u8]| matches!(h.get(..4), Some([b0, 0x2a, 0x4d, 0x18]) if b0 & 0xf0 == 0x50);
     if head.starts_with(&ZSTD) || zstd_skippable(head) {
-        Ok(Format::Zstd)
+        Ok(Compression::Zstd)
     } else if head.starts_with(&GZIP) {
-        Ok(Format::Gzip)
+        Ok(Compression::Gzip)
     } else if head.starts_with(&XZ) {
-        Ok(Format::Xz)
+        Ok(Compression::Xz)
     } else if matches!(head.get(..4), Some([b'B', b'Z', b'h', b'1'..=b'9'])) {
-        Ok(Format::Bzip2)
+        Ok(Compression::Bzip2)
     } else if head.get(..SNIFF_LEN).is_some_and(is_tar_header) {
-        Ok(Format::Tar)
+        Ok(Compression::Tar)
     } else if head.starts_with(&LZ4) {
         bail!("lz4 is not supported: recompress with zstd (same speed, smaller)")
     } else if head.is_empty() {
@@ -132,7 +132,7 @@ impl Decode for zstd::stream::read::Decoder<'static, Input> {
 
 /// A decompressing reader whose errors say which format broke where.
 pub struct Decoder {
-    format: Format,
+    format: Compression,
     inner: Box<dyn Decode>,
     consumed: Arc<AtomicU64>,
     produced: u64,
@@ -160,11 +160,11 @@ impl Decoder {
         };
         let input: Input = BufReader::with_capacity(INPUT_BUFFER, counted);
         let inner: Box<dyn Decode> = match format {
-            Format::Tar => Box::new(input),
-            Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-            Format::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
-            Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-            Format::Zstd => {
+            Compression::Tar => Box::new(input),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+            Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+            Compression::Zstd => {
                 let mut d = zstd::stream::read::Decoder::with_buffer(input)?;
                 d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
                 Box::new(d)
@@ -179,7 +179,7 @@ impl Decoder {
     }
 
     /// The recognised format.
-    pub fn format(&self) -> Format {
+    pub fn format(&self) -> Compression {
         self.format
     }
 
@@ -263,22 +263,22 @@ mod tests {
         ar.into_inner().unwrap()
     }
 
-    fn compress(format: Format, data: &[u8]) -> Vec<u8> {
+    fn compress(format: Compression, data: &[u8]) -> Vec<u8> {
         match format {
-            Format::Tar => data.to_vec(),
-            Format::Zstd => zstd::encode_all(data, 3).unwrap(),
-            Format::Gzip => {
+            Compression::Tar => data.to_vec(),
+            Compression::Zstd => zstd::encode_all(data, 3).unwrap(),
+            Compression::Gzip => {
                 let mut e =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(data).unwrap();
                 e.finish().unwrap()
             }
-            Format::Xz => {
+            Compression::Xz => {
                 let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
                 e.write_all(data).unwrap();
                 e.finish().unwrap()
             }
-            Format::Bzip2 => {
+            Compression::Bzip2 => {
                 let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
                 e.write_all(data).unwrap();
                 e.finish().unwrap()
@@ -286,7 +286,7 @@ mod tests {
         }
     }
 
-    fn decode(bytes: Vec<u8>) -> Result<(Format, Vec<u8>)> {
+    fn decode(bytes: Vec<u8>) -> Result<(Compression, Vec<u8>)> {
         let mut d = Decoder::new(Box::new(io::Cursor::new(bytes)))?;
         let mut out = Vec::new();
         d.read_to_end(&mut out)?;
@@ -294,12 +294,12 @@ mod tests {
         Ok((d.format(), out))
     }
 
-    const ALL: [Format; 5] = [
-        Format::Tar,
-        Format::Zstd,
-        Format::Gzip,
-        Format::Xz,
-        Format::Bzip2,
+    const ALL: [Compression; 5] = [
+        Compression::Tar,
+        Compression::Zstd,
+        Compression::Gzip,
+        Compression::Xz,
+        Compression::Bzip2,
     ];
 
     #[test]
@@ -316,7 +316,12 @@ mod tests {
     fn concatenated_members_and_frames_are_all_read() {
         let tar = payload();
         let (a, b) = tar.split_at(12_345);
-        for f in [Format::Zstd, Format::Gzip, Format::Xz, Format::Bzip2] {
+        for f in [
+            Compression::Zstd,
+            Compression::Gzip,
+            Compression::Xz,
+            Compression::Bzip2,
+        ] {
             let mut two = compress(f, a);
             two.extend(compress(f, b));
             let (_, out) = decode(two).unwrap();
@@ -327,7 +332,12 @@ mod tests {
     #[test]
     fn truncated_streams_are_errors_naming_the_format() {
         let tar = payload();
-        for f in [Format::Zstd, Format::Gzip, Format::Xz, Format::Bzip2] {
+        for f in [
+            Compression::Zstd,
+            Compression::Gzip,
+            Compression::Xz,
+            Compression::Bzip2,
+        ] {
             let full = compress(f, &tar);
             let cut = full[..full.len() * 2 / 3].to_vec();
             let err = format!("{:#}", decode(cut).unwrap_err());
@@ -339,7 +349,12 @@ mod tests {
     #[test]
     fn garbage_after_the_data_is_an_error() {
         let tar = payload();
-        for f in [Format::Zstd, Format::Gzip, Format::Xz, Format::Bzip2] {
+        for f in [
+            Compression::Zstd,
+            Compression::Gzip,
+            Compression::Xz,
+            Compression::Bzip2,
+        ] {
             let mut bytes = compress(f, &tar);
             bytes.extend_from_slice(b"GARBAGE!");
             let err = format!("{:#}", decode(bytes).unwrap_err());
@@ -356,6 +371,9 @@ mod tests {
             .contains("lz4"));
         let err = detect(&[b'x'; 600]).unwrap_err().to_string();
         assert!(err.contains("not a tar archive"), "{err}");
-        assert_eq!(detect(&[0x50, 0x2a, 0x4d, 0x18]).unwrap(), Format::Zstd);
+        assert_eq!(
+            detect(&[0x50, 0x2a, 0x4d, 0x18]).unwrap(),
+            Compression::Zstd
+        );
     }
 }

@@ -45,7 +45,7 @@
 
 use super::acl;
 use super::path::{resolve_link, sanitize};
-use super::tar::{Entry, Kind, TarAcls, TarReader, Timestamp};
+use super::tar::{Kind, TarAcls, TarEntry, TarReader, Timestamp};
 use super::xattr;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::stat::{mknod, Mode, SFlag, UtimensatFlags};
@@ -163,13 +163,13 @@ impl Extractor {
     }
 
     /// Creates one entry, reading its data from `data`.
-    pub fn extract(&mut self, entry: &Entry, data: &mut dyn EntryData) -> Result<()> {
+    pub fn extract(&mut self, entry: &TarEntry, data: &mut dyn EntryData) -> Result<()> {
         let shown = String::from_utf8_lossy(&entry.path).into_owned();
         self.extract_inner(entry, data)
             .with_context(|| format!("extracting {shown:?} into {}", self.root.display()))
     }
 
-    fn extract_inner(&mut self, entry: &Entry, data: &mut dyn EntryData) -> Result<()> {
+    fn extract_inner(&mut self, entry: &TarEntry, data: &mut dyn EntryData) -> Result<()> {
         let safe = sanitize(&entry.path).map_err(|e| anyhow!("refused: {e}"))?;
         if safe.is_root() {
             if entry.kind != Kind::Dir {
@@ -297,7 +297,7 @@ impl Extractor {
         &mut self,
         full: &Path,
         rel: &Path,
-        entry: &Entry,
+        entry: &TarEntry,
         kind: SFlag,
         dev: u64,
     ) -> Result<()> {
@@ -359,7 +359,7 @@ impl Extractor {
             .map_err(|e| anyhow!(e))
     }
 
-    fn delay_dir(&mut self, rel: PathBuf, entry: &Entry, may_inherit: bool) {
+    fn delay_dir(&mut self, rel: PathBuf, entry: &TarEntry, may_inherit: bool) {
         self.delayed.push(DirMeta {
             rel,
             may_inherit,
@@ -500,7 +500,7 @@ impl Extractor {
 
     /// Creates a regular file, replacing what is there; `None` when an
     /// existing newer file is kept.
-    fn create_file(&mut self, full: &Path, entry: &Entry, mode: u32) -> Result<Option<File>> {
+    fn create_file(&mut self, full: &Path, entry: &TarEntry, mode: u32) -> Result<Option<File>> {
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -525,7 +525,7 @@ impl Extractor {
     fn replace_existing(
         &mut self,
         full: &Path,
-        entry: &Entry,
+        entry: &TarEntry,
         create: impl Fn() -> io::Result<()>,
     ) -> Result<bool> {
         match create() {
@@ -542,7 +542,7 @@ impl Extractor {
 
     /// Removes what is at `full` so `entry` can take its place; false when
     /// it is kept because it is newer.
-    fn remove_existing(&mut self, full: &Path, entry: &Entry) -> Result<bool> {
+    fn remove_existing(&mut self, full: &Path, entry: &TarEntry) -> Result<bool> {
         let md = fs::symlink_metadata(full).context("looking up the existing entry")?;
         if md.is_dir() {
             fs::remove_dir(full).context("replacing an existing directory (not empty?)")?;
@@ -565,7 +565,7 @@ impl Extractor {
 
 /// Copies the entry's data: sequentially, or region by region for a sparse
 /// file (the holes are never written, so they stay holes).
-fn write_data(mut file: &File, entry: &Entry, data: &mut dyn EntryData) -> Result<()> {
+fn write_data(mut file: &File, entry: &TarEntry, data: &mut dyn EntryData) -> Result<()> {
     match &entry.sparse {
         None => loop {
             let buf = data.fill()?;

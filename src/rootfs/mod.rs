@@ -53,7 +53,7 @@ pub mod tar;
 pub mod tree;
 pub mod xattr;
 
-pub use decompress::Format;
+pub use decompress::Compression;
 pub use source::{Source, SourceOptions};
 
 use crate::events::Events;
@@ -64,7 +64,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tar::{Entry, Kind, TarReader};
+use tar::{Kind, TarEntry, TarReader};
 
 /// How often byte progress is reported.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
@@ -129,7 +129,7 @@ pub struct EntryCounts {
 }
 
 impl EntryCounts {
-    fn add(&mut self, e: &Entry) {
+    fn add(&mut self, e: &TarEntry) {
         match e.kind {
             Kind::File => {
                 self.files += 1;
@@ -153,7 +153,7 @@ impl EntryCounts {
 #[derive(Debug, Clone)]
 pub struct UnpackReport {
     /// The compression found.
-    pub format: Format,
+    pub format: Compression,
     /// SHA-256 of the compressed stream, hex.
     pub sha256: String,
     /// True when an expected SHA-256 was given and matched.
@@ -205,7 +205,7 @@ pub fn scan(mut source: Source, opts: &UnpackOptions, events: &Events) -> Result
 }
 
 struct Produced {
-    format: Format,
+    format: Compression,
     sha256: [u8; 32],
     compressed: u64,
     tar_bytes: u64,
@@ -553,7 +553,7 @@ struct LinkCheck {
 }
 
 impl LinkCheck {
-    fn check(&mut self, rel: &Path, entry: &Entry) -> Result<()> {
+    fn check(&mut self, rel: &Path, entry: &TarEntry) -> Result<()> {
         let shown = || String::from_utf8_lossy(&entry.path).into_owned();
         self.check_parents(rel).map_err(|link| {
             anyhow!(

@@ -15,7 +15,7 @@
 //! loop over blocks is ours: it reads from any [`BufRead`] (the decompressor's
 //! output, shared between slots), folds the metadata headers (`x`, `g`, `L`,
 //! `K`, old-GNU sparse extensions, the PAX 1.0 sparse map) into one
-//! [`Entry`], and hands out the member's data without copying it.
+//! [`TarEntry`], and hands out the member's data without copying it.
 //!
 //! # Bounds
 //!
@@ -80,7 +80,7 @@ pub struct Region {
 /// What kind of file an entry makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    /// A regular file (possibly sparse, see [`Entry::sparse`]).
+    /// A regular file (possibly sparse, see [`TarEntry::sparse`]).
     File,
     /// A directory.
     Dir,
@@ -117,7 +117,7 @@ pub struct TarAcls {
 
 /// One member, with every header that described it folded in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct TarEntry {
     /// The path as stored (not yet sanitised; see [`super::path`]).
     pub path: Vec<u8>,
     /// File type and link target or device numbers.
@@ -201,7 +201,7 @@ impl<R: BufRead> TarReader<R> {
 
     /// The next entry, or `None` after the end-of-archive marker. Data of the
     /// previous entry that was not read is skipped.
-    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+    pub fn next_entry(&mut self) -> Result<Option<TarEntry>> {
         if self.finished {
             return Ok(None);
         }
@@ -285,7 +285,7 @@ impl<R: BufRead> TarReader<R> {
         local: Records,
         long_name: Option<Vec<u8>>,
         long_link: Option<Vec<u8>>,
-    ) -> Result<Entry> {
+    ) -> Result<TarEntry> {
         let typeflag = block.get(TYPEFLAG).copied().unwrap_or(0);
         let at = |what: &str| format!("tar: member at byte {offset}: {what}");
         // Local records override global ones, keyword by keyword.
@@ -451,7 +451,7 @@ impl<R: BufRead> TarReader<R> {
             bail!(at("sparse map on a member that is not a regular file"));
         }
 
-        Ok(Entry {
+        Ok(TarEntry {
             path,
             kind,
             mode,
@@ -986,7 +986,7 @@ mod tests {
         ar.resize(ar.len() + 1024, 0);
     }
 
-    fn entries(ar: &[u8]) -> Result<Vec<(Entry, Vec<u8>)>> {
+    fn entries(ar: &[u8]) -> Result<Vec<(TarEntry, Vec<u8>)>> {
         let mut r = TarReader::new(ar);
         let mut out = Vec::new();
         while let Some(e) = r.next_entry()? {

@@ -10,7 +10,7 @@
 
 use super::extract::{ExtractOptions, Extractor};
 use super::source::hex;
-use super::tar::{Entry, Kind, Timestamp};
+use super::tar::{Kind, TarEntry, Timestamp};
 use super::xattr;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -270,7 +270,7 @@ pub fn diff(a: &[Node], b: &[Node], blocks: bool) -> Vec<String> {
 
 /// A tree held in memory.
 pub struct SavedTree {
-    entries: Vec<(Entry, Vec<u8>)>,
+    entries: Vec<(TarEntry, Vec<u8>)>,
     /// Bytes held (contents plus bookkeeping).
     pub bytes: u64,
     /// [`hash`] of the tree when it was saved.
@@ -352,7 +352,7 @@ pub fn save(root: &Path, limit: u64) -> Result<SavedTree> {
         } else {
             n.path.as_os_str().as_bytes().to_vec()
         };
-        let entry = Entry {
+        let entry = TarEntry {
             path,
             kind,
             mode: n.mode,

@@ -29,7 +29,7 @@ use std::path::Path;
 
 /// One mount, from `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub struct MountInfo {
     /// `major:minor` of the mounted device (anonymous for btrfs, tmpfs, ...).
     pub dev: DevNum,
     /// Where it is mounted.
@@ -69,7 +69,7 @@ fn unescape(field: &str) -> String {
 ///
 /// Format (proc(5)): `id parent major:minor root mount_point options
 /// [optional fields...] - fs_type source super_options`.
-pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
@@ -77,7 +77,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             let dev = DevNum::parse(l.nth(2)?)?;
             let mount_point = unescape(l.nth(1)?);
             let mut r = right.split_whitespace();
-            Some(Mount {
+            Some(MountInfo {
                 dev,
                 mount_point,
                 fs_type: r.next()?.to_owned(),
@@ -196,7 +196,7 @@ impl fmt::Display for Use {
 
 /// Every use of `devices` (the disk and its partitions) found in the mounts,
 /// swaps and holders.
-pub fn find_uses(devices: &[Device], mounts: &[Mount], swaps: &[Swap]) -> Vec<Use> {
+pub fn find_uses(devices: &[Device], mounts: &[MountInfo], swaps: &[Swap]) -> Vec<Use> {
     let source_is = |source: &str, name: &str| {
         source
             .strip_prefix("/dev/")
@@ -267,7 +267,7 @@ pub struct Snapshot {
     /// The disk first, then its partitions as the kernel knows them now.
     pub devices: Vec<Device>,
     /// All mounts.
-    pub mounts: Vec<Mount>,
+    pub mounts: Vec<MountInfo>,
     /// All swap areas.
     pub swaps: Vec<Swap>,
 }

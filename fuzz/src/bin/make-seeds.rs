@@ -6,7 +6,7 @@
 //! Usage: `make-seeds CORPUS_DIR LAYOUT_FILE...`
 
 use std::path::{Path, PathBuf};
-use sysinstall::gpt::{self, Entry, Header};
+use sysinstall::gpt::{self, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
 use sysinstall::install::journal;
 use sysinstall::layout::{self, csv, LoadOptions, PartitionTable};
@@ -21,14 +21,14 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     std::fs::write(&f, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", f.display()));
 }
 
-fn entries_of(t: &PartitionTable) -> Vec<(u32, Entry)> {
+fn entries_of(t: &PartitionTable) -> Vec<(u32, GptEntry)> {
     t.partitions
         .iter()
         .map(|p| {
             let unique = p
                 .unique_guid
                 .unwrap_or_else(|| Guid::from_bytes([p.number as u8; 16]));
-            let e = Entry {
+            let e = GptEntry {
                 type_guid: p.type_guid,
                 unique_guid: unique,
                 first_lba: p.first_lba,
@@ -42,9 +42,9 @@ fn entries_of(t: &PartitionTable) -> Vec<(u32, Entry)> {
 }
 
 /// The two headers and the entry array of a table on an `n`-sector disk.
-fn gpt_parts(entries: &[(u32, Entry)], n: u64, first: u64, last: u64) -> (Header, Header, Vec<u8>) {
+fn gpt_parts(entries: &[(u32, GptEntry)], n: u64, first: u64, last: u64) -> (GptHeader, GptHeader, Vec<u8>) {
     let array = gpt::encode_entries(entries, gpt::ENTRY_COUNT).expect("encoding entries");
-    let h = |my: u64, alt: u64, elba: u64| Header {
+    let h = |my: u64, alt: u64, elba: u64| GptHeader {
         revision: gpt::REVISION_1_0,
         header_size: gpt::HEADER_SIZE,
         my_lba: my,
@@ -62,7 +62,7 @@ fn gpt_parts(entries: &[(u32, Entry)], n: u64, first: u64, last: u64) -> (Header
 
 /// The first and last 34 sectors of a disk carrying the table: protective
 /// MBR, primary header and entries; backup entries and header.
-fn head_and_tail(entries: &[(u32, Entry)], n: u64, first: u64, last: u64) -> (Vec<u8>, Vec<u8>) {
+fn head_and_tail(entries: &[(u32, GptEntry)], n: u64, first: u64, last: u64) -> (Vec<u8>, Vec<u8>) {
     let (primary, backup, array) = gpt_parts(entries, n, first, last);
     let mut head = gpt::protective_mbr(n).to_vec();
     head.extend_from_slice(&primary.encode());
@@ -118,7 +118,7 @@ fn gpt_seeds(dir: &Path, name: &str, t: &PartitionTable) {
 
 fn small_gpt_seeds(dir: &Path) {
     let n = SMALL_DISK;
-    let e = |name: &str, first: u64, last: u64| Entry {
+    let e = |name: &str, first: u64, last: u64| GptEntry {
         type_guid: sysinstall::guid::BASIC_DATA,
         unique_guid: Guid::from_bytes([first as u8; 16]),
         first_lba: first,
@@ -165,7 +165,7 @@ fn small_gpt_seeds(dir: &Path) {
 }
 
 fn journal_seeds(dir: &Path) {
-    for (i, mode) in [journal::Mode::Initial, journal::Mode::Update]
+    for (i, mode) in [journal::InstallMode::Initial, journal::InstallMode::Update]
         .into_iter()
         .enumerate()
     {

@@ -24,27 +24,22 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use crate::gpt::read::{Copy, DiskGpt};
-use crate::gpt::{Entry, ENTRY_COUNT, SECTOR};
+use crate::gpt::read::{DiskGpt, GptCopy};
+use crate::gpt::{GptEntry, ENTRY_COUNT, SECTOR};
 use crate::guid::Guid;
 use crate::layout::render::human_size;
 use crate::layout::{Partition, PartitionTable};
-use crate::probe::identify;
 pub use crate::probe::Content;
+use crate::probe::{identify, PROBE_BYTES};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Seek, SeekFrom};
 
-/// Bytes read from the start of each partition to tell what it holds: more
-/// than [`crate::probe::PROBE_BYTES`], so that swap made with 64 KiB pages
-/// (arm64 kernels may use them) is recognised too.
-pub const PROBE_BYTES: usize = 64 * 1024;
-
 /// What happens to a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub enum PartitionAction {
     /// Stays where it is.
     Keep,
     /// Only in the layout.
@@ -57,14 +52,14 @@ pub enum Action {
     Delete,
 }
 
-impl Action {
+impl PartitionAction {
     fn as_str(self) -> &'static str {
         match self {
-            Action::Keep => "keep",
-            Action::Create => "create",
-            Action::Move => "move",
-            Action::Resize => "resize",
-            Action::Delete => "delete",
+            PartitionAction::Keep => "keep",
+            PartitionAction::Create => "create",
+            PartitionAction::Move => "move",
+            PartitionAction::Resize => "resize",
+            PartitionAction::Delete => "delete",
         }
     }
 }
@@ -127,7 +122,7 @@ impl Extent {
             .saturating_add(1)
     }
 
-    fn of_entry(number: u32, e: &Entry) -> Extent {
+    fn of_entry(number: u32, e: &GptEntry) -> Extent {
         Extent {
             number,
             first_lba: e.first_lba,
@@ -154,7 +149,7 @@ pub struct PartitionPlan {
     /// Partition name.
     pub name: String,
     /// What happens to it.
-    pub action: Action,
+    pub action: PartitionAction,
     /// Where it is now.
     pub current: Option<Extent>,
     /// Where the layout puts it.
@@ -177,7 +172,7 @@ pub enum CurrentTable {
     /// A GPT was read.
     Gpt {
         /// The copy it was read from.
-        copy: Copy,
+        copy: GptCopy,
         /// Used entries.
         partitions: usize,
         /// What is wrong with the other copy, if anything.
@@ -232,7 +227,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
     let n = wanted.disk_sectors;
     let mut header_changes = Vec::new();
     let mut notes = Vec::new();
-    let (entries, contents, state, disk_content): (&[(u32, Entry)], _, _, _) = match current {
+    let (entries, contents, state, disk_content): (&[(u32, GptEntry)], _, _, _) = match current {
         Current::None(c) => {
             header_changes.push("there is no GPT".to_owned());
             (&[], None, CurrentTable::None, Some(c.clone()))
@@ -292,7 +287,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
         let plan = match pick.and_then(|i| entries.get(i).map(|e| (i, e))) {
             None => PartitionPlan {
                 name: p.name.clone(),
-                action: Action::Create,
+                action: PartitionAction::Create,
                 current: None,
                 wanted: Some(want),
                 changes: Vec::new(),
@@ -307,16 +302,16 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
                 let content = content_of(*num);
                 let has_data = content.as_ref().is_none_or(has_data);
                 let action = if cur.first_lba != want.first_lba {
-                    Action::Move
+                    PartitionAction::Move
                 } else if cur.last_lba != want.last_lba {
-                    Action::Resize
+                    PartitionAction::Resize
                 } else {
-                    Action::Keep
+                    PartitionAction::Keep
                 };
                 let data_lost = has_data
                     && match action {
-                        Action::Move => true,
-                        Action::Resize => want.last_lba < cur.last_lba,
+                        PartitionAction::Move => true,
+                        PartitionAction::Resize => want.last_lba < cur.last_lba,
                         _ => false,
                     };
                 let mut changes = Vec::new();
@@ -349,7 +344,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
         let content = content_of(*num);
         partitions.push(PartitionPlan {
             name: e.name.clone(),
-            action: Action::Delete,
+            action: PartitionAction::Delete,
             current: Some(Extent::of_entry(*num, e)),
             wanted: None,
             changes: Vec::new(),
@@ -360,7 +355,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
     let in_place = header_changes.is_empty()
         && partitions
             .iter()
-            .all(|p| p.action == Action::Keep && p.changes.is_empty());
+            .all(|p| p.action == PartitionAction::Keep && p.changes.is_empty());
     Plan {
         disk_sectors: n,
         current: state,
@@ -380,7 +375,7 @@ fn check_header(
 ) {
     let h = &g.header;
     let n = wanted.disk_sectors;
-    if g.copy == Copy::Backup {
+    if g.copy == GptCopy::Backup {
         changes.push("the primary GPT is damaged (read from the backup)".to_owned());
     }
     if let Some(p) = &g.other_copy_problem {
@@ -443,8 +438,8 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
             "Current table: GPT, {partitions} partition{}, read from the {}{}",
             if *partitions == 1 { "" } else { "s" },
             match copy {
-                Copy::Primary => "primary",
-                Copy::Backup => "backup",
+                GptCopy::Primary => "primary",
+                GptCopy::Backup => "backup",
             },
             problem
                 .as_ref()
@@ -470,10 +465,10 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
                 .unwrap_or_default();
             let mut detail: Vec<String> = Vec::new();
             if let (Some(c), Some(w)) = (&p.current, &p.wanted) {
-                if p.action == Action::Move || p.action == Action::Resize {
+                if p.action == PartitionAction::Move || p.action == PartitionAction::Resize {
                     detail.push(format!("now {}..{}", c.first_lba, c.last_lba));
                 }
-                if p.action == Action::Resize && !p.data_lost && w.last_lba > c.last_lba {
+                if p.action == PartitionAction::Resize && !p.data_lost && w.last_lba > c.last_lba {
                     detail.push("filesystem not grown".to_owned());
                 }
             }
@@ -550,7 +545,7 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
         let changed = plan
             .partitions
             .iter()
-            .filter(|p| p.action != Action::Keep || !p.changes.is_empty())
+            .filter(|p| p.action != PartitionAction::Keep || !p.changes.is_empty())
             .count();
         let lost: Vec<String> = plan
             .data_lost()
@@ -585,7 +580,7 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::gpt::{Header, HEADER_SIZE, REVISION_1_0};
+    use crate::gpt::{GptHeader, HEADER_SIZE, REVISION_1_0};
     use crate::guid::EFI_SYSTEM;
 
     const N: u64 = 100_000;
@@ -608,13 +603,13 @@ mod tests {
         }
     }
 
-    fn entry(name: &str, first: u64, last: u64) -> Entry {
-        Entry::basic_data(name, first, last)
+    fn entry(name: &str, first: u64, last: u64) -> GptEntry {
+        GptEntry::basic_data(name, first, last)
     }
 
-    fn disk(entries: Vec<(u32, Entry)>) -> DiskGpt {
+    fn disk(entries: Vec<(u32, GptEntry)>) -> DiskGpt {
         DiskGpt {
-            header: Header {
+            header: GptHeader {
                 revision: REVISION_1_0,
                 header_size: HEADER_SIZE,
                 my_lba: 1,
@@ -628,7 +623,7 @@ mod tests {
                 partition_entry_array_crc32: 0,
             },
             entries,
-            copy: Copy::Primary,
+            copy: GptCopy::Primary,
             other_copy_problem: None,
         }
     }
@@ -651,7 +646,7 @@ mod tests {
         })
     }
 
-    fn action(p: &Plan, name: &str) -> (Action, bool) {
+    fn action(p: &Plan, name: &str) -> (PartitionAction, bool) {
         let x = p.partitions.iter().find(|x| x.name == name).unwrap();
         (x.action, x.data_lost)
     }
@@ -662,7 +657,10 @@ mod tests {
         let contents = BTreeMap::from([(1, ext4("APP")), (3, ext4("DATA"))]);
         let p = plan(Current::Gpt(&g, &contents), &wanted());
         assert!(p.in_place, "{p:#?}");
-        assert!(p.partitions.iter().all(|x| x.action == Action::Keep));
+        assert!(p
+            .partitions
+            .iter()
+            .all(|x| x.action == PartitionAction::Keep));
         assert_eq!(p.data_lost().count(), 0);
         assert!(render_table(&p, "/dev/x").contains("already in place"));
     }
@@ -681,7 +679,7 @@ mod tests {
     #[test]
     fn unhealthy_tables_are_not_in_place() {
         for edit in [
-            (|g: &mut DiskGpt| g.copy = Copy::Backup) as fn(&mut DiskGpt),
+            (|g: &mut DiskGpt| g.copy = GptCopy::Backup) as fn(&mut DiskGpt),
             |g| g.other_copy_problem = Some("backup GPT differs from the primary".into()),
             |g| g.header.num_partition_entries = 64,
             |g| g.header.first_usable_lba = 34,
@@ -691,7 +689,10 @@ mod tests {
             let p = plan(Current::Gpt(&g, &BTreeMap::new()), &wanted());
             assert!(!p.in_place);
             assert_eq!(p.header_changes.len(), 1, "{:?}", p.header_changes);
-            assert!(p.partitions.iter().all(|x| x.action == Action::Keep));
+            assert!(p
+                .partitions
+                .iter()
+                .all(|x| x.action == PartitionAction::Keep));
         }
     }
 
@@ -715,12 +716,12 @@ mod tests {
         w.partitions.push(part(7, "LOGS", 5_000, 9_999));
         let p = plan(Current::Gpt(&g, &contents), &w);
         assert!(!p.in_place);
-        assert_eq!(action(&p, "APP"), (Action::Resize, false));
-        assert_eq!(action(&p, "kernel"), (Action::Move, true));
-        assert_eq!(action(&p, "DATA"), (Action::Keep, false));
-        assert_eq!(action(&p, "LOGS"), (Action::Create, false));
-        assert_eq!(action(&p, "UDA"), (Action::Delete, true));
-        assert_eq!(action(&p, "spare"), (Action::Delete, false));
+        assert_eq!(action(&p, "APP"), (PartitionAction::Resize, false));
+        assert_eq!(action(&p, "kernel"), (PartitionAction::Move, true));
+        assert_eq!(action(&p, "DATA"), (PartitionAction::Keep, false));
+        assert_eq!(action(&p, "LOGS"), (PartitionAction::Create, false));
+        assert_eq!(action(&p, "UDA"), (PartitionAction::Delete, true));
+        assert_eq!(action(&p, "spare"), (PartitionAction::Delete, false));
         let data = p.partitions.iter().find(|x| x.name == "DATA").unwrap();
         assert_eq!(data.changes, ["number 4 → 3"]);
         // Order: wanted by number, then deletions.
@@ -745,12 +746,12 @@ mod tests {
     fn shrinking_loses_data_and_unprobed_partitions_count_as_data() {
         let g = disk(vec![(1, entry("APP", 10_000, 60_000))]);
         let p = plan(Current::Gpt(&g, &BTreeMap::new()), &wanted());
-        assert_eq!(action(&p, "APP"), (Action::Resize, true));
+        assert_eq!(action(&p, "APP"), (PartitionAction::Resize, true));
         let contents = BTreeMap::from([(1, Content::Empty)]);
         let p = plan(Current::Gpt(&g, &contents), &wanted());
         assert_eq!(
             action(&p, "APP"),
-            (Action::Resize, false),
+            (PartitionAction::Resize, false),
             "nothing to lose"
         );
     }
@@ -764,7 +765,7 @@ mod tests {
             Some(Guid::parse("11111111-2222-3333-4444-555555555555").unwrap());
         let p = plan(Current::Gpt(&g, &BTreeMap::new()), &w);
         assert!(!p.in_place);
-        assert_eq!(action(&p, "kernel"), (Action::Keep, false));
+        assert_eq!(action(&p, "kernel"), (PartitionAction::Keep, false));
         let k = p.partitions.iter().find(|x| x.name == "kernel").unwrap();
         assert!(k.changes[0].starts_with("type EBD0A0A2"), "{:?}", k.changes);
         let a = p.partitions.iter().find(|x| x.name == "APP").unwrap();
@@ -789,11 +790,11 @@ mod tests {
             (9, entry("APP", 5_000, 9_999)),
         ]);
         let p = plan(Current::Gpt(&g, &BTreeMap::new()), &wanted());
-        assert_eq!(action(&p, "APP"), (Action::Keep, false));
+        assert_eq!(action(&p, "APP"), (PartitionAction::Keep, false));
         let extra = p
             .partitions
             .iter()
-            .find(|x| x.action == Action::Delete)
+            .find(|x| x.action == PartitionAction::Delete)
             .unwrap();
         assert_eq!(extra.current.as_ref().unwrap().number, 9);
     }
@@ -802,7 +803,10 @@ mod tests {
     fn blank_and_unreadable_disks() {
         let p = plan(Current::None(&Content::Empty), &wanted());
         assert!(!p.in_place);
-        assert!(p.partitions.iter().all(|x| x.action == Action::Create));
+        assert!(p
+            .partitions
+            .iter()
+            .all(|x| x.action == PartitionAction::Create));
         assert_eq!(p.data_lost().count(), 0);
         let t = render_table(&p, "disk.img");
         assert!(

@@ -27,7 +27,7 @@ use super::bct::{self, BctError};
 use super::board::Slot;
 use super::bootgpt::{self, BootGptError};
 use super::device::{UserArea, UserPartition};
-use super::payload::{Entry, Format, Payload};
+use super::payload::{Payload, PayloadEntry, PayloadFormat};
 use super::smd::{self, Redundancy, Smd};
 use super::tnspec::Selection;
 use super::ver::{self, VersionError};
@@ -48,7 +48,7 @@ pub const TABLE: &str = "partition table";
 /// What to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub enum BootMode {
     /// Both slots, the single partitions, the boot device's partition table
     /// (T186/T194) and fresh slot metadata with slot A active. On T210 this
     /// also forces the version check (REF's explicit `-i`).
@@ -127,7 +127,7 @@ pub struct PlanInput<'a> {
     /// SoC family.
     pub soc: Soc,
     /// What to write.
-    pub mode: Mode,
+    pub mode: BootMode,
     /// The parsed payload.
     pub payload: &'a Payload,
     /// The entries chosen for this board.
@@ -148,7 +148,7 @@ pub struct PlanInput<'a> {
 /// Where a step writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Area {
+pub enum WriteArea {
     /// The linear boot device.
     Boot,
     /// A user-area partition.
@@ -158,7 +158,7 @@ pub enum Area {
 /// The bytes a step writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Data {
+pub enum StepData {
     /// A payload entry's data, streamed from the payload file.
     Entry {
         /// Entry index.
@@ -176,12 +176,12 @@ pub enum Data {
     },
 }
 
-impl Data {
+impl StepData {
     /// Number of bytes.
     pub fn len(&self) -> u64 {
         match self {
-            Data::Entry { length, .. } => *length,
-            Data::Bytes { bytes } => bytes.len() as u64,
+            StepData::Entry { length, .. } => *length,
+            StepData::Bytes { bytes } => bytes.len() as u64,
         }
     }
 
@@ -193,13 +193,13 @@ impl Data {
 
 /// One write: `data` at `at` within a partition, then zeros up to `span`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
+pub struct BootStep {
     /// What it writes, for people: `mb1_b`, `BCT (block 1)`, `BCT-63`, `SMD`.
     pub label: String,
     /// The partition written.
     pub partition: String,
     /// Boot device or user area.
-    pub area: Area,
+    pub area: WriteArea,
     /// Start of the partition: on the linear boot device, or in its node /
     /// image file.
     pub partition_offset: u64,
@@ -210,7 +210,7 @@ pub struct Step {
     /// Bytes covered from `at`: the data, then zeros.
     pub span: u64,
     /// The data.
-    pub data: Data,
+    pub data: StepData,
     /// SHA-256 of the data, hex.
     pub sha256: String,
     /// The device written (path), for reports.
@@ -230,22 +230,22 @@ pub struct NotWritten {
 
 /// The complete, validated plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WritePlan {
+pub struct BootPlan {
     /// SoC family.
     pub soc: Soc,
     /// eMMC or SPI.
     pub medium: BootMedium,
     /// What is written.
-    pub mode: Mode,
+    pub mode: BootMode,
     /// The board's TNSPEC.
     pub tnspec: String,
     /// Its compatible spec.
     pub compat: Option<String>,
     /// Partition table and partitions, in write order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<BootStep>,
     /// Slot metadata (SMD, then SMD_b), written last, after everything else
     /// was verified; empty when the metadata is left alone.
-    pub slot_metadata: Vec<Step>,
+    pub slot_metadata: Vec<BootStep>,
     /// Selected entries not written.
     pub not_written: Vec<NotWritten>,
     /// Things the operator should know.
@@ -254,7 +254,7 @@ pub struct WritePlan {
 
 /// Why there is no plan. Nothing has been written when this is returned.
 #[derive(Debug, thiserror::Error)]
-pub enum PlanError {
+pub enum BootPlanError {
     /// An R35 (T234) payload.
     #[error("writing NVIDIA__BLOB__V3 (R35, T234) payloads is not supported yet; T234 boards are updated with UEFI capsules")]
     V3Payload,
@@ -360,7 +360,7 @@ impl Place<'_> {
 
 #[derive(Debug, Clone, Copy)]
 struct Task<'a> {
-    entry: &'a Entry,
+    entry: &'a PayloadEntry,
     place: Place<'a>,
 }
 
@@ -453,7 +453,7 @@ struct Planner<'a, R> {
     input: &'a PlanInput<'a>,
     reader: &'a mut R,
     hashes: BTreeMap<u32, String>,
-    steps: Vec<Step>,
+    steps: Vec<BootStep>,
     not_written: Vec<NotWritten>,
     warnings: Vec<String>,
 }
@@ -465,22 +465,22 @@ pub fn plan<R: Read + Seek>(
     input: &PlanInput<'_>,
     payload: &mut R,
     guid: &mut dyn FnMut() -> Guid,
-) -> Result<WritePlan, PlanError> {
+) -> Result<BootPlan, BootPlanError> {
     let sel = input.selection;
-    if input.payload.header.format == Format::V3 {
-        return Err(PlanError::V3Payload);
+    if input.payload.header.format == PayloadFormat::V3 {
+        return Err(BootPlanError::V3Payload);
     }
     if input.soc == Soc::T234 {
-        return Err(PlanError::Soc(input.soc));
+        return Err(BootPlanError::Soc(input.soc));
     }
     if !sel.missing.is_empty() {
-        return Err(PlanError::MissingEntries {
+        return Err(BootPlanError::MissingEntries {
             names: sel.missing.clone(),
             tnspec: sel.tnspec.clone(),
         });
     }
     if sel.selected.is_empty() {
-        return Err(PlanError::NothingSelected(sel.tnspec.clone()));
+        return Err(BootPlanError::NothingSelected(sel.tnspec.clone()));
     }
     let mut p = Planner {
         input,
@@ -490,7 +490,7 @@ pub fn plan<R: Read + Seek>(
         not_written: Vec::new(),
         warnings: Vec::new(),
     };
-    if input.soc != Soc::T210 && input.mode == Mode::Initialize {
+    if input.soc != Soc::T210 && input.mode == BootMode::Initialize {
         p.table(guid)?;
     }
     let tasks = p.tasks()?;
@@ -501,7 +501,7 @@ pub fn plan<R: Read + Seek>(
     }
     let slot_metadata = p.slot_metadata()?;
     check_overlaps(p.steps.iter().chain(&slot_metadata))?;
-    Ok(WritePlan {
+    Ok(BootPlan {
         soc: input.soc,
         medium: input.boot.medium,
         mode: input.mode,
@@ -516,18 +516,18 @@ pub fn plan<R: Read + Seek>(
 
 impl<'a, R: Read + Seek> Planner<'a, R> {
     fn mode_writes_both(&self) -> bool {
-        self.input.mode == Mode::Initialize || self.input.soc == Soc::T210
+        self.input.mode == BootMode::Initialize || self.input.soc == Soc::T210
     }
 
     fn slot(&self) -> Slot {
         match self.input.mode {
-            Mode::Update { slot, .. } => slot,
-            Mode::Initialize => Slot::A,
+            BootMode::Update { slot, .. } => slot,
+            BootMode::Initialize => Slot::A,
         }
     }
 
     /// The tasks of §4.3, in payload order: `(redundant, single, mb1_other)`.
-    fn tasks(&mut self) -> Result<Tasks<'a>, PlanError> {
+    fn tasks(&mut self) -> Result<Tasks<'a>, BootPlanError> {
         let input = self.input;
         let (soc, medium) = (input.soc, input.boot.medium);
         let mut t = Tasks::default();
@@ -546,7 +546,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                         let in_layout =
                             input.layout_names.is_none_or(|names| names.contains(&name));
                         if in_layout {
-                            return Err(PlanError::NoTarget {
+                            return Err(BootPlanError::NoTarget {
                                 partition: name,
                                 boot: input.boot.source.clone(),
                                 user: input.user.source.clone(),
@@ -590,7 +590,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
 
     /// T186/T194 order: REF's `order_entries`, then the other mb1, then the
     /// single partitions.
-    fn t18x(&mut self, t: &Tasks<'a>) -> Result<(), PlanError> {
+    fn t18x(&mut self, t: &Tasks<'a>) -> Result<(), BootPlanError> {
         const LAST: [&str; 5] = ["mb2", "mb2_b", "BCT", "mb1", "mb1_b"];
         let mut has_bct = false;
         for task in t
@@ -628,7 +628,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
 
     /// T210: the fixed order, then the version check (needs to know which
     /// partitions are written).
-    fn t210(&mut self, t: &Tasks<'a>) -> Result<(), PlanError> {
+    fn t210(&mut self, t: &Tasks<'a>) -> Result<(), BootPlanError> {
         let medium = self.input.boot.medium;
         let all: Vec<Task<'a>> = t.redundant.iter().chain(&t.single).copied().collect();
         let find = |n: &str| all.iter().position(|t| t.place.name() == n);
@@ -652,7 +652,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                 }
                 // EKS is optional (REF 4696c4b).
                 None if name.starts_with("EKS") => {}
-                None => return Err(PlanError::T210Order(name.into())),
+                None => return Err(BootPlanError::T210Order(name.into())),
             }
         }
         // Partitions outside the fixed list (BMP, RP4, ...). REF appends them
@@ -710,7 +710,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         self.t210_version(&all)
     }
 
-    fn t210_version(&mut self, all: &[Task<'a>]) -> Result<(), PlanError> {
+    fn t210_version(&mut self, all: &[Task<'a>]) -> Result<(), BootPlanError> {
         let Some(ver_task) = all.iter().find(|t| t.place.name() == "VER") else {
             return Ok(());
         };
@@ -729,7 +729,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
             (true, [Some(a), Some(b)]) => Some(a == b),
             _ => None,
         };
-        let force = self.input.mode == Mode::Initialize;
+        let force = self.input.mode == BootMode::Initialize;
         if let Some(w) = ver::t210_check(&bup, &parse(cur), &parse(back), nvc_equal, force)? {
             self.warnings.push(w);
         }
@@ -737,14 +737,14 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
     }
 
     /// T186/T194 BCT: three copies, backups first, after the update check.
-    fn t18x_bct(&mut self, task: &Task<'a>) -> Result<(), PlanError> {
+    fn t18x_bct(&mut self, task: &Task<'a>) -> Result<(), BootPlanError> {
         let Place::Boot(part) = task.place else {
             return self.write_task(task);
         };
         let g = bct::geometry(self.input.boot.medium);
         let len = u64::from(task.entry.length);
         let offsets = bct::copy_offsets(g, len, part.size)?;
-        if let (Mode::Update { .. }, Some(inv)) = (self.input.mode, self.input.inventory) {
+        if let (BootMode::Update { .. }, Some(inv)) = (self.input.mode, self.input.inventory) {
             let new = self.read_entry(task.entry)?;
             let current = inv.bct.as_deref().unwrap_or(&[]);
             bct::check_update(self.input.soc, current, &new)?;
@@ -760,7 +760,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
     }
 
     /// A whole-partition write: the data, then zeros to the end.
-    fn write_task(&mut self, task: &Task<'a>) -> Result<(), PlanError> {
+    fn write_task(&mut self, task: &Task<'a>) -> Result<(), BootPlanError> {
         let size = task.place.size();
         self.push(task, task.place.name().to_owned(), 0, size)
     }
@@ -772,12 +772,12 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         label: String,
         at: u64,
         span: u64,
-    ) -> Result<(), PlanError> {
+    ) -> Result<(), BootPlanError> {
         let e = task.entry;
         let length = u64::from(e.length);
         let size = task.place.size();
         if at + length > size || at + span > size {
-            return Err(PlanError::TooLarge {
+            return Err(BootPlanError::TooLarge {
                 entry: e.display_name(),
                 partition: task.place.name().into(),
                 length,
@@ -792,7 +792,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                 h
             }
         };
-        let data = Data::Entry {
+        let data = StepData::Entry {
             index: e.index,
             offset: u64::from(e.offset),
             length,
@@ -811,11 +811,11 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         label: String,
         at: u64,
         span: u64,
-        data: Data,
+        data: StepData,
         sha256: String,
-    ) -> Result<Step, PlanError> {
+    ) -> Result<BootStep, BootPlanError> {
         let boot = self.input.boot;
-        let bad = || PlanError::BadBootPartition(p.name.clone());
+        let bad = || BootPlanError::BadBootPartition(p.name.clone());
         let (dev, start) = boot.locate(p.offset).ok_or_else(bad)?;
         let (dev_end, _) = boot
             .locate((p.offset + p.size).checked_sub(1).ok_or_else(bad)?)
@@ -823,10 +823,10 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         if dev != dev_end {
             return Err(bad());
         }
-        Ok(Step {
+        Ok(BootStep {
             label,
             partition: p.name.clone(),
-            area: Area::Boot,
+            area: WriteArea::Boot,
             partition_offset: p.offset,
             partition_size: p.size,
             at,
@@ -842,19 +842,19 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         })
     }
 
-    fn hash_entry(&mut self, e: &Entry) -> Result<[u8; 32], PlanError> {
+    fn hash_entry(&mut self, e: &PayloadEntry) -> Result<[u8; 32], BootPlanError> {
         let read = |r: &mut R| -> io::Result<[u8; 32]> {
             r.seek(SeekFrom::Start(u64::from(e.offset)))?;
             sha256_of(r, u64::from(e.length))
         };
-        read(self.reader).map_err(|source| PlanError::Read {
+        read(self.reader).map_err(|source| BootPlanError::Read {
             entry: e.display_name(),
             source,
         })
     }
 
-    fn read_entry(&mut self, e: &Entry) -> Result<Vec<u8>, PlanError> {
-        let err = |source| PlanError::Read {
+    fn read_entry(&mut self, e: &PayloadEntry) -> Result<Vec<u8>, BootPlanError> {
+        let err = |source| BootPlanError::Read {
             entry: e.display_name(),
             source,
         };
@@ -876,7 +876,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
     /// already has exactly these partitions (then its GUIDs are kept and a
     /// re-run writes nothing). Written before the partitions, like REF, but
     /// only after the whole plan is validated (REF wrote it first of all).
-    fn table(&mut self, guid: &mut dyn FnMut() -> Guid) -> Result<(), PlanError> {
+    fn table(&mut self, guid: &mut dyn FnMut() -> Guid) -> Result<(), BootPlanError> {
         let boot = self.input.boot;
         let len = boot.len();
         let encoded = bootgpt::encode(&boot.partitions, len, guid)?;
@@ -896,7 +896,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         ] {
             let sha256 = hex(&Sha256::digest(&bytes));
             let span = bytes.len() as u64;
-            let data = Data::Bytes { bytes };
+            let data = StepData::Bytes { bytes };
             let step = self.boot_step(&table, label.into(), at, span, data, sha256)?;
             self.steps.push(step);
         }
@@ -906,21 +906,21 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
     /// The slot metadata steps (§4.9): fresh metadata with slot A active
     /// when initializing; the current metadata with the target slot marked
     /// active when updating with `activate`; nothing otherwise (and on T210).
-    fn slot_metadata(&mut self) -> Result<Vec<Step>, PlanError> {
+    fn slot_metadata(&mut self) -> Result<Vec<BootStep>, BootPlanError> {
         if self.input.soc == Soc::T210 {
             return Ok(Vec::new());
         }
         let smd = match self.input.mode {
-            Mode::Initialize => {
+            BootMode::Initialize => {
                 let mut s = Smd::new_full();
                 s.mark_active(Slot::A)
-                    .map_err(|e| PlanError::SlotMetadata(e.to_string()))?;
+                    .map_err(|e| BootPlanError::SlotMetadata(e.to_string()))?;
                 s
             }
-            Mode::Update {
+            BootMode::Update {
                 activate: false, ..
             } => return Ok(Vec::new()),
-            Mode::Update { slot, .. } => {
+            BootMode::Update { slot, .. } => {
                 let Some(inv) = self.input.inventory else {
                     self.warnings
                         .push("slot metadata is read from the boot device; not checked".into());
@@ -928,7 +928,7 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                 };
                 let copies: Vec<Option<&[u8]>> = inv.smd.iter().map(|c| c.as_deref()).collect();
                 let (mut s, _) = smd::first_valid(&copies).map_err(|errs| {
-                    PlanError::SlotMetadata(format!(
+                    BootPlanError::SlotMetadata(format!(
                         "no valid copy in SMD or SMD_b ({})",
                         errs.iter()
                             .map(|e| e.to_string())
@@ -942,32 +942,34 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                     s.set_full();
                 }
                 s.mark_active(slot)
-                    .map_err(|e| PlanError::SlotMetadata(e.to_string()))?;
+                    .map_err(|e| BootPlanError::SlotMetadata(e.to_string()))?;
                 s
             }
         };
         let bytes = smd
             .encode()
-            .map_err(|e| PlanError::SlotMetadata(e.to_string()))?
+            .map_err(|e| BootPlanError::SlotMetadata(e.to_string()))?
             .to_vec();
         let mut steps = Vec::new();
         for name in ["SMD", "SMD_b"] {
             if let Some(p) = self.input.boot.get(name) {
                 let sha256 = hex(&Sha256::digest(&bytes));
-                let data = Data::Bytes {
+                let data = StepData::Bytes {
                     bytes: bytes.clone(),
                 };
                 steps.push(self.boot_step(p, name.into(), 0, smd::SMD_LEN as u64, data, sha256)?);
             }
         }
         if steps.is_empty() {
-            return Err(PlanError::SlotMetadata(format!(
+            return Err(BootPlanError::SlotMetadata(format!(
                 "the boot partition table ({}) has no SMD partition",
                 self.input.boot.source
             )));
         }
         if steps.iter().any(|s| s.partition_size < smd::SMD_LEN as u64) {
-            return Err(PlanError::SlotMetadata("SMD partition is too small".into()));
+            return Err(BootPlanError::SlotMetadata(
+                "SMD partition is too small".into(),
+            ));
         }
         Ok(steps)
     }
@@ -990,13 +992,13 @@ fn user_step(
     label: String,
     at: u64,
     span: u64,
-    data: Data,
+    data: StepData,
     sha256: String,
-) -> Step {
-    Step {
+) -> BootStep {
+    BootStep {
         label,
         partition: u.name.clone(),
-        area: Area::User,
+        area: WriteArea::User,
         partition_offset: u.base,
         partition_size: u.size,
         at,
@@ -1009,7 +1011,7 @@ fn user_step(
 }
 
 /// No two steps may write the same bytes of a device.
-fn check_overlaps<'s>(steps: impl Iterator<Item = &'s Step>) -> Result<(), PlanError> {
+fn check_overlaps<'s>(steps: impl Iterator<Item = &'s BootStep>) -> Result<(), BootPlanError> {
     let mut ranges: Vec<(&str, u64, u64, &str)> = steps
         .map(|s| {
             (
@@ -1024,7 +1026,7 @@ fn check_overlaps<'s>(steps: impl Iterator<Item = &'s Step>) -> Result<(), PlanE
     for w in ranges.windows(2) {
         if let [a, b] = w {
             if a.0 == b.0 && a.2 > b.1 {
-                return Err(PlanError::Overlap(a.3.into(), b.3.into(), a.0.into()));
+                return Err(BootPlanError::Overlap(a.3.into(), b.3.into(), a.0.into()));
             }
         }
     }
@@ -1118,7 +1120,7 @@ mod tests {
             }
         }
 
-        fn plan(&self, soc: Soc, mode: Mode) -> Result<WritePlan, PlanError> {
+        fn plan(&self, soc: Soc, mode: BootMode) -> Result<BootPlan, BootPlanError> {
             let input = PlanInput {
                 soc,
                 mode,
@@ -1137,7 +1139,7 @@ mod tests {
         }
     }
 
-    fn labels(steps: &[Step]) -> Vec<&str> {
+    fn labels(steps: &[BootStep]) -> Vec<&str> {
         steps.iter().map(|s| s.label.as_str()).collect()
     }
 
@@ -1147,7 +1149,7 @@ mod tests {
         let p = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::B,
                     activate: true,
                 },
@@ -1181,7 +1183,7 @@ mod tests {
             ("boot1", 8257536 - (4 << 20))
         );
         assert_eq!(labels(&p.slot_metadata), ["SMD", "SMD_b"]);
-        let Data::Bytes { bytes } = &p.slot_metadata[0].data else {
+        let StepData::Bytes { bytes } = &p.slot_metadata[0].data else {
             panic!()
         };
         assert_eq!(&bytes[8..18], &[14, b'_', b'a', 7, 1, 15, b'_', b'b', 7, 0]);
@@ -1191,7 +1193,7 @@ mod tests {
         let k = p.steps.iter().find(|s| s.label == "kernel_b").unwrap();
         assert_eq!(
             (k.area, k.span, k.device_offset),
-            (Area::User, 1 << 20, 2 << 20)
+            (WriteArea::User, 1 << 20, 2 << 20)
         );
     }
 
@@ -1201,7 +1203,7 @@ mod tests {
         let p = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::A,
                     activate: false,
                 },
@@ -1223,7 +1225,7 @@ mod tests {
         let p = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::B,
                     activate: true,
                 },
@@ -1236,7 +1238,7 @@ mod tests {
     fn t186_initialize_writes_table_both_slots_then_singles() {
         let mut c = Case::new(tx2_payload());
         c.inventory = Inventory::default(); // blank boot device
-        let p = c.plan(Soc::T186, Mode::Initialize).unwrap();
+        let p = c.plan(Soc::T186, BootMode::Initialize).unwrap();
         assert_eq!(
             labels(&p.steps),
             [
@@ -1267,7 +1269,7 @@ mod tests {
             ("boot1", (4 << 20) - 512, 92)
         );
         assert_eq!(p.steps[0].device_offset, (4 << 20) - 16896);
-        let Data::Bytes { bytes } = &p.slot_metadata[1].data else {
+        let StepData::Bytes { bytes } = &p.slot_metadata[1].data else {
             panic!()
         };
         assert_eq!(
@@ -1277,7 +1279,7 @@ mod tests {
         assert_eq!(bytes[12], 0, "slot A not yet successful");
         // The same table already on the device: not rewritten.
         c.inventory.table = Some(tx2());
-        let p = c.plan(Soc::T186, Mode::Initialize).unwrap();
+        let p = c.plan(Soc::T186, BootMode::Initialize).unwrap();
         assert_eq!(p.steps[0].label, "spe-fw");
     }
 
@@ -1290,7 +1292,7 @@ mod tests {
         let err = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::B,
                     activate: true,
                 },
@@ -1298,13 +1300,16 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("BlockSizeLog2"), "{err}");
         // Initializing does not check (REF).
-        assert!(c.plan(Soc::T186, Mode::Initialize).is_ok());
+        assert!(c.plan(Soc::T186, BootMode::Initialize).is_ok());
     }
 
     #[test]
     fn refusals_before_anything_is_written() {
         let c = Case::new(tx2_payload().entry("kernel-dtb", b"d", 0, SPEC));
-        let err = c.plan(Soc::T186, Mode::Initialize).unwrap_err().to_string();
+        let err = c
+            .plan(Soc::T186, BootMode::Initialize)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("cannot locate partition kernel-dtb"),
             "{err}"
@@ -1315,7 +1320,7 @@ mod tests {
         let err = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::B,
                     activate: true,
                 },
@@ -1333,32 +1338,32 @@ mod tests {
             "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1",
         ));
         assert!(matches!(
-            c.plan(Soc::T186, Mode::Initialize),
-            Err(PlanError::MissingEntries { .. })
+            c.plan(Soc::T186, BootMode::Initialize),
+            Err(BootPlanError::MissingEntries { .. })
         ));
         let c = Case::new(Builder::new());
         assert!(matches!(
             c.plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::B,
                     activate: true
                 }
             ),
-            Err(PlanError::NothingSelected(_))
+            Err(BootPlanError::NothingSelected(_))
         ));
         let mut v3 = tx2_payload();
-        v3.format = Format::V3;
+        v3.format = PayloadFormat::V3;
         v3.version = 0x0103_0622;
         let c = Case::new(v3);
         assert!(matches!(
-            c.plan(Soc::T186, Mode::Initialize),
-            Err(PlanError::V3Payload)
+            c.plan(Soc::T186, BootMode::Initialize),
+            Err(BootPlanError::V3Payload)
         ));
         let c = Case::new(tx2_payload());
         assert!(matches!(
-            c.plan(Soc::T234, Mode::Initialize),
-            Err(PlanError::Soc(_))
+            c.plan(Soc::T234, BootMode::Initialize),
+            Err(BootPlanError::Soc(_))
         ));
 
         // No valid slot metadata: nothing to switch.
@@ -1367,7 +1372,7 @@ mod tests {
         let err = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::B,
                     activate: true,
                 },
@@ -1387,14 +1392,14 @@ mod tests {
         let err = c
             .plan(
                 Soc::T186,
-                Mode::Update {
+                BootMode::Update {
                     slot: Slot::A,
                     activate: false,
                 },
             )
             .unwrap_err();
         assert!(
-            matches!(err, PlanError::BadBootPartition(ref n) if n == "spe-fw"),
+            matches!(err, BootPlanError::BadBootPartition(ref n) if n == "spe-fw"),
             "{err}"
         );
     }
@@ -1403,8 +1408,8 @@ mod tests {
     fn overlapping_targets_are_refused() {
         let mut c = Case::new(tx2_payload());
         c.user.partitions[1].base = c.user.partitions[0].base + 4096; // kernel_b inside kernel
-        let err = c.plan(Soc::T186, Mode::Initialize).unwrap_err();
-        assert!(matches!(err, PlanError::Overlap(..)), "{err}");
+        let err = c.plan(Soc::T186, BootMode::Initialize).unwrap_err();
+        assert!(matches!(err, BootPlanError::Overlap(..)), "{err}");
     }
 
     #[test]
@@ -1413,7 +1418,7 @@ mod tests {
         let names = vec!["kernel".to_string()];
         let input = PlanInput {
             soc: Soc::T186,
-            mode: Mode::Initialize,
+            mode: BootMode::Initialize,
             payload: &c.payload,
             selection: &c.selection,
             boot: &c.boot,
@@ -1452,7 +1457,7 @@ mod tests {
         };
         let input = PlanInput {
             soc: Soc::T210,
-            mode: Mode::Update {
+            mode: BootMode::Update {
                 slot: Slot::A,
                 activate: true,
             },

@@ -14,10 +14,10 @@
 #![deny(clippy::indexing_slicing)]
 
 use super::board::{self, BoardConfig, Slot};
+use super::boot_plan::{self, BootMode, BootPlan, BootStep, BootTargets, PlanInput};
 use super::device::{Device, FileWindow, Linear, UserArea, UserPartition};
-use super::exec::{self, Action, Run, StepReport, Targets};
-use super::payload::{Format, Payload};
-use super::plan::{self, BootTargets, Mode, PlanInput, Step, WritePlan};
+use super::exec::{self, Execution, StepAction, StepReport, Targets};
+use super::payload::{Payload, PayloadFormat};
 use super::tnspec::{self, Selection};
 use super::BootMedium;
 use crate::events::{Events, Phase, Verdict};
@@ -198,7 +198,7 @@ pub enum Request {
 
 /// Everything `bup write` (or the installer) decides.
 #[derive(Debug, Clone)]
-pub struct WriteOptions {
+pub struct UpdateOptions {
     /// The payload file.
     pub payload: PathBuf,
     /// What to write.
@@ -220,9 +220,9 @@ pub struct WriteOptions {
 }
 
 /// A validated plan and what is needed to carry it out.
-pub struct Prepared {
+pub struct BootUpdate {
     /// The plan.
-    pub plan: WritePlan,
+    pub plan: BootPlan,
     /// The board.
     pub identity: Identity,
     /// Duplicates resolved and other selection facts.
@@ -333,10 +333,11 @@ fn user_area_from_gpt(dev: &Path) -> anyhow::Result<UserArea> {
 
 /// Reads everything, checks everything and makes the plan. Nothing is
 /// written (and no `force_ro` is changed).
-pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
+pub fn prepare(opts: &UpdateOptions) -> anyhow::Result<BootUpdate> {
     let (mut payload_file, payload) = open_payload(&opts.payload)?;
-    if payload.header.format == Format::V3 {
-        return Err(plan::PlanError::V3Payload).with_context(|| opts.payload.display().to_string());
+    if payload.header.format == PayloadFormat::V3 {
+        return Err(boot_plan::BootPlanError::V3Payload)
+            .with_context(|| opts.payload.display().to_string());
     }
     let identity = identify(
         &opts.sysroot,
@@ -351,31 +352,31 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
         .soc
         .ok_or_else(|| anyhow!("cannot tell the SoC family: give --soc"))?;
     if soc == Soc::T234 {
-        return Err(plan::PlanError::Soc(soc).into());
+        return Err(boot_plan::BootPlanError::Soc(soc).into());
     }
     let mode = match (opts.request, soc) {
-        (Request::Initialize, _) => Mode::Initialize,
+        (Request::Initialize, _) => BootMode::Initialize,
         (Request::Slot(_), Soc::T210) => return Err(crate::exit::UsageError(
             "--slot: T210 boards have no A/B boot slots (unsupported operation for t210 platform)"
                 .into(),
         )
         .into()),
-        (Request::Slot(slot), _) => Mode::Update {
+        (Request::Slot(slot), _) => BootMode::Update {
             slot,
             activate: false,
         },
-        (Request::Inactive | Request::UpdateAndActivate(_), Soc::T210) => Mode::Update {
+        (Request::Inactive | Request::UpdateAndActivate(_), Soc::T210) => BootMode::Update {
             slot: Slot::A,
             activate: false,
         },
-        (Request::UpdateAndActivate(slot), _) => Mode::Update {
+        (Request::UpdateAndActivate(slot), _) => BootMode::Update {
             slot,
             activate: true,
         },
         (Request::Inactive, _) => {
             let cmdline = opts.sysroot.cmdline().context("reading /proc/cmdline")?;
             let current = board::current_slot(&cmdline)?;
-            Mode::Update {
+            BootMode::Update {
                 slot: current.other(),
                 activate: true,
             }
@@ -413,7 +414,7 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
     let dev_names = joined(&boot_devices);
 
     let mut warnings = Vec::new();
-    let (partitions, source) = if soc == Soc::T210 || mode == Mode::Initialize {
+    let (partitions, source) = if soc == Soc::T210 || mode == BootMode::Initialize {
         let b = layout_boot.ok_or_else(|| {
             anyhow!(if soc == Soc::T210 {
                 "T210 boot devices carry no partition table: give --layout"
@@ -492,13 +493,13 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
             Guid::NIL
         })
     };
-    let mut plan = plan::plan(&input, &mut payload_file, &mut guid)?;
+    let mut plan = boot_plan::plan(&input, &mut payload_file, &mut guid)?;
     if let Some(e) = guid_error {
         return Err(e).context("generating partition GUIDs");
     }
     warnings.append(&mut plan.warnings);
     plan.warnings = warnings;
-    Ok(Prepared {
+    Ok(BootUpdate {
         plan,
         identity,
         selection,
@@ -509,10 +510,10 @@ pub fn prepare(opts: &WriteOptions) -> anyhow::Result<Prepared> {
     })
 }
 
-impl Prepared {
+impl BootUpdate {
     fn run(
         &mut self,
-        steps: &[Step],
+        steps: &[BootStep],
         dry_run: bool,
         changes: &Changes,
         events: &Events,
@@ -525,7 +526,7 @@ impl Prepared {
             // Compare first: when everything is in place, a re-run stays
             // read-only, force_ro included.
             let before = self.run(steps, true, changes, events, phase)?;
-            if before.iter().all(|r| r.action == Action::Skip) {
+            if before.iter().all(|r| r.action == StepAction::Skip) {
                 for r in &before {
                     events.step_start(phase, &format!("write {}", r.label), Some(&r.partition));
                     events.step_end(Verdict::Skipped);
@@ -547,7 +548,7 @@ impl Prepared {
             boot: &mut boot,
             user: &mut self.user,
         };
-        let run = Run {
+        let run = Execution {
             dry_run,
             changes,
             events,
@@ -561,7 +562,7 @@ impl Prepared {
     /// Compares every step (slot metadata included) with the devices and
     /// says what would be written. Writes nothing.
     pub fn dry_run(&mut self) -> anyhow::Result<Vec<StepReport>> {
-        let steps: Vec<Step> = self
+        let steps: Vec<BootStep> = self
             .plan
             .steps
             .iter()
