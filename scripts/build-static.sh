@@ -54,7 +54,9 @@ done
 if ((${#missing_pkgs[@]})); then
     if ((setup)) && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "build-static: installing ${missing_pkgs[*]}" >&2
-        dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+        # shellcheck source=debs.sh
+        . "$(dirname "$0")/debs.sh"
+        deb_ensure_arch arm64
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             musl-tools "${missing_pkgs[@]}" >/dev/null

@@ -3,7 +3,7 @@
 //! the peak heap of each parse on its own thread, so the tests assert memory
 //! bounds (deterministic), never times.
 //!
-//! The BUP and tar generators live in `common::hostile`; they are checked
+//! The BUP and tar generators live in `support::hostile`; they are checked
 //! against independent readers (the documented byte vector, GNU tar, the tar
 //! crate) and fed to the BUP parser and the rootfs tar reader: a payload
 //! claiming 4 GiB or u32::MAX entries is refused with under 1 KiB of heap, a
@@ -11,12 +11,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
-use common::hostile;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Cursor, Read};
+use support::hostile;
 use sysinstall::gpt::{self, GptError, GptHeader};
 use sysinstall::guid::Guid;
 use sysinstall::layout::{self, LoadOptions};
@@ -281,15 +282,12 @@ fn bup_generator_matches_the_documented_payload() {
 
 /// `tar -tvf` on an archive, when GNU tar is there.
 fn gnu_tar_list(bytes: &[u8]) -> Option<(String, String)> {
-    if !common::have("tar") {
-        common::skip("gnu_tar_list", "needs GNU tar");
-        return None;
-    }
+    support::require_tools(&["tar"]);
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("t.tar");
     std::fs::write(&f, bytes).unwrap();
-    let o = common::output(std::process::Command::new("tar").arg("-tvf").arg(&f));
-    Some((common::stdout(&o), common::stderr(&o)))
+    let o = support::output(std::process::Command::new("tar").arg("-tvf").arg(&f));
+    Some((support::stdout(&o), support::stderr(&o)))
 }
 
 #[test]

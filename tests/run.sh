@@ -1,25 +1,60 @@
 #!/usr/bin/env bash
-# Runs every test tier: formatting, lints, unit and integration tests (the
-# root tier on loop devices runs when we are root and skips visibly
-# otherwise), the static builds with their size budget, the Yocto lint, the
-# real-kernel tier under qemu, and every fuzz target for a bounded time.
-#   SYSINSTALL_TEST_QEMU=0       skip the qemu tier (about 10 minutes)
-#   SYSINSTALL_FUZZ_SECONDS=N    seconds per fuzz target (default 30; 0 skips)
+# Runs every test tier, each switched on here, so that nothing passes without
+# running: formatting, lints, the dependency checks, the unit and integration
+# tests with the root tier on (loop devices, mkfs, mounts), the static builds
+# with their size budget, the Yocto lint, the real-kernel tier under qemu and
+# every fuzz target for a bounded time. Needs root.
+#   SYSINSTALL_TEST_QEMU=0       leave the qemu tier out (about 5 minutes)
+#   SYSINSTALL_FUZZ_SECONDS=N    seconds per fuzz target (default 30; 0 leaves it out)
+# A tier left out is named in the summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "tests/run.sh: the root tier needs root (sudo bash tests/run.sh)" >&2; exit 1; }
 
 bash tests/setup.sh
 export RUST_BACKTRACE=0
+export SYSINSTALL_TEST_ROOT=1
+summary=()
 step() { echo; echo "== $1 ($(date +%T))"; }
 
 step fmt; cargo fmt --all -- --check
 step "crates.inc"; python3 yocto/scripts/update-crates-inc.py --check
 step clippy; cargo clippy --all-targets --locked -- -D warnings
-step tests; cargo test --all-targets --locked
+
+step tests
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --all-targets --locked 2>&1 | tee "$log"
+# Every "test result:" line of libtest, summed. With every tier on, an
+# ignored test is one that did not run: that fails the run.
+read -r passed failed ignored < <(awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i + 1) ~ /^passed/) p += $i
+            if ($(i + 1) ~ /^failed/) f += $i
+            if ($(i + 1) ~ /^ignored/) g += $i
+        } }
+    END { print p + 0, f + 0, g + 0 }' "$log")
+root_tier=$(grep -rh 'cfg_attr(not(tier_root), ignore' src tests | wc -l)
+summary+=("cargo tests: $passed passed, $failed failed, $ignored ignored (root tier: $root_tier tests, on)")
+if [ "$ignored" != 0 ]; then
+    echo "tests/run.sh: $ignored tests were ignored although every tier is on:" >&2
+    grep -E '^test .* \.\.\. ignored' "$log" >&2 || true
+    exit 1
+fi
+
 step "static builds"; bash scripts/build-static.sh --no-setup
 step "yocto lint"; bash yocto/scripts/oelint.sh
-step qemu; SYSINSTALL_TEST_QEMU=${SYSINSTALL_TEST_QEMU:-1} bash tests/qemu/run.sh
+if [ "${SYSINSTALL_TEST_QEMU:-1}" != 0 ]; then
+    step qemu; SYSINSTALL_TEST_QEMU=1 bash tests/qemu/run.sh
+    summary+=("qemu tier: on, passed")
+else
+    summary+=("qemu tier: LEFT OUT (SYSINSTALL_TEST_QEMU=0)")
+fi
 if [ "${SYSINSTALL_FUZZ_SECONDS:-30}" != 0 ]; then
     step fuzz; bash fuzz/run.sh "${SYSINSTALL_FUZZ_SECONDS:-30}"
+    summary+=("fuzz tier: on, ${SYSINSTALL_FUZZ_SECONDS:-30} s per target, no crash")
+else
+    summary+=("fuzz tier: LEFT OUT (SYSINSTALL_FUZZ_SECONDS=0)")
 fi
 step done
+printf '   %s\n' "${summary[@]}"

@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests, the static builds and the qemu tier need on a fresh
 # Debian 12 machine (idempotent; a no-op when everything is there). Root is
-# needed for apt; without it, missing tools make the tests that need them skip.
+# needed for apt; without it, a test whose tool is missing fails and names it.
 set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../scripts/debs.sh
+. "$repo/scripts/debs.sh"
 
 pkgs=(gdisk e2fsprogs fdisk util-linux bsdutils attr acl libcap2-bin busybox-static cpio kmod
       zstd xz-utils bzip2 pigz python3 python3-venv musl-tools gcc-aarch64-linux-gnu
       qemu-system-arm qemu-user-static)
-if [ "$(id -u)" = 0 ] && command -v dpkg >/dev/null &&
-    ! dpkg --print-foreign-architectures | grep -qx arm64; then
-    # musl-dev:arm64 (the aarch64 musl C compiler wrapper for zstd-sys and
-    # liblzma-sys) and the arm64 packages of the initramfs come from here.
-    dpkg --add-architecture arm64
-    apt-get update -qq
-fi
+# musl-dev:arm64 (the aarch64 musl C compiler wrapper for zstd-sys and
+# liblzma-sys) and the arm64 packages of the initramfs come from arm64.
+command -v dpkg >/dev/null && deb_ensure_arch arm64 || true
 pkgs+=(musl-dev:arm64)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -25,7 +24,7 @@ if ((${#missing[@]})); then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-        echo "setup: missing ${missing[*]} (not root: tests needing them will skip)" >&2
+        echo "setup: missing ${missing[*]} (not root: the tests that need them will fail, naming them)" >&2
     fi
 fi
 
@@ -37,11 +36,6 @@ if command -v rustup >/dev/null; then
     for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
         grep -qx "$t" <<<"$targets" || rustup target add "$t"
     done
-fi
-# fuzz/run.sh drives libFuzzer through cargo-fuzz (from crates.io).
-if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "setup: installing cargo-fuzz"
-    cargo install --locked --quiet cargo-fuzz
 fi
 # fuzz/run.sh drives libFuzzer through cargo-fuzz (from crates.io).
 if command -v cargo >/dev/null && ! cargo fuzz --version >/dev/null 2>&1; then

@@ -36,7 +36,7 @@ pub mod ver;
 #[allow(dead_code)]
 pub(crate) mod fixtures {
     use crate::layout::BootPartition;
-    include!("../../tests/data/boot_tables.rs");
+    include!("test_tables.rs");
 }
 
 use crate::layout::BootDeviceKind;

@@ -1,0 +1,302 @@
+//! `sysinstall bup list` and `bup check` through the binary: the listing of
+//! a payload laid out like the real TX2-NX one (bup-format.md §6.3), the
+//! board identity from a fake EEPROM, duplicate resolution, missing entries
+//! and exit codes.
+
+use crate::support::bup::*;
+use sysinstall::bup::payload::{Builder, PayloadFormat};
+
+/// The TX2-NX board of tegra-demo-distro#304.
+const PART_NUMBER: &str = "699-13636-0001-300 H.0";
+const MACHINE: &str = "jetson-xavier-nx-devkit-tx2-nx";
+const TNSPEC: &str = "3636-300-0001-H.0-1-0-jetson-xavier-nx-devkit-tx2-nx-mmcblk0p1";
+const COMPAT: &str = "3636--0001--1--jetson-xavier-nx-devkit-tx2-nx-";
+
+fn spec(fab: &str, sku: &str) -> String {
+    format!("3636-{fab}-{sku}--1-0-{MACHINE}-mmcblk0p1")
+}
+
+/// 25 entries like the real payload: 15 common, then board-specific ones
+/// for FAB 300 and 301 (the compatible spec, FAB emptied, matches both).
+fn tx2_nx_payload() -> Builder {
+    let mut b = Builder::new();
+    for name in [
+        "bpmp-fw",
+        "sce-fw",
+        "cpu-bootloader",
+        "mb2",
+        "spe-fw",
+        "adsp-fw",
+        "secure-os",
+        "BMP",
+        "kernel",
+        "mts-bootpack",
+        "mts-preboot",
+        "sc7",
+        "badpage-fw",
+        "eks",
+        "dram-ecc-fw",
+    ] {
+        b = b.entry(name, &data(name, 100), 0, "");
+    }
+    for fab in ["301", "300"] {
+        for name in ["bpmp-fw-dtb", "bootloader-dtb", "VER", "BCT", "MB1_BCT"] {
+            b = b.entry(
+                name,
+                &data(&format!("{name}-{fab}"), 50),
+                0,
+                &spec(fab, "0001"),
+            );
+        }
+    }
+    b
+}
+
+fn board(dir: &std::path::Path) -> std::path::PathBuf {
+    sysroot(
+        dir,
+        "24\n",
+        "console=ttyS0\n",
+        &format!("machine={MACHINE}\n"),
+        Some(("7-0050", &eeprom(PART_NUMBER))),
+    )
+}
+
+#[test]
+fn list_prints_header_and_entries_like_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bl_update_payload");
+    std::fs::write(&p, tx2_nx_payload().build()).unwrap();
+    let o = output(sysinstall().args(["bup", "list"]).arg(&p));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in [
+        "Magic:        NVIDIA__BLOB__V2",
+        "Version:      2.1-2021.6-0 (0x01020621)",
+        "Header size:  48 bytes",
+        "Entry count:  25",
+        "Accessory:    0x0000000000000000",
+    ] {
+        assert!(out.contains(line), "no '{line}' in:\n{out}");
+    }
+    // First data offset 48 + 25 × 120 = 3048, as in the real listing.
+    let first: Vec<&str> = out
+        .lines()
+        .find(|l| l.contains("bpmp-fw "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(first, ["0", "bpmp-fw", "3048", "100", "3275", "0"]);
+    let last = out.lines().last().unwrap();
+    assert!(last.ends_with(&spec("300", "0001")), "{last}");
+
+    let o = output(
+        sysinstall()
+            .args(["bup", "list", "--format", "json"])
+            .arg(&p),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["header"]["header_size"], 48);
+    assert_eq!(v["version_string"], "2.1-2021.6-0");
+    assert_eq!(v["writable"], true);
+    assert_eq!(v["entries"][24]["name"], "MB1_BCT");
+    assert_eq!(v["entries"][24]["spec"], spec("300", "0001"));
+}
+
+#[test]
+fn list_reads_v3_payloads_and_rejects_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v3");
+    let mut b = Builder::new().entry(
+        "mb1",
+        b"x",
+        0,
+        "3701-500-0000-J.0-1-1-jetson-agx-orin-devkit-",
+    );
+    b.format = PayloadFormat::V3;
+    b.version = 0x0103_0622;
+    std::fs::write(&p, b.build()).unwrap();
+    let o = output(sysinstall().args(["bup", "list"]).arg(&p));
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("writing it is not supported yet"),
+        "{}",
+        stdout(&o)
+    );
+
+    std::fs::write(&p, b"NVIDIA__BLOB__V9 and then some more bytes..").unwrap();
+    let o = output(sysinstall().args(["bup", "list"]).arg(&p));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("{}: bad header magic", p.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn check_builds_the_tnspec_from_the_eeprom_and_resolves_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = board(dir.path());
+    let p = dir.path().join("payload");
+    std::fs::write(&p, tx2_nx_payload().build()).unwrap();
+    let o = output(
+        sysinstall()
+            .args(["bup", "check"])
+            .arg(&p)
+            .arg("--sysroot")
+            .arg(&root),
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    // The lines of the real device log (tegra-demo-distro#304).
+    assert!(
+        out.contains(&format!("Native TNSPEC:   {TNSPEC} (EEPROM ")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("Compatible with: {COMPAT}")), "{out}");
+    assert!(
+        out.contains("SoC:             T186 (tegra_chip_id)"),
+        "{out}"
+    );
+    // REF made two tasks of each FAB-301/300 pair (and crashed on BCT);
+    // the FAB-300 entries match the TNSPEC itself and win.
+    for (lost, kept) in [(15, 20), (16, 21), (17, 22), (18, 23), (19, 24)] {
+        assert!(
+            out.contains(&format!(
+                "duplicate entry {lost} not used (entry {kept} is)"
+            )),
+            "{out}"
+        );
+    }
+    assert!(out.contains("PASS"), "{out}");
+
+    let o = output(
+        sysinstall()
+            .args(["bup", "check", "--format", "json"])
+            .arg(&p)
+            .arg("--sysroot")
+            .arg(&root),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["identity"]["part_number"], PART_NUMBER);
+    assert_eq!(v["selected"].as_array().unwrap().len(), 20);
+    assert_eq!(v["dropped"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn check_fails_for_another_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("payload");
+    std::fs::write(&p, tx2_nx_payload().build()).unwrap();
+    // SKU 0003: none of the board-specific entries applies (meta-tegra#1067).
+    let other = "3636-301-0003-D.0-1-0-jetson-xavier-nx-devkit-tx2-nx-mmcblk0p1";
+    let o = output(
+        sysinstall()
+            .args(["bup", "check", "--tnspec", other])
+            .arg(&p),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("FAIL: missing entries for partition(s): bpmp-fw-dtb, bootloader-dtb, VER, BCT, MB1_BCT"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn check_refuses_v3_and_needs_an_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v3");
+    let mut b = Builder::new().entry("mb1", b"x", 0, "");
+    b.format = PayloadFormat::V3;
+    b.version = 0x0103_0622;
+    std::fs::write(&p, b.build()).unwrap();
+    let o = output(
+        sysinstall()
+            .args(["bup", "check", "--tnspec", TNSPEC])
+            .arg(&p),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("FAIL: writing NVIDIA__BLOB__V3"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A board whose EEPROM cannot be read: the error says what to do.
+    let root = sysroot(
+        dir.path(),
+        "24\n",
+        "",
+        &format!("machine={MACHINE}\n"),
+        None,
+    );
+    std::fs::write(&p, tx2_nx_payload().build()).unwrap();
+    let o = output(
+        sysinstall()
+            .args(["bup", "check"])
+            .arg(&p)
+            .arg("--sysroot")
+            .arg(&root),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("7-0050/eeprom (give --tnspec if it is unreadable)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Without a machine name.
+    let root2 = dir.path().join("r2");
+    std::fs::create_dir_all(root2.join("sys/bus/i2c/devices/7-0050")).unwrap();
+    std::fs::create_dir_all(root2.join("sys/module/tegra_fuse/parameters")).unwrap();
+    std::fs::write(
+        root2.join("sys/bus/i2c/devices/7-0050/eeprom"),
+        eeprom(PART_NUMBER),
+    )
+    .unwrap();
+    std::fs::write(
+        root2.join("sys/module/tegra_fuse/parameters/tegra_chip_id"),
+        "24",
+    )
+    .unwrap();
+    let o = output(
+        sysinstall()
+            .args(["bup", "check"])
+            .arg(&p)
+            .arg("--sysroot")
+            .arg(&root2),
+    );
+    assert!(
+        stderr(&o).contains("the machine name is not configured"),
+        "{}",
+        stderr(&o)
+    );
+    // --machine supplies it.
+    let o = output(
+        sysinstall()
+            .args(["bup", "check", "--machine", MACHINE])
+            .arg(&p)
+            .arg("--sysroot")
+            .arg(&root2),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn write_refuses_slots_on_t210_as_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("payload");
+    std::fs::write(&p, tx2_nx_payload().build()).unwrap();
+    let o = output(
+        sysinstall()
+            .args([
+                "bup", "write", "--soc", "t210", "--slot", "b", "--tnspec", TNSPEC,
+            ])
+            .arg(&p),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("T210 boards have no A/B boot slots"));
+}

@@ -1,0 +1,99 @@
+//! Root tier: `bup write` on real block devices. The boot devices and the
+//! user disk are loop devices; user partitions are reached through their
+//! partition nodes (found from the disk's GPT, as in an initramfs without
+//! udev), opened exclusively, written, synced, dropped from the page cache
+//! and read back. (Real eMMC boot partitions cannot exist on the test host.)
+
+use crate::support::bup::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SPEC: &str = "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1";
+const TNSPEC: &str = "3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1";
+
+struct Loop(PathBuf);
+
+impl Loop {
+    fn attach(image: &Path) -> Loop {
+        for _ in 0..20 {
+            let o = output(Command::new("losetup").args(["-f", "--show"]).arg(image));
+            if o.status.success() {
+                return Loop(PathBuf::from(stdout(&o).trim()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("no free loop device for {}", image.display());
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").arg("-d").arg(&self.0).output();
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).output();
+    }
+}
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn tx2_update_on_loop_devices() {
+    crate::support::require_root(&["losetup", "partx", "sgdisk"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let images = boot_images(dir, &[4 * MIB, 4 * MIB]);
+    let mut lin = Linear::read(&images);
+    lin.put_table(&tx2_boot());
+    lin.save(&images);
+    let user = UserDisk::new(dir, &[("kernel", 256 * 1024), ("kernel_b", 256 * 1024)]);
+    let payload = dir.join("payload");
+    let kernel = data("kernel", 200_000);
+    let mb2 = data("mb2", 7000);
+    std::fs::write(
+        &payload,
+        crate::support::bup::payload(&[
+            ("mb2", mb2.clone(), 0, ""),
+            ("kernel", kernel.clone(), 0, ""),
+            ("VER", data("ver", 100), 0, SPEC),
+        ]),
+    )
+    .unwrap();
+
+    let boot: Vec<Loop> = images.iter().map(|i| Loop::attach(i)).collect();
+    let disk = Loop::attach(&user.path);
+    let o = output(Command::new("partx").arg("-a").arg(&disk.0));
+    assert!(o.status.success(), "partx -a: {}", stderr(&o));
+
+    let mut cmd = sysinstall();
+    cmd.args([
+        "bup", "write", "--slot", "b", "--soc", "t186", "--tnspec", TNSPEC,
+    ])
+    .arg(&payload)
+    .arg("--user-device")
+    .arg(&disk.0);
+    for b in &boot {
+        cmd.arg("--boot-device").arg(&b.0);
+    }
+    let o = output(&mut cmd);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    // The kernel went through the partition node, not the whole disk.
+    let node = format!("{}p2", disk.0.display());
+    let line = out.lines().find(|l| l.contains(" kernel_b ")).unwrap();
+    assert_eq!(line.split_whitespace().nth(3), Some(node.as_str()), "{out}");
+    assert!(line.ends_with("written"), "{out}");
+
+    drop(boot);
+    drop(disk);
+    let got = Linear::read(&images);
+    let mb2_b = tx2_boot().into_iter().find(|p| p.name == "mb2_b").unwrap();
+    assert_eq!(got.get(mb2_b.offset, mb2.len()), mb2);
+    let bytes = std::fs::read(&user.path).unwrap();
+    let k = user.partition("kernel_b");
+    assert_eq!(
+        &bytes[k.offset as usize..k.offset as usize + kernel.len()],
+        &kernel[..]
+    );
+    let a = user.partition("kernel");
+    assert!(bytes[a.offset as usize..(a.offset + a.size) as usize]
+        .iter()
+        .all(|&b| b == 0));
+}

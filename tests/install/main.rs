@@ -1,0 +1,13 @@
+//! The install on loop devices: whole installs and updates, refusals, and power cuts at every phase.
+//!
+//! One test binary per subsystem (`src/install` ↔ `tests/install/`); the helpers are
+//! in `tests/support/`. Tiers: see `tests/support/mod.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod interrupt;
+mod loop_device;
+mod refusals;
