@@ -160,3 +160,27 @@ impl Drop for LoopDevice {
     }
 }
 pub mod rig;
+
+/// Compares `got` with the golden file `tests/golden/NAME`; with
+/// `SYSINSTALL_BLESS=1` it writes the file instead.
+pub fn assert_golden(name: &str, got: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("SYSINSTALL_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with SYSINSTALL_BLESS=1)", path.display()));
+    if got != want {
+        let first = got
+            .lines()
+            .zip(want.lines())
+            .position(|(g, w)| g != w)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "{} differs from the output at line {} (SYSINSTALL_BLESS=1 rewrites it):\n--- got\n{got}",
+            path.display(),
+            first + 1
+        );
+    }
+}
