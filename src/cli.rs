@@ -449,6 +449,39 @@ pub struct InstallArgs {
     pub board: BoardArgs,
 }
 
+impl From<SocArg> for crate::layout::Soc {
+    fn from(a: SocArg) -> Self {
+        match a {
+            SocArg::T186 => crate::layout::Soc::T186,
+            SocArg::T194 => crate::layout::Soc::T194,
+            SocArg::T210 => crate::layout::Soc::T210,
+        }
+    }
+}
+
+impl From<ModeArg> for crate::install::ModeRequest {
+    fn from(a: ModeArg) -> Self {
+        match a {
+            ModeArg::Auto => crate::install::ModeRequest::Auto,
+            ModeArg::Initial => crate::install::ModeRequest::Initial,
+            ModeArg::Update => crate::install::ModeRequest::Update,
+        }
+    }
+}
+
+impl ProgressMode {
+    /// The progress display for stderr (`auto` looks at the terminal).
+    pub fn style(self) -> crate::progress::Style {
+        use crate::progress::Style;
+        match self {
+            ProgressMode::Auto => Style::for_stderr(),
+            ProgressMode::Bar => Style::Bar,
+            ProgressMode::Plain => Style::Plain,
+            ProgressMode::None => Style::Off,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,12 +132,16 @@ pub struct WrittenTable {
 /// image file backs a loop device that is. [`prepare`] runs it; `--dry-run`
 /// runs it on its own to predict the real outcome.
 pub fn check_not_in_use(path: &Path, opts: &DiskEnv) -> anyhow::Result<()> {
-    let t = Target::open(path, Access::ReadOnly)?;
+    check_target_not_in_use(&Target::open(path, Access::ReadOnly)?, opts)
+}
+
+/// [`check_not_in_use`] for a target already open.
+pub fn check_target_not_in_use(t: &Target, opts: &DiskEnv) -> anyhow::Result<()> {
     match t.kernel_name() {
         Some(name) => holders::check_unused(&opts.sys_root, name),
-        None => holders::check_image_unused(&opts.sys_root, path),
+        None => holders::check_image_unused(&opts.sys_root, t.path()),
     }
-    .with_context(|| format!("refusing to partition {}", path.display()))
+    .with_context(|| format!("refusing to partition {}", t.path().display()))
 }
 
 /// Reads what is on the disk: the GPT (if any) and a probe of each partition.
@@ -203,6 +207,24 @@ pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared
     prepare_on(Target::open(device, Access::ReadOnly)?, false, table)
 }
 
+/// The plan for `table` on a target already open (read only).
+pub fn plan_on(target: &mut Target, table: &PartitionTable) -> anyhow::Result<Plan> {
+    let shown = target.path().display().to_string();
+    let n = target.sectors();
+    if table.disk_sectors != n {
+        bail!(
+            "the layout was placed for a disk of {} sectors, but {shown} has {n}",
+            table.disk_sectors
+        );
+    }
+    let found = find(target.file(), n).with_context(|| format!("reading {shown}"))?;
+    Ok(match &found {
+        Found::Nothing(c) => repartition::plan(Current::None(c), table),
+        Found::Gpt(g, contents) => repartition::plan(Current::Gpt(g, contents), table),
+        Found::Unreadable(r) => repartition::plan(Current::Unreadable(r), table),
+    })
+}
+
 /// Everything before the first write: refuses a disk in use, opens it
 /// exclusively (held until [`write()`] returns, so nobody can mount it in
 /// between), reads, plans and builds.
@@ -214,6 +236,16 @@ pub fn prepare(
     check_not_in_use(device, opts)?;
     let target = Target::open(device, Access::Exclusive)
         .with_context(|| format!("refusing to partition {}", device.display()))?;
+    prepare_claimed(target, table, opts)
+}
+
+/// [`prepare`] on a target the caller opened with [`Access::Exclusive`].
+pub fn prepare_claimed(
+    target: Target,
+    table: &PartitionTable,
+    opts: &DiskEnv,
+) -> anyhow::Result<PreparedGpt> {
+    check_target_not_in_use(&target, opts)?;
     prepare_on(target, true, table)
 }
 
@@ -310,16 +342,20 @@ pub fn partition(
 /// layout in place (the earlier run may have been cut before the kernel was
 /// told, or on another boot). Image files have no nodes: empty list.
 pub fn expose(device: &Path, opts: &DiskEnv) -> anyhow::Result<Vec<PartitionNode>> {
-    let mut target = Target::open(device, Access::ReadOnly)?;
+    expose_target(&mut Target::open(device, Access::ReadOnly)?, opts)
+}
+
+/// [`expose`] on a target already open.
+pub fn expose_target(target: &mut Target, opts: &DiskEnv) -> anyhow::Result<Vec<PartitionNode>> {
     if matches!(target.kind(), TargetKind::ImageFile) {
         return Ok(Vec::new());
     }
-    let shown = device.display().to_string();
+    let shown = target.path().display().to_string();
     let sectors = target.sectors();
     let gpt = gpt_read::read(target.file(), sectors)
         .with_context(|| format!("reading the GPT of {shown}"))?
         .with_context(|| format!("{shown} has no GPT"))?;
-    let (_, seen) = tell_kernel(&target, &gpt.entries)
+    let (_, seen) = tell_kernel(target, &gpt.entries)
         .with_context(|| format!("making the kernel see the partitions of {shown}"))?;
     wait_for_nodes(&gpt.entries, &seen, opts)
         .with_context(|| format!("waiting for the partition nodes of {shown}"))

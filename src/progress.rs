@@ -7,7 +7,6 @@
 //! [`human_duration`]) and unit-tested; [`HumanSink`] only decides when to
 //! draw.
 
-use crate::cli::ProgressMode;
 use crate::events::{Event, EventKind, Sink, Verdict};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -31,23 +30,16 @@ pub enum Style {
 }
 
 impl Style {
-    /// Resolves a `--progress` mode for stderr: `auto` is a bar when stderr is
-    /// a terminal and `TERM` is not `dumb` (a serial console usually has
-    /// TERM unset or `vt100`, and gets the bar only if it is a tty).
-    pub fn for_stderr(mode: ProgressMode) -> Style {
-        match mode {
-            ProgressMode::Bar => Style::Bar,
-            ProgressMode::Plain => Style::Plain,
-            ProgressMode::None => Style::Off,
-            ProgressMode::Auto => {
-                let tty = std::io::stderr().is_terminal();
-                let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(false);
-                if tty && !dumb {
-                    Style::Bar
-                } else {
-                    Style::Plain
-                }
-            }
+    /// What suits stderr: a bar when it is a terminal and `TERM` is not
+    /// `dumb` (a serial console usually has TERM unset or `vt100`, and gets
+    /// the bar only if it is a tty), else plain lines.
+    pub fn for_stderr() -> Style {
+        let tty = std::io::stderr().is_terminal();
+        let dumb = std::env::var("TERM").map(|t| t == "dumb").unwrap_or(false);
+        if tty && !dumb {
+            Style::Bar
+        } else {
+            Style::Plain
         }
     }
 }
@@ -64,9 +56,9 @@ pub struct HumanSink {
 }
 
 impl HumanSink {
-    /// A sink on stderr for a `--progress` mode.
-    pub fn new(mode: ProgressMode) -> HumanSink {
-        HumanSink::with_writer(Style::for_stderr(mode), Box::new(std::io::stderr()))
+    /// A sink on stderr.
+    pub fn new(style: Style) -> HumanSink {
+        HumanSink::with_writer(style, Box::new(std::io::stderr()))
     }
 
     /// A sink with an explicit style and writer (tests, other consoles).

@@ -17,7 +17,8 @@ static ALLOCATOR: alloc::Bounded = alloc::Bounded;
 use std::io::Cursor;
 use sysinstall::gpt::{self, read::GptCopy, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
-use sysinstall::install::{config, journal};
+use sysinstall::commands::site_config as config;
+use sysinstall::install::journal;
 use sysinstall::layout::{self, csv, render, BootArea, LoadOptions, PartitionTable};
 
 /// Disk sizes (sectors) a layout is placed on besides its own `num_sectors`:

@@ -8,7 +8,7 @@ use crate::bup::payload::{Payload, PayloadFormat};
 use crate::bup::tnspec;
 use crate::bup::update::{self, IdentityRequest, Request, UpdateOptions};
 
-use crate::cli::{BupCheckArgs, BupWriteArgs, LayoutSource, ReportFormat, SlotArg, SocArg};
+use crate::cli::{BupCheckArgs, BupWriteArgs, LayoutSource, ReportFormat, SlotArg};
 use crate::events::{Event, EventKind, Events, Sink};
 use crate::exit;
 
@@ -18,14 +18,6 @@ use anyhow::Context as _;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-fn soc(arg: SocArg) -> Soc {
-    match arg {
-        SocArg::T186 => Soc::T186,
-        SocArg::T194 => Soc::T194,
-        SocArg::T210 => Soc::T210,
-    }
-}
 
 fn sysroot(dir: &Option<PathBuf>) -> SysRoot {
     dir.as_ref().map_or_else(SysRoot::default, SysRoot::new)
@@ -174,7 +166,7 @@ pub fn check(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
     let identity = update::identify(
         &root,
         &IdentityRequest {
-            soc: args.soc.map(soc),
+            soc: args.soc.map(Soc::from),
             tnspec: args.board.tnspec.clone(),
             machine: args.board.machine.clone(),
             layout_soc: layout.as_ref().and_then(|l| l.soc),
@@ -385,7 +377,7 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
     let opts = UpdateOptions {
         payload: args.file.clone(),
         request,
-        soc: args.soc.map(soc),
+        soc: args.soc.map(Soc::from),
         layout: load_layout(&args.layout)?,
         boot_devices: args.boot_devices.clone(),
         user_device: args.user_device.clone(),

@@ -1,18 +1,110 @@
 //! `sysinstall install` (and `sysinstall` alone): the technician's command.
 //!
-//! Human progress on stderr, `--events json` as JSON Lines on stdout or
-//! `--events-fd`, and the old tool's last line — `PASS: successful
-//! installation of <artifact>` or `FAIL: <reason>` — on stdout (on stderr
-//! when stdout carries the JSON events).
+//! Here the command line and the site configuration become
+//! [`InstallOptions`]; human progress goes to stderr, `--events json` as
+//! JSON Lines to stdout or `--events-fd`, and the old tool's last line —
+//! `PASS: successful installation of <artifact>` or `FAIL: <reason>` — to
+//! stdout (to stderr when stdout carries the JSON events).
 
-use super::Context;
+use super::{prompt, site_config, Context};
 use crate::cli::{InstallArgs, ProgressMode};
 use crate::events::{Events, JsonSink, Sink};
-use crate::exit::{self, CommandKind};
-use crate::install::{self, InstallOptions};
+use crate::exit::{self, CommandKind, UsageError};
+use crate::install::{self, decide::Refusal, report, InstallOptions};
+use crate::layout::subst;
 use crate::progress::HumanSink;
-use std::io::{BufRead, IsTerminal, Write};
+use crate::sys::board::SysRoot;
+use anyhow::anyhow;
+use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Runs `sysinstall install`. Failures are reported here (the FAIL line
+/// and the summary event), so the exit code is returned either way.
+pub fn run(args: &InstallArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let events = match events(args, ctx) {
+        Ok(e) => e,
+        Err(e) => return Ok(finish(args, ctx, &Events::silent(), Err(e))),
+    };
+    let result = resolve(args).and_then(|opts| {
+        let device = opts.device.display().to_string();
+        install::run(&opts, &ctx.changes, &events, &mut |text| {
+            confirm(args.yes, text, &device)
+        })
+    });
+    Ok(finish(args, ctx, &events, result))
+}
+
+/// The summary event and the last line; the exit code.
+fn finish(
+    args: &InstallArgs,
+    ctx: &Context,
+    events: &Events,
+    result: anyhow::Result<install::Summary>,
+) -> u8 {
+    let (code, line) = match result {
+        Ok(mut summary) => {
+            summary.exit = exit::SUCCESS;
+            events.summary(serde_json::to_value(&summary).unwrap_or_default());
+            if summary.result != "pass" {
+                return exit::SUCCESS;
+            }
+            (
+                exit::SUCCESS,
+                report::pass_line(summary.artifact.as_deref()),
+            )
+        }
+        Err(err) => {
+            let err = as_usage(err);
+            let code = exit::classify(&err, CommandKind::Writer, &ctx.changes);
+            let reason = exit::one_line(&err);
+            events.summary(serde_json::json!({
+                "result": "fail",
+                "exit": code,
+                "error": reason,
+            }));
+            (code, report::fail_line(&reason, code))
+        }
+    };
+    // With the JSON events on stdout, the last line goes to stderr.
+    if args.events.is_some() && matches!(args.events_fd, None | Some(1)) {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    code
+}
+
+/// A refusal that comes from contradictory options is a usage error.
+fn as_usage(err: anyhow::Error) -> anyhow::Error {
+    match err.downcast_ref::<Refusal>() {
+        Some(r) if r.is_usage() => UsageError(r.to_string()).into(),
+        _ => err,
+    }
+}
+
+/// The event sinks: human progress, JSON, failpoints (tests).
+fn events(args: &InstallArgs, ctx: &Context) -> anyhow::Result<Events> {
+    if args.events_fd.is_some() && args.events.is_none() {
+        return Err(UsageError("--events-fd needs --events json".into()).into());
+    }
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let progress = args.progress.unwrap_or(if ctx.quiet {
+        ProgressMode::None
+    } else {
+        ProgressMode::Auto
+    });
+    if progress != ProgressMode::None {
+        sinks.push(Box::new(HumanSink::new(progress.style())));
+    }
+    if args.events.is_some() {
+        sinks.push(Box::new(JsonSink(events_writer(args.events_fd)?)));
+    }
+    if std::env::var_os(crate::failpoint::ENV).is_some() {
+        sinks.push(install::failpoint_sink());
+    }
+    Ok(Events::new(sinks))
+}
 
 fn events_writer(fd: Option<i32>) -> anyhow::Result<Box<dyn Write + Send>> {
     match fd {
@@ -25,7 +117,7 @@ fn events_writer(fd: Option<i32>) -> anyhow::Result<Box<dyn Write + Send>> {
                 unsafe { std::os::fd::BorrowedFd::borrow_raw(n) },
                 nix::fcntl::FcntlArg::F_GETFD,
             )
-            .map_err(|e| exit::UsageError(format!("--events-fd {n}: {e}")))?;
+            .map_err(|e| UsageError(format!("--events-fd {n}: {e}")))?;
             // SAFETY: the descriptor is open (checked above) and handed to us
             // by the caller for exactly this use; we own it from here on.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
@@ -34,95 +126,72 @@ fn events_writer(fd: Option<i32>) -> anyhow::Result<Box<dyn Write + Send>> {
     }
 }
 
-/// Asks on the terminal; no terminal and no `--yes` is a refusal.
+/// Shows the report; asks on the terminal unless `--yes` (see [`prompt`]).
 fn confirm(yes: bool, text: &str, device: &str) -> anyhow::Result<bool> {
     eprintln!("{text}\n");
-    if yes {
-        return Ok(true);
-    }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        anyhow::bail!(
-            "refusing to write {device} without confirmation: no terminal to ask on (give --yes)"
-        );
-    }
-    eprint!("Erase and install onto {device}? Type 'yes' to go on: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "yes" | "YES" | "Yes"))
+    prompt::require_answerable(yes, "write", device)?;
+    Ok(yes || prompt::ask(&format!("Erase and install onto {device}?"))?)
 }
 
-/// Runs `sysinstall install`.
-pub fn run(args: &InstallArgs, ctx: &Context) -> anyhow::Result<u8> {
-    let json_on_stdout = args.events.is_some() && matches!(args.events_fd, None | Some(1));
-    ctx.result_to_stderr.set(json_on_stdout);
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    let progress = args.progress.unwrap_or(if ctx.quiet {
-        ProgressMode::None
-    } else {
-        ProgressMode::Auto
-    });
-    if progress != ProgressMode::None {
-        sinks.push(Box::new(HumanSink::new(progress)));
-    }
-    if args.events.is_some() {
-        sinks.push(Box::new(JsonSink(events_writer(args.events_fd)?)));
-    }
-    if std::env::var_os(crate::failpoint::ENV).is_some() {
-        sinks.push(install::failpoint_sink());
-    }
-    let events = Events::new(sinks);
-    let result = InstallOptions::resolve(args).and_then(|opts| {
-        let device = opts.device.display().to_string();
-        let yes = opts.yes;
-        install::run(&opts, &ctx.changes, &events, &mut |text| {
-            confirm(yes, text, &device)
-        })
-    });
-    match result {
-        Ok(summary) => {
-            let code = exit::SUCCESS;
-            let mut s = summary.clone();
-            s.exit = code;
-            events.summary(serde_json::to_value(&s).unwrap_or_default());
-            if summary.result == "pass" {
-                let what = summary
-                    .artifact
-                    .clone()
-                    .unwrap_or_else(|| "the rootfs".to_string());
-                report(ctx, &format!("PASS: successful installation of {what}"));
-            }
-            Ok(code)
-        }
-        Err(err) => {
-            let code = exit::classify(&err, CommandKind::Writer, &ctx.changes);
-            events.summary(serde_json::json!({
-                "result": "fail",
-                "exit": code,
-                "error": exit::one_line(&err),
-            }));
-            Err(err)
-        }
-    }
+fn first_existing(paths: &[&str]) -> Option<PathBuf> {
+    paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn report(ctx: &Context, line: &str) {
-    if ctx.result_to_stderr.get() {
-        eprintln!("{line}");
-    } else {
-        println!("{line}");
-    }
-}
-
-/// Prints the old tool's final line for a failed install.
-pub fn report_failure(ctx: &Context, line: &str, code: u8) {
-    let hint = match code {
-        exit::TARGET_CHANGED => {
-            " (the disk was changed; run the same command again to resume the install)"
-        }
-        exit::REFUSED => " (nothing on the disk was changed)",
-        _ => "",
+/// The command line, over the site configuration, over the defaults.
+pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
+    let mut a = cli.clone();
+    site_config::load_into(cli.config.as_deref(), &mut a)?;
+    let rootfs = match a.rootfs.clone() {
+        Some(r) => r,
+        None => first_existing(install::DEFAULT_ROOTFS)
+            .map(|p| p.display().to_string())
+            .ok_or_else(|| {
+                anyhow!(
+                    "no rootfs tarball given and none of {} exists",
+                    install::DEFAULT_ROOTFS.join(", ")
+                )
+            })?,
     };
-    report(ctx, &format!("FAIL: {line}{hint}"));
+    let data = a.data.clone().or_else(|| {
+        Path::new(install::DEFAULT_DATA)
+            .exists()
+            .then(|| install::DEFAULT_DATA.to_owned())
+    });
+    let layout = match a.layout.layout.clone() {
+        Some(l) => l,
+        None => first_existing(install::DEFAULT_LAYOUTS).ok_or_else(|| {
+            anyhow!(
+                "no layout given (--layout, or layout= in {}) and none of {} exists",
+                site_config::DEFAULT_PATH,
+                install::DEFAULT_LAYOUTS.join(", ")
+            )
+        })?,
+    };
+    Ok(InstallOptions {
+        rootfs,
+        rootfs_sha256: a.rootfs_sha256.clone(),
+        data,
+        layout,
+        set: subst::parse_assignments(&a.layout.set).map_err(UsageError)?,
+        device: a
+            .device
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(install::DEFAULT_DEVICE)),
+        bup: a.bup.clone(),
+        boot_devices: a.boot_devices.clone(),
+        soc: a.soc.map(Into::into),
+        mode: a.mode.unwrap_or_default().into(),
+        keep_data: a.keep_data,
+        dry_run: a.dry_run,
+        no_fsck: a.no_fsck,
+        mkfs_options: a.mkfs_options.clone(),
+        verify_slots: a.verify_slots,
+        restart: a.restart,
+        tnspec: a.board.tnspec.clone(),
+        machine: a.board.machine.clone(),
+        sysroot: SysRoot::new(a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"))),
+        rundir: std::env::var_os("SYSINSTALL_RUNDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(install::DEFAULT_RUNDIR)),
+    })
 }

@@ -6,6 +6,8 @@ mod install;
 mod layout;
 mod partition;
 mod plan;
+mod prompt;
+pub mod site_config;
 mod unpack;
 
 use crate::cli::{BupCommand, Cli, Command};
@@ -19,8 +21,6 @@ pub struct Context {
     pub verbose: u8,
     /// `-q` given.
     pub quiet: bool,
-    /// The install's PASS/FAIL line goes to stderr (stdout carries JSON events).
-    pub result_to_stderr: std::cell::Cell<bool>,
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -29,10 +29,8 @@ pub fn run(cli: Cli) -> u8 {
         changes: Changes::new(),
         verbose: cli.verbose,
         quiet: cli.quiet,
-        result_to_stderr: std::cell::Cell::new(false),
     };
     let command = cli.command.unwrap_or(Command::Install(cli.install));
-    let is_install = matches!(command, Command::Install(_));
     let (kind, result) = match &command {
         Command::Install(a) => (CommandKind::Writer, install::run(a, &ctx)),
         Command::Layout(a) => (CommandKind::ReadOnly, layout::run(a, &ctx)),
@@ -49,12 +47,7 @@ pub fn run(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(err) => {
             let code = exit::classify(&err, kind, &ctx.changes);
-            let line = exit::one_line(&err);
-            if is_install {
-                install::report_failure(&ctx, &line, code);
-            } else {
-                eprintln!("sysinstall: error: {line}");
-            }
+            eprintln!("sysinstall: error: {}", exit::one_line(&err));
             code
         }
     }

@@ -12,9 +12,7 @@ use crate::guid::Guid;
 use crate::layout::render::{human_size, type_code};
 use crate::layout::{Layout, PartitionTable};
 use crate::repartition;
-use anyhow::{bail, Context as _};
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 /// The `--layout` path (a usage error without one). Shared with `plan`.
@@ -35,9 +33,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
     let dev = args.device.display().to_string();
     layout_path(&args.layout)?;
     // Fail before any work when nobody could answer the question.
-    if !args.dry_run && !args.yes && !std::io::stdin().is_terminal() {
-        bail!("refusing to partition {dev} without confirmation: stdin is not a terminal (pass --yes)");
-    }
+    super::prompt::require_answerable(args.dry_run || args.yes, "partition", &dev)?;
     let sectors = crate::sys::blockdev::size_in_sectors(&args.device)?;
     let layout = load_layout(&args.layout, sectors)?;
     let table = &layout.user;
@@ -69,25 +65,18 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
     Ok(SUCCESS)
 }
 
-/// Asks on the terminal; anything but "y"/"yes" declines.
+/// Asks on the terminal (see [`super::prompt`]).
 fn confirm(p: &PreparedGpt, dev: &str) -> anyhow::Result<()> {
     let lost: Vec<&str> = p.plan.data_lost().map(|x| x.name.as_str()).collect();
     let mut question = format!("Write a new GPT to {dev}");
     if !lost.is_empty() {
         let _ = write!(question, ", destroying the data on {}", lost.join(", "));
     }
-    question.push_str("? [y/N] ");
-    let mut err = std::io::stderr();
-    let _ = err.write_all(question.as_bytes());
-    let _ = err.flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("reading the answer")?;
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(Declined.into()),
+    question.push('?');
+    if super::prompt::ask(&question)? {
+        Ok(())
+    } else {
+        Err(Declined.into())
     }
 }
 

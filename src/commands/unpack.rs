@@ -14,7 +14,7 @@ pub fn run(args: &UnpackArgs, ctx: &Context) -> anyhow::Result<u8> {
     } else {
         args.progress
     };
-    let events = Events::new(vec![Box::new(HumanSink::new(mode))]);
+    let events = Events::new(vec![Box::new(HumanSink::new(mode.style()))]);
     let opts = SourceOptions {
         sha256: args.rootfs_sha256.clone(),
         retries: args.retries,

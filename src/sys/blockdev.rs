@@ -137,6 +137,9 @@ pub enum Access {
     /// device-mapper, md or another exclusive opener, and which keeps anyone
     /// else from claiming it while we write.
     Exclusive,
+    /// Read and write without claiming the device: for a few sectors that
+    /// nothing else uses (the journal in LBA 0) while partitions are in use.
+    Write,
 }
 
 /// An open partitioning target: a whole-disk block device or an image file.
@@ -162,11 +165,11 @@ impl Target {
         }
         let mut opts = OpenOptions::new();
         opts.read(true).custom_flags(libc::O_CLOEXEC);
-        if access == Access::Exclusive {
+        if access != Access::ReadOnly {
             opts.write(true);
-            if block {
-                opts.custom_flags(libc::O_CLOEXEC | libc::O_EXCL);
-            }
+        }
+        if access == Access::Exclusive && block {
+            opts.custom_flags(libc::O_CLOEXEC | libc::O_EXCL);
         }
         // A short EBUSY retry: the kernel also claims a disk briefly on its
         // own (a partition rescan started by another tool, a loop device
@@ -336,6 +339,106 @@ impl Target {
             TargetKind::ImageFile => Ok(Vec::new()),
         }
     }
+}
+
+/// The install's one handle on its target: opened read-only once, under the
+/// path the kernel knows it by (symlinks such as `/dev/disk/by-path/...`
+/// resolved), for every read of the run. Whatever must write or claim the
+/// device re-opens it with [`Disk::reopen`], which checks that the path still
+/// leads to the same device (or, for an image file, the same file).
+#[derive(Debug)]
+pub struct Disk {
+    target: Target,
+    /// Device number, or (device, inode) of an image file.
+    identity: (u64, u64),
+}
+
+impl Disk {
+    /// Opens `path` (refusals as [`Target::open`]).
+    pub fn open(path: &Path) -> anyhow::Result<Disk> {
+        let canonical =
+            std::fs::canonicalize(path).with_context(|| format!("opening {}", path.display()))?;
+        let target = Target::open(&canonical, Access::ReadOnly)?;
+        let identity = identity_of(&target.file)
+            .with_context(|| format!("reading {}", canonical.display()))?;
+        Ok(Disk { target, identity })
+    }
+
+    /// The path the kernel knows it by.
+    pub fn path(&self) -> &Path {
+        self.target.path()
+    }
+
+    /// Size in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.target.sectors()
+    }
+
+    /// The read-only target, for reading the disk.
+    pub fn target(&mut self) -> &mut Target {
+        &mut self.target
+    }
+
+    /// The node of partition `number`, named as the kernel names it.
+    pub fn partition_path(&self, number: u32) -> PathBuf {
+        partition_path(self.path(), number)
+    }
+
+    /// Opens the same device again with `access`; fails when the path now
+    /// leads to another device or file.
+    pub fn reopen(&self, access: Access) -> anyhow::Result<Target> {
+        let t = Target::open(self.path(), access)?;
+        let now =
+            identity_of(&t.file).with_context(|| format!("reading {}", self.path().display()))?;
+        if now != self.identity {
+            bail!(
+                "{} is no longer the device this run opened",
+                self.path().display()
+            );
+        }
+        Ok(t)
+    }
+
+    /// The first `len` bytes (fewer on a smaller disk), read through the handle.
+    pub fn read_head(&mut self, len: usize) -> anyhow::Result<Vec<u8>> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let shown = self.path().display().to_string();
+        let f = self.target.file();
+        f.seek(SeekFrom::Start(0))
+            .with_context(|| format!("reading {shown}"))?;
+        let mut buf = Vec::with_capacity(len);
+        f.take(len as u64)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {shown}"))?;
+        Ok(buf)
+    }
+
+    /// Reads LBA 0, lets `edit` change it, writes it back through a
+    /// re-opened descriptor and makes it durable: the install journal's home.
+    pub fn update_sector0(&self, edit: impl FnOnce(&mut [u8])) -> anyhow::Result<()> {
+        use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+        let shown = self.path().display().to_string();
+        let mut t = self.reopen(Access::Write)?;
+        let f = t.file();
+        let mut sector = [0u8; 512];
+        f.read_exact(&mut sector)
+            .with_context(|| format!("reading sector 0 of {shown}"))?;
+        edit(&mut sector);
+        f.seek(SeekFrom::Start(0))
+            .and_then(|_| f.write_all(&sector))
+            .with_context(|| format!("writing sector 0 of {shown}"))?;
+        sync(f).with_context(|| format!("flushing {shown}"))?;
+        Ok(())
+    }
+}
+
+fn identity_of(file: &File) -> io::Result<(u64, u64)> {
+    let m = file.metadata()?;
+    Ok(if m.file_type().is_block_device() {
+        (m.rdev(), 0)
+    } else {
+        (m.dev(), m.ino())
+    })
 }
 
 /// Size of a block device or image file in 512-byte sectors: the disk size a

@@ -1,0 +1,116 @@
+//! Where the install's bootloader update payload (BUP) comes from: given
+//! with `--bup`, taken from the new rootfs (captured while the tarball is
+//! scanned or unpacked, or read back from a slot an earlier run finished),
+//! and checked for this board before it is used.
+
+use super::journal::InstallMode;
+use super::InstallOptions;
+use crate::bup::update::{self, IdentityRequest};
+use crate::layout::{Layout, Soc};
+use crate::rootfs::{self, Capture};
+use crate::sys::mount::Mount;
+use anyhow::{bail, Context as _};
+use std::path::{Path, PathBuf};
+
+/// The payload an initial install writes, inside the new rootfs.
+pub const BUP_INITIALIZE: &str = "opt/ota_package/full_init_payload";
+/// The payload an update writes (and the fallback for an initial install).
+pub const BUP_UPDATE: &str = "opt/ota_package/bl_update_payload";
+/// Largest payload taken from the rootfs (real ones are about 30–50 MB).
+pub const MAX_BUP_BYTES: u64 = 256 << 20;
+
+/// Where the payload for the boot partitions comes from.
+#[derive(Debug, Clone)]
+pub enum BupSource {
+    /// None given and none in the rootfs: the boot partitions are left alone.
+    None,
+    /// A file (`--bup`, or the payload extracted from the rootfs).
+    File(PathBuf),
+    /// In a streamed rootfs: captured during the unpack, checked before the
+    /// boot partitions are written.
+    Deferred,
+}
+
+/// Where a mode takes its payload from inside the rootfs, in order of preference.
+pub fn paths(mode: InstallMode) -> &'static [&'static str] {
+    match mode {
+        InstallMode::Initial => &[BUP_INITIALIZE, BUP_UPDATE],
+        InstallMode::Update => &[BUP_UPDATE],
+    }
+}
+
+/// The members to capture while reading the rootfs, to get its payload.
+pub fn captures() -> Vec<Capture> {
+    [BUP_INITIALIZE, BUP_UPDATE]
+        .iter()
+        .map(|p| Capture {
+            path: (*p).into(),
+            max_bytes: MAX_BUP_BYTES,
+        })
+        .collect()
+}
+
+/// The payload for `mode` among the captured members.
+pub fn pick(captured: &[rootfs::Captured], mode: InstallMode) -> Option<Vec<u8>> {
+    paths(mode).iter().find_map(|p| {
+        captured
+            .iter()
+            .find(|c| c.path == *p)
+            .map(|c| c.data.clone())
+    })
+}
+
+/// Writes a payload extracted from the rootfs where the boot-partition
+/// update can open it.
+pub fn stash(rundir: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let p = rundir.join("bup-payload");
+    std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    Ok(p)
+}
+
+/// Runs `bup check` for this board against the layout; an error when an
+/// install would fail, else a one-line summary for the report.
+pub fn check(
+    opts: &InstallOptions,
+    layout: &Layout,
+    soc: Option<Soc>,
+    path: &Path,
+) -> anyhow::Result<String> {
+    let (mut file, payload) = update::open_payload(path)?;
+    let identity = update::identify(
+        &opts.sysroot,
+        &IdentityRequest {
+            soc,
+            tnspec: opts.tnspec.clone(),
+            machine: opts.machine.clone(),
+            layout_soc: layout.soc,
+        },
+    )?;
+    let sel = crate::bup::tnspec::select(&payload.entries, &identity.tnspec);
+    let outcome = crate::bup::check::check(&payload, &mut file, &sel, identity.soc, Some(layout));
+    if let Some(p) = outcome.problems.first() {
+        bail!("{}: {p} (TNSPEC {})", path.display(), identity.tnspec);
+    }
+    Ok(format!(
+        "{} entries selected for TNSPEC {} ({})",
+        sel.selected.len(),
+        identity.tnspec,
+        identity.tnspec_source
+    ))
+}
+
+/// The payload from a slot an earlier run finished (a streamed rootfs is
+/// not unpacked again on resume): the slot is mounted read-only without
+/// replaying its journal.
+pub fn read_from_slot(node: &Path, mountpoint: &Path, mode: InstallMode) -> Option<Vec<u8>> {
+    let m = Mount::ext4_inspect(node, mountpoint).ok()?;
+    let bytes = paths(mode).iter().find_map(|p| {
+        let full = rootfs::post::resolve_in_tree(m.path(), Path::new(p)).ok()?;
+        let meta = std::fs::metadata(&full).ok()?;
+        (meta.len() <= MAX_BUP_BYTES)
+            .then(|| std::fs::read(&full).ok())
+            .flatten()
+    });
+    let _ = m.unmount();
+    bytes
+}

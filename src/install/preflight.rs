@@ -1,0 +1,541 @@
+//! The preflight: every fact the install depends on, found and checked
+//! before anything is written, one function per fact, in the order the
+//! report shows them. It ends with the [`Decision`] and the report text.
+//!
+//! ```text
+//! target → layout → in use? plan → journal → boot devices → running slot
+//!   → decide (mode, slot, data, erased) → tools → rootfs (a local file is
+//!   read through once) → payload → boot devices checked → DATA saved
+//!   → data tarball → content → resume?
+//! ```
+
+use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
+use super::journal::{self, InstallMode, Record};
+use super::payload::{self, BupSource};
+use super::report::{self, PayloadFinding, PreflightView, RootfsFinding};
+use super::{filesystems, Fs, FsRole, InstallOptions};
+use crate::bup::board::{self as bboard, Slot};
+use crate::bup::update::{self, Request, UpdateOptions};
+use crate::disk;
+use crate::events::Events;
+use crate::layout::{self, Layout, LoadOptions, Soc};
+use crate::repartition::Plan;
+use crate::rootfs::{self, tree::SavedTree, Source, SourceOptions, UnpackOptions};
+use crate::sys::blockdev::Disk;
+use crate::sys::{self, mount::Mount};
+use anyhow::{bail, Context as _};
+use std::path::{Path, PathBuf};
+
+/// Share of available memory `--keep-data` may use to hold DATA.
+pub const KEEP_DATA_MEM_PERCENT: u64 = 50;
+/// A slot is refused when the tarball's contents exceed this share of it
+/// (ext4 metadata, journal and reserved blocks need the rest).
+pub const SLOT_FILL_PERCENT: u64 = 90;
+/// Tools the install runs.
+pub const TOOLS: &[&str] = &["mke2fs", "e2fsck", "tune2fs"];
+
+/// What the preflight found and decided.
+pub struct Preflight {
+    /// The target, open for the whole run.
+    pub disk: Disk,
+    /// The layout, placed for the disk.
+    pub layout: Layout,
+    /// The disk's table against the layout's.
+    pub plan: Plan,
+    /// The layout's filesystems.
+    pub fs: Vec<Fs>,
+    /// SoC family, when known.
+    pub soc: Option<Soc>,
+    /// The boot devices (empty: from the board configuration).
+    pub boot_devices: Vec<PathBuf>,
+    /// Mode, slot, data, what is erased.
+    pub decision: Decision,
+    /// The interrupted install this run finishes.
+    pub resume: Option<Record>,
+    /// What is being installed (the journal's content id).
+    pub content: [u8; 32],
+    /// The rootfs's SHA-256, when known before the unpack.
+    pub rootfs_sha256: Option<[u8; 32]>,
+    /// Where the payload comes from.
+    pub bup: BupSource,
+    /// DATA, saved for `--keep-data`.
+    pub saved_data: Option<SavedTree>,
+    /// The report shown before the confirmation.
+    pub report: String,
+}
+
+/// What reading the rootfs before the install found.
+struct RootfsCheck {
+    finding: RootfsFinding,
+    sha256: Option<[u8; 32]>,
+    /// `sha256:…` when the hash is known, else the source itself.
+    identity: String,
+    captured: Vec<rootfs::Captured>,
+    local: bool,
+}
+
+/// Finds and checks everything; nothing is written.
+pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Preflight> {
+    let shown = opts.device.display().to_string();
+    let mut disk = open_target(&opts.device)?;
+    let layout = load_layout(opts, disk.sectors(), events)?;
+    let fs = filesystems(&layout.user)?;
+    let plan = survey(&mut disk, &layout, opts)?;
+    let journal = read_journal(&mut disk)?;
+    let soc = opts.soc.or(layout.soc);
+    let boot_devices = boot_devices(opts, disk.path(), &layout);
+    let running = running_slot(opts, &boot_devices, &layout);
+    let mismatch = boot_mismatch(&layout, soc, &plan, &boot_devices);
+    let decision = decide::decide(
+        &Facts {
+            device: &shown,
+            plan: &plan,
+            filesystems: &fs,
+            soc,
+            journal: journal.as_ref(),
+            running: running.as_ref(),
+            boot_mismatch: mismatch.as_deref(),
+        },
+        &opts.request(),
+    )?;
+    check_tools()?;
+    let rootfs = check_rootfs(opts, events, &fs)?;
+    std::fs::create_dir_all(&opts.rundir)
+        .with_context(|| format!("creating {}", opts.rundir.display()))?;
+    let (bup, payload_finding) = locate_payload(opts, &layout, soc, &rootfs, decision.mode)?;
+    let boot_line = match bup {
+        BupSource::None => None,
+        _ => Some(check_boot(
+            opts,
+            &disk,
+            &layout,
+            soc,
+            &boot_devices,
+            &bup,
+            &decision,
+        )?),
+    };
+    let saved_data = match decision.data {
+        Some(DataHandling::SaveAndRestore) => Some(save_data(opts, &mut disk, &plan, &fs)?),
+        _ => None,
+    };
+    check_data_tarball(opts, events)?;
+    let content = content_id(opts, &layout, &rootfs.identity);
+    let resume = decide::resume(&decision, &content);
+    if decision.journal.is_some() && resume.is_none() {
+        events.message(
+            "warn",
+            "the interrupted install was of another image or layout: starting over",
+        );
+    }
+    let data = fs.iter().find(|f| f.role == FsRole::Data);
+    let report = report::preflight(&PreflightView {
+        device: &shown,
+        sectors: disk.sectors(),
+        layout_source: &layout.source,
+        partitions: layout.user.partitions.len(),
+        decision: &decision,
+        rootfs: &rootfs.finding,
+        payload: &payload_finding,
+        boot: boot_line.as_deref(),
+        data_name: data.map(|d| d.name.as_str()),
+        data_tarball: opts.data.as_deref(),
+        plan: &plan,
+        resume: resume.as_ref(),
+    });
+    Ok(Preflight {
+        disk,
+        layout,
+        plan,
+        fs,
+        soc,
+        boot_devices,
+        decision,
+        resume,
+        content,
+        rootfs_sha256: rootfs.sha256,
+        bup,
+        saved_data,
+        report,
+    })
+}
+
+/// The target: a whole-disk block device, opened once for the run.
+fn open_target(device: &Path) -> anyhow::Result<Disk> {
+    let disk = Disk::open(device)?;
+    if !sys::rawdev::is_block_device(disk.path()) {
+        bail!(
+            "{} is not a block device; attach an image with `losetup -f --show IMAGE` and install onto that",
+            device.display()
+        );
+    }
+    Ok(disk)
+}
+
+/// The layout, placed for the disk's real size; its notes become warnings.
+fn load_layout(opts: &InstallOptions, sectors: u64, events: &Events) -> anyhow::Result<Layout> {
+    let layout = layout::load(
+        &opts.layout,
+        &LoadOptions {
+            set: opts.set.clone(),
+            disk_sectors: Some(sectors),
+        },
+    )?;
+    for n in &layout.notes {
+        events.message("warn", format!("{}: {n}", layout.source));
+    }
+    Ok(layout)
+}
+
+/// Refuses a disk in use; plans the layout against what is on it.
+fn survey(disk: &mut Disk, layout: &Layout, opts: &InstallOptions) -> anyhow::Result<Plan> {
+    disk::check_target_not_in_use(disk.target(), &opts.disk_env())?;
+    disk::plan_on(disk.target(), &layout.user)
+}
+
+/// An interrupted install recorded on the disk.
+fn read_journal(disk: &mut Disk) -> anyhow::Result<Option<Record>> {
+    let lba0 = disk.read_head(512)?;
+    Ok(Record::decode(&lba0).filter(|r| r.state == journal::State::Running))
+}
+
+/// The boot devices for a layout on `device` unless given: boot0 and boot1
+/// of the same eMMC, or the SPI flash.
+fn boot_devices(opts: &InstallOptions, device: &Path, layout: &Layout) -> Vec<PathBuf> {
+    use crate::layout::BootDeviceKind as K;
+    if !opts.boot_devices.is_empty() {
+        return opts.boot_devices.clone();
+    }
+    let name = device.display().to_string();
+    match layout.boot.as_ref().map(|b| b.kind) {
+        Some(K::Spi) => vec![PathBuf::from(update::SPI_BOOT)],
+        Some(K::SdmmcBoot | K::T210Sdmmc) if name.contains("mmcblk") => {
+            vec![
+                PathBuf::from(format!("{name}boot0")),
+                PathBuf::from(format!("{name}boot1")),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The slot the board runs from: `boot.slot_suffix=` on the kernel command
+/// line, else the slot metadata on the boot device.
+fn running_slot(opts: &InstallOptions, boot: &[PathBuf], layout: &Layout) -> Option<RunningSlot> {
+    if let Ok(cmdline) = opts.sysroot.cmdline() {
+        if cmdline
+            .split_whitespace()
+            .any(|w| w.starts_with("boot.slot_suffix="))
+        {
+            if let Ok(slot) = bboard::current_slot(&cmdline) {
+                return Some(RunningSlot {
+                    slot,
+                    source: "boot.slot_suffix on the kernel command line".into(),
+                });
+            }
+        }
+    }
+    let area = layout.boot.as_ref()?;
+    if boot.is_empty() {
+        return None;
+    }
+    match update::active_slot(boot, area) {
+        Ok(Some(slot)) => Some(RunningSlot {
+            slot,
+            source: "slot metadata on the boot device".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// Why the boot device's table is not the layout's (an update writes by
+/// that table, so a release that moved boot partitions needs them
+/// initialized). A boot device that cannot be opened is reported when the
+/// payload is checked.
+fn boot_mismatch(
+    layout: &Layout,
+    soc: Option<Soc>,
+    plan: &Plan,
+    boot_devices: &[PathBuf],
+) -> Option<String> {
+    match &layout.boot {
+        Some(area) if soc != Some(Soc::T210) && plan.in_place && !boot_devices.is_empty() => {
+            update::boot_table_mismatch(boot_devices, area)
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
+/// The commands the install runs are on PATH.
+fn check_tools() -> anyhow::Result<()> {
+    for t in TOOLS {
+        if !tool_exists(t) {
+            bail!("{t} is not installed (needed to create and check filesystems)");
+        }
+    }
+    Ok(())
+}
+
+/// True when `tool` is on PATH (where `Command` will look for it).
+fn tool_exists(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+}
+
+/// Opens the rootfs; a local file is read through once (hash, every member,
+/// the payload inside, the size against the slots).
+fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Result<RootfsCheck> {
+    let source = Source::open(
+        &opts.rootfs,
+        &SourceOptions {
+            sha256: opts.rootfs_sha256.clone(),
+            events: events.clone(),
+            ..SourceOptions::default()
+        },
+    )?;
+    let described = source.describe();
+    let identity = |sha: Option<[u8; 32]>| match sha {
+        Some(h) => format!("sha256:{}", rootfs::source::hex(&h)),
+        None => format!("source:{}", opts.rootfs),
+    };
+    if source.local_path().is_none() {
+        let sha256 = source.expected_sha256();
+        return Ok(RootfsCheck {
+            finding: RootfsFinding::Streamed {
+                described,
+                checked: sha256.is_some(),
+            },
+            sha256,
+            identity: identity(sha256),
+            captured: Vec::new(),
+            local: false,
+        });
+    }
+    let captures = if opts.bup.is_none() {
+        payload::captures()
+    } else {
+        Vec::new()
+    };
+    let scan = rootfs::scan(
+        source,
+        &UnpackOptions {
+            capture: captures,
+            ..UnpackOptions::default()
+        },
+        events,
+    )
+    .with_context(|| format!("checking {described}"))?;
+    check_fits(&described, scan.tar_bytes, fs)?;
+    let sha256 = rootfs::source::parse_hex(&scan.sha256);
+    Ok(RootfsCheck {
+        finding: RootfsFinding::Scanned {
+            described,
+            format: scan.format.to_string(),
+            files: scan.entries.files,
+            tar_bytes: scan.tar_bytes,
+            sha256: scan.sha256.clone(),
+            verified: scan.verified,
+        },
+        sha256,
+        identity: identity(sha256),
+        captured: scan.captured,
+        local: true,
+    })
+}
+
+/// The tarball's contents against the smaller slot.
+fn check_fits(described: &str, tar_bytes: u64, fs: &[Fs]) -> anyhow::Result<()> {
+    let slot_size = fs
+        .iter()
+        .filter(|f| matches!(f.role, FsRole::Slot(_)))
+        .map(|f| f.size)
+        .min()
+        .unwrap_or(0);
+    let limit = slot_size / 100 * SLOT_FILL_PERCENT;
+    if tar_bytes > limit {
+        bail!(
+            "{described} unpacks to {tar_bytes} bytes; the slots ({slot_size} bytes) hold at most {limit} with room for ext4's own structures"
+        );
+    }
+    Ok(())
+}
+
+/// The payload: given, inside the (scanned) rootfs, or later from a stream;
+/// a file is checked for this board now.
+fn locate_payload(
+    opts: &InstallOptions,
+    layout: &Layout,
+    soc: Option<Soc>,
+    rootfs: &RootfsCheck,
+    mode: InstallMode,
+) -> anyhow::Result<(BupSource, PayloadFinding)> {
+    let bup = match (&opts.bup, rootfs.local) {
+        (Some(p), _) => BupSource::File(p.clone()),
+        (None, true) => match payload::pick(&rootfs.captured, mode) {
+            Some(bytes) => BupSource::File(payload::stash(&opts.rundir, &bytes)?),
+            None => BupSource::None,
+        },
+        (None, false) => BupSource::Deferred,
+    };
+    let finding = match &bup {
+        BupSource::File(p) => PayloadFinding::Checked {
+            path: p.clone(),
+            summary: payload::check(opts, layout, soc, p)?,
+        },
+        BupSource::Deferred => PayloadFinding::Deferred,
+        BupSource::None => PayloadFinding::None,
+    };
+    Ok((bup, finding))
+}
+
+/// The boot devices the payload goes to: opened, sized, and in update mode
+/// the whole boot write planned against them. Returns the report's line.
+fn check_boot(
+    opts: &InstallOptions,
+    disk: &Disk,
+    layout: &Layout,
+    soc: Option<Soc>,
+    boot_devices: &[PathBuf],
+    bup: &BupSource,
+    decision: &Decision,
+) -> anyhow::Result<String> {
+    check_boot_devices(boot_devices, layout)?;
+    if let (InstallMode::Update, BupSource::File(p)) = (decision.mode, bup) {
+        // Everything is in place already: the whole boot write can be
+        // planned now, against the devices, and is planned again (cheaply)
+        // after the slot is written.
+        update::prepare(&boot_update_options(
+            opts,
+            disk,
+            layout,
+            soc,
+            boot_devices,
+            p,
+            Request::UpdateAndActivate(decision.target),
+        ))
+        .context("planning the boot partition update")?;
+    }
+    Ok(if boot_devices.is_empty() && layout.boot.is_some() {
+        "boot devices from the board configuration".into()
+    } else {
+        boot_devices
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    })
+}
+
+/// The options of the boot-partition update of this install.
+pub fn boot_update_options(
+    opts: &InstallOptions,
+    disk: &Disk,
+    layout: &Layout,
+    soc: Option<Soc>,
+    boot_devices: &[PathBuf],
+    payload: &Path,
+    request: Request,
+) -> UpdateOptions {
+    UpdateOptions {
+        payload: payload.to_owned(),
+        request,
+        soc,
+        layout: Some(layout.clone()),
+        boot_devices: boot_devices.to_vec(),
+        user_device: Some(disk.path().to_owned()),
+        tnspec: opts.tnspec.clone(),
+        machine: opts.machine.clone(),
+        sysroot: opts.sysroot.clone(),
+    }
+}
+
+/// The boot devices exist, can be read, and are large enough for the
+/// layout's boot partitions (before anything is written).
+fn check_boot_devices(devices: &[PathBuf], layout: &Layout) -> anyhow::Result<()> {
+    let mut total = 0u64;
+    for d in devices {
+        let f = sys::rawdev::open(d, false)
+            .with_context(|| format!("opening boot device {}", d.display()))?;
+        total += sys::rawdev::size(&f)
+            .with_context(|| format!("reading the size of {}", d.display()))?;
+    }
+    if let (Some(area), false) = (&layout.boot, devices.is_empty()) {
+        let end = area
+            .partitions
+            .iter()
+            .map(|p| p.offset + p.size)
+            .max()
+            .unwrap_or(0);
+        if end > total {
+            bail!(
+                "the boot devices ({}) hold {total} bytes; the layout's boot partitions need {end}",
+                devices
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads the current DATA into memory for `--keep-data` (read-only mount
+/// without journal replay; refused when it does not fit).
+fn save_data(
+    opts: &InstallOptions,
+    disk: &mut Disk,
+    plan: &Plan,
+    fs: &[Fs],
+) -> anyhow::Result<SavedTree> {
+    let data = fs
+        .iter()
+        .find(|f| f.role == FsRole::Data)
+        .context("the layout has no DATA to keep")?;
+    let number = plan
+        .partitions
+        .iter()
+        .find(|p| p.name == data.name)
+        .and_then(|p| p.current.as_ref())
+        .map(|c| c.number)
+        .with_context(|| format!("{} is not on the disk now", data.name))?;
+    let nodes = disk::expose_target(disk.target(), &opts.disk_env())?;
+    let path = super::node(disk, &nodes, number);
+    let limit = sys::blockdev::mem_available().unwrap_or(0) / 100 * KEEP_DATA_MEM_PERCENT;
+    let m = Mount::ext4_inspect(&path, &opts.rundir.join("keep-data"))?;
+    let saved = rootfs::tree::save(m.path(), limit)
+        .with_context(|| format!("--keep-data: saving {} ({})", data.name, path.display()))?;
+    m.unmount()?;
+    Ok(saved)
+}
+
+/// A local data tarball is read through once now (hash, format, every
+/// member), like the rootfs; a stream is checked as it is unpacked.
+fn check_data_tarball(opts: &InstallOptions, events: &Events) -> anyhow::Result<()> {
+    if let Some(t) = &opts.data {
+        let s = Source::open(t, &SourceOptions::default())?;
+        if s.local_path().is_some() {
+            rootfs::scan(s, &UnpackOptions::default(), events)
+                .with_context(|| format!("checking data tarball {t}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What is being installed, for the journal: the table, the rootfs, the
+/// data tarball and whether DATA is kept.
+fn content_id(opts: &InstallOptions, layout: &Layout, rootfs_identity: &str) -> [u8; 32] {
+    journal::content_id(&[
+        &layout::render::json(&layout.user, None),
+        rootfs_identity,
+        opts.data.as_deref().unwrap_or(""),
+        if opts.keep_data { "keep" } else { "" },
+    ])
+}
+
+/// The slot an update writes, as the journal stores it.
+pub fn slot_byte(s: Slot) -> u8 {
+    u8::from(s == Slot::B)
+}

@@ -1,0 +1,438 @@
+//! The install's writes, as named steps in this order:
+//!
+//! ```text
+//! journal → partition → make_filesystems → unpack_slots → fill_data
+//!         → write_boot (partitions, then slot metadata) → clear_journal
+//! ```
+//!
+//! Every step is idempotent: the GPT is rewritten only when the layout is
+//! not in place, a filesystem carrying this install's completion marker is
+//! kept, boot partitions are compared before they are written. So after a
+//! power cut, the same command runs the same steps and redoes only what was
+//! not finished. The bootloader is switched (slot metadata) last.
+
+use super::journal::{self, InstallMode, Record};
+use super::payload::{self, BupSource};
+use super::preflight::{boot_update_options, slot_byte, Preflight};
+use super::{node, slot_partition, Fs, FsRole, InstallOptions, Summary};
+use crate::bup::board::Slot;
+use crate::bup::exec::StepAction;
+use crate::bup::update::{self, Request};
+use crate::disk::{self, PartitionNode};
+use crate::events::{Events, Phase, Verdict};
+use crate::exit::Changes;
+use crate::failpoint;
+use crate::probe;
+use crate::rootfs::{self, Source, SourceOptions, UnpackOptions};
+use crate::sys::blockdev::Access;
+use crate::sys::{mkfs, mount::Mount};
+use anyhow::{anyhow, bail, Context as _};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One install being carried out.
+pub struct Run<'a> {
+    opts: &'a InstallOptions,
+    pre: Preflight,
+    changes: &'a Changes,
+    events: &'a Events,
+    summary: &'a mut Summary,
+    record: Record,
+    nodes: Vec<PartitionNode>,
+    /// Members captured from a streamed rootfs (its payload).
+    captured: Vec<rootfs::Captured>,
+}
+
+/// Runs every step.
+pub fn execute(
+    opts: &InstallOptions,
+    pre: Preflight,
+    changes: &Changes,
+    events: &Events,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let record = match &pre.resume {
+        Some(r) => r.clone(),
+        None => Record::start(
+            pre.decision.mode,
+            slot_byte(pre.decision.target),
+            pre.content,
+            now_secs(),
+        )?,
+    };
+    let mut run = Run {
+        opts,
+        pre,
+        changes,
+        events,
+        summary,
+        record,
+        nodes: Vec::new(),
+        captured: Vec::new(),
+    };
+    run.store_journal(true)?;
+    failpoint::hit("journal-written");
+    run.partition()?;
+    failpoint::hit("partitioned");
+    let created = run.make_filesystems()?;
+    run.unpack_slots(&created)?;
+    run.fill_data(&created)?;
+    run.write_boot()?;
+    failpoint::hit("committed");
+    run.store_journal(false)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Run<'_> {
+    /// Writes the journal record (or clears it) into LBA 0's boot-code area.
+    fn store_journal(&mut self, running: bool) -> anyhow::Result<()> {
+        let record = running.then_some(&self.record);
+        self.changes.mark();
+        self.pre
+            .disk
+            .update_sector0(|s| journal::store(s, record))
+            .with_context(|| {
+                format!(
+                    "writing the install journal to {}",
+                    self.opts.device.display()
+                )
+            })
+    }
+
+    /// The GPT, when an initial install finds the layout not in place; else
+    /// the kernel is shown the table that is there.
+    fn partition(&mut self) -> anyhow::Result<()> {
+        let env = self.opts.disk_env();
+        self.nodes = if self.pre.decision.mode == InstallMode::Initial && !self.pre.plan.in_place {
+            let target = self.pre.disk.reopen(Access::Exclusive).with_context(|| {
+                format!("refusing to partition {}", self.pre.disk.path().display())
+            })?;
+            let prepared = disk::prepare_claimed(target, &self.pre.layout.user, &env)?;
+            disk::write(prepared, &env, self.changes, self.events)?.nodes
+        } else {
+            self.events
+                .message("info", "the layout is in place: the GPT is not rewritten");
+            disk::expose_target(self.pre.disk.target(), &env)?
+        };
+        Ok(())
+    }
+
+    fn node_of(&self, f: &Fs) -> PathBuf {
+        node(&self.pre.disk, &self.nodes, f.number)
+    }
+
+    /// The filesystems this run creates, minus those an earlier run of it
+    /// finished (they carry its completion marker); mkfs for the others.
+    /// Returns what was created now.
+    fn make_filesystems(&mut self) -> anyhow::Result<Vec<Fs>> {
+        let mut todo = Vec::new();
+        for f in &self.pre.fs {
+            if !self.pre.decision.create.contains(&f.name) {
+                continue;
+            }
+            let finished = sys_probe(&self.node_of(f))
+                .ext()
+                .is_some_and(|sb| self.record.is_done(&sb.last_mounted) && sb.label == f.name);
+            if finished {
+                self.summary.resumed.push(f.name.clone());
+            } else {
+                todo.push(f.clone());
+            }
+        }
+        if !self.summary.resumed.is_empty() {
+            self.events.message(
+                "info",
+                format!(
+                    "finished by the earlier run, kept: {}",
+                    self.summary.resumed.join(", ")
+                ),
+            );
+        }
+        for f in &todo {
+            self.events
+                .step_start(Phase::Mkfs, &format!("mkfs {}", f.name), Some(&f.name));
+            let mut o = mkfs::Ext4Options::for_partition(&f.name);
+            o.extra = super::mkfs_extra(&self.opts.mkfs_options, &f.name);
+            if f.role == FsRole::Scratch {
+                // Nothing goes into it: formatted is finished.
+                o.extra.extend(["-M".to_owned(), self.record.done_marker()]);
+            }
+            self.changes.mark();
+            mkfs::mkfs_ext4(&self.node_of(f), &o)?;
+            self.events.step_end(Verdict::Ok);
+            failpoint::hit(&format!("mkfs-{}", f.name));
+        }
+        Ok(todo)
+    }
+
+    /// Both slots (or the one an update writes) from one stream; then each
+    /// is unmounted, checked and marked finished.
+    fn unpack_slots(&mut self, created: &[Fs]) -> anyhow::Result<()> {
+        let slots: Vec<&Fs> = created
+            .iter()
+            .filter(|f| matches!(f.role, FsRole::Slot(_)))
+            .collect();
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = slots.iter().map(|f| f.name.as_str()).collect();
+        let mounts: Vec<Mount> = slots
+            .iter()
+            .map(|f| Mount::ext4(&self.node_of(f), &self.mountpoint(&f.name), false))
+            .collect::<anyhow::Result<_>>()?;
+        let dirs: Vec<PathBuf> = mounts.iter().map(|m| m.path().to_owned()).collect();
+        self.events.step_start(
+            Phase::Unpack,
+            &format!("unpack {}", names.join(", ")),
+            names.first().copied(),
+        );
+        let rep = rootfs::unpack(
+            self.rootfs_source()?,
+            &dirs,
+            &UnpackOptions {
+                capture: match self.pre.bup {
+                    BupSource::Deferred => payload::captures(),
+                    _ => Vec::new(),
+                },
+                ..UnpackOptions::default()
+            },
+            self.events,
+        )
+        .with_context(|| format!("unpacking {} into {}", self.opts.rootfs, names.join(", ")))?;
+        self.events.step_end(Verdict::Ok);
+        self.summary.rootfs_sha256 = Some(rep.sha256.clone());
+        self.captured = rep.captured;
+        failpoint::hit("unpacked");
+        let now = SystemTime::now();
+        for f in &slots {
+            self.summary
+                .slots
+                .push((f.name.clone(), format!("sha256:{}", rep.sha256)));
+        }
+        for m in &mounts {
+            rootfs::post::refresh_timestamp_at(m.path(), now)?;
+            self.summary.artifact = self
+                .summary
+                .artifact
+                .take()
+                .or_else(|| rootfs::post::artifact_name(m.path()));
+        }
+        if self.opts.verify_slots {
+            verify_slots(&slots, &mounts, self.events)?;
+        }
+        for m in mounts {
+            m.unmount()?;
+        }
+        for f in &slots {
+            self.check_and_mark(f)?;
+        }
+        Ok(())
+    }
+
+    fn mountpoint(&self, name: &str) -> PathBuf {
+        self.opts.rundir.join("mnt").join(name)
+    }
+
+    /// The rootfs again, with the hash the preflight found (or was given).
+    fn rootfs_source(&self) -> anyhow::Result<Source> {
+        Source::open(
+            &self.opts.rootfs,
+            &SourceOptions {
+                sha256: self
+                    .pre
+                    .rootfs_sha256
+                    .map(|h| rootfs::source::hex(&h))
+                    .or_else(|| self.opts.rootfs_sha256.clone()),
+                events: self.events.clone(),
+                ..SourceOptions::default()
+            },
+        )
+    }
+
+    /// `e2fsck -p` (unless `--no-fsck`), then the completion marker.
+    fn check_and_mark(&self, f: &Fs) -> anyhow::Result<()> {
+        let path = self.node_of(f);
+        if !self.opts.no_fsck {
+            self.events.step_start(
+                Phase::Unpack,
+                &format!("e2fsck -p {}", f.name),
+                Some(&f.name),
+            );
+            mkfs::e2fsck_preen(&path)?;
+            self.events.step_end(Verdict::Ok);
+        }
+        failpoint::hit(&format!("before-mark-{}", f.name));
+        mkfs::set_last_mounted(&path, &self.record.done_marker())
+    }
+
+    /// DATA, when this run re-created it (restored and/or the data tarball
+    /// unpacked into it) or the data tarball goes into a DATA kept in place.
+    fn fill_data(&mut self, created: &[Fs]) -> anyhow::Result<()> {
+        let Some(d) = self.pre.fs.iter().find(|f| f.role == FsRole::Data) else {
+            return Ok(());
+        };
+        let recreated = created.iter().any(|f| f.name == d.name);
+        let in_place = self.pre.decision.data == Some(super::decide::DataHandling::InPlace);
+        if recreated || (in_place && self.opts.data.is_some()) {
+            self.events
+                .step_start(Phase::Data, &format!("data into {}", d.name), Some(&d.name));
+            let path = self.node_of(d);
+            let m = Mount::ext4(&path, &self.mountpoint(&d.name), false)?;
+            if let Some(saved) = &self.pre.saved_data {
+                restore_data(saved, m.path(), &d.name, self.events)?;
+            }
+            if let Some(t) = &self.opts.data {
+                rootfs::unpack(
+                    Source::open(t, &SourceOptions::default())?,
+                    &[m.path().to_owned()],
+                    &UnpackOptions {
+                        keep_newer_files: true,
+                        ..UnpackOptions::default()
+                    },
+                    self.events,
+                )
+                .with_context(|| format!("unpacking {t} into {}", d.name))?;
+            }
+            m.unmount()?;
+            if recreated {
+                mkfs::set_last_mounted(&path, &self.record.done_marker())?;
+            }
+            self.events.step_end(Verdict::Ok);
+        }
+        failpoint::hit("data");
+        Ok(())
+    }
+
+    /// The payload this run writes: the preflight's file, or one taken from
+    /// the streamed rootfs (captured now, or read back from the slot an
+    /// earlier run finished) and checked before use.
+    fn payload(&mut self) -> anyhow::Result<Option<PathBuf>> {
+        match &self.pre.bup {
+            BupSource::File(p) => Ok(Some(p.clone())),
+            BupSource::None => Ok(None),
+            BupSource::Deferred => {
+                let mode = self.pre.decision.mode;
+                let bytes = payload::pick(&self.captured, mode).or_else(|| {
+                    let slot = match mode {
+                        InstallMode::Initial => Slot::A,
+                        InstallMode::Update => self.pre.decision.target,
+                    };
+                    let f = self
+                        .pre
+                        .fs
+                        .iter()
+                        .find(|f| f.name == slot_partition(slot))?;
+                    payload::read_from_slot(&self.node_of(f), &self.mountpoint("payload"), mode)
+                });
+                let Some(b) = bytes else { return Ok(None) };
+                let p = payload::stash(&self.opts.rundir, &b)?;
+                payload::check(self.opts, &self.pre.layout, self.pre.soc, &p)?;
+                Ok(Some(p))
+            }
+        }
+    }
+
+    /// The boot partitions, verified; then the slot metadata: the switch.
+    fn write_boot(&mut self) -> anyhow::Result<()> {
+        let Some(p) = self.payload()? else {
+            let note = "no bootloader update payload: the boot partitions were left alone";
+            self.summary.boot_note = Some(note.into());
+            self.events.message("warn", note);
+            return Ok(());
+        };
+        let request = match self.pre.decision.mode {
+            InstallMode::Initial => Request::Initialize,
+            InstallMode::Update => Request::UpdateAndActivate(self.pre.decision.target),
+        };
+        let mut s = update::prepare(&boot_update_options(
+            self.opts,
+            &self.pre.disk,
+            &self.pre.layout,
+            self.pre.soc,
+            &self.pre.boot_devices,
+            &p,
+            request,
+        ))?;
+        let mut reports = s.execute_partitions(self.changes, self.events)?;
+        failpoint::hit("boot-written");
+        reports.extend(s.commit_slot_metadata(self.changes, self.events)?);
+        for r in reports {
+            match r.action {
+                StepAction::Skip => self.summary.boot_skipped.push(r.label),
+                StepAction::Write => self.summary.boot_written.push(r.label),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a partition holds now (unknown when it cannot be read).
+fn sys_probe(path: &std::path::Path) -> probe::Content {
+    crate::sys::blockdev::read_head(path, probe::PROBE_BYTES)
+        .map(|b| probe::identify(&b))
+        .unwrap_or(probe::Content::Unknown)
+}
+
+/// Puts the saved DATA back and checks it against what was saved.
+fn restore_data(
+    saved: &rootfs::tree::SavedTree,
+    root: &std::path::Path,
+    name: &str,
+    events: &Events,
+) -> anyhow::Result<()> {
+    rootfs::tree::restore(saved, root)?;
+    let got = rootfs::tree::hash(root)?;
+    if got != saved.hash {
+        bail!(
+            "{name}: restored contents differ from what was saved ({got} vs {})",
+            saved.hash
+        );
+    }
+    events.message(
+        "info",
+        format!("{name} restored and verified ({} entries)", saved.len()),
+    );
+    Ok(())
+}
+
+/// `--verify-slots`: lists both slot trees (contents hashed, in parallel) and
+/// fails when they differ. They came from one stream, so a difference means
+/// a bug or a bad medium, and neither slot can be trusted.
+fn verify_slots(slots: &[&Fs], mounts: &[Mount], events: &Events) -> anyhow::Result<()> {
+    events.step_start(Phase::Unpack, "verify the slots against each other", None);
+    let listed: Vec<anyhow::Result<Vec<rootfs::tree::Node>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = mounts
+            .iter()
+            .map(|m| s.spawn(|| rootfs::tree::content_manifest(m.path())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("listing a slot panicked")))
+            })
+            .collect()
+    });
+    let mut manifests = Vec::new();
+    for (f, l) in slots.iter().zip(listed) {
+        manifests.push(l.with_context(|| format!("listing {}", f.name))?);
+    }
+    if let ([a, b], [ma, mb]) = (slots, manifests.as_slice()) {
+        let d = rootfs::tree::diff(ma, mb, false);
+        if !d.is_empty() {
+            bail!(
+                "{} and {} differ after unpacking the same stream: {}",
+                a.name,
+                b.name,
+                d.iter().take(4).cloned().collect::<Vec<_>>().join("; ")
+            );
+        }
+    }
+    events.step_end(Verdict::Ok);
+    Ok(())
+}
