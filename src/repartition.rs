@@ -394,7 +394,7 @@ fn check_header(
         ));
     }
     if h.last_usable_lba != wanted.last_usable_lba {
-        // NVIDIA's tools write N − 33 (flash-layout.md §2.1); a table flashed
+        // NVIDIA's tools write N − 33 (docs/spec/flash-layout.md §2.1, §5.4); a table flashed
         // by them is otherwise what we would write.
         if h.last_usable_lba == n.saturating_sub(33) {
             notes.push(format!(

@@ -561,7 +561,7 @@ pub fn bup_payload(data: &[u8]) {
         for d in &s.dropped {
             assert!(s.selected.iter().any(|sel| sel.index == d.kept));
         }
-        // §2.7 (REF): a partition with board-specific entries needs one
+        // docs/spec/bup-format.md §2.7 (REF): a partition with board-specific entries needs one
         // for this board; a common entry does not count.
         for m in &s.missing {
             assert!(

@@ -1,6 +1,6 @@
 //! The boot configuration table (BCT): where its redundant copies go and
 //! whether a new one may replace the current one
-//! (docs: bup-format.md §4.6–4.7).
+//! (docs/spec/bup-format.md §4.6–4.7).
 //!
 //! The boot ROM searches block 0 slot 0, block 0 slot 1, then slot 0 of the
 //! following blocks, and boots the first valid copy. Copies are therefore

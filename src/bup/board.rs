@@ -3,7 +3,7 @@
 //! reading is done by [`crate::sys::board`].
 //!
 //! The TNSPEC is built as OE4T's `tegra-boardspec` and `tegra-bootloader-update`
-//! build it (docs: bup-format.md §2.2):
+//! build it (docs/spec/bup-format.md §2.2):
 //!
 //! ```text
 //! BOARDID-FAB-BOARDSKU-BOARDREV-FUSELEVEL-CHIPREV  -  MACHINE  -  ROOTFSDEV
@@ -381,7 +381,7 @@ mod tests {
             tnspec(&spec, "jetson-tx2-devkit", "mmcblk0p1"),
             "3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1"
         );
-        // The Xavier NX of bup-format.md §6.3, with NUL padding.
+        // The Xavier NX of docs/spec/bup-format.md §6.3, with NUL padding.
         let e = eeprom(b"699-13668-0001-301 J.0", 0);
         let pn = eeprom_part_number(&e).unwrap();
         assert_eq!(boardspec(&pn, Soc::T194).unwrap(), "3668-301-0001-J.0-1-2");

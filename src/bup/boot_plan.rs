@@ -1,6 +1,6 @@
 //! The write plan: from the entries selected for this board and what the
 //! devices hold, every write, in order, with its bytes identified by
-//! SHA-256, validated before the first one is made (docs: bup-format.md
+//! SHA-256, validated before the first one is made (docs/spec/bup-format.md
 //! §4.3–4.9, §5 "REC ordering").
 //!
 //! Which partitions are written (§4.3): a payload entry goes to the boot

@@ -1,4 +1,4 @@
-//! NVIDIA's partition table on boot devices (docs: bup-format.md §3.3): a GPT
+//! NVIDIA's partition table on boot devices (docs/spec/bup-format.md §3.3): a GPT
 //! with only a backup header, in the last sector of the linear boot device
 //! (eMMC boot0 + boot1, or the SPI flash), and an entry array whose first
 //! LBA equals the header's last usable LBA, not the one after it.
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn tx2_table_has_the_verified_golden_fields() {
-        // bup-format.md §3.3: REF's gpt_save on 4 MiB boot1 (N = 16384).
+        // docs/spec/bup-format.md §3.3: REF's gpt_save on 4 MiB boot1 (N = 16384).
         let e = encode(&tx2(), EIGHT_MIB, counter()).unwrap();
         assert_eq!(e.header.len(), 92);
         let mut sector = e.header.clone();

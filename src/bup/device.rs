@@ -89,7 +89,7 @@ impl Device for FileWindow {
 
 /// Devices used back to back as one: eMMC boot0 then boot1. An access may
 /// not cross from one device into the next (REF would write past the end
-/// of boot0; bup-format.md §3.4 REC).
+/// of boot0; docs/spec/bup-format.md §3.4 REC).
 pub struct Linear {
     parts: Vec<Box<dyn Device>>,
 }

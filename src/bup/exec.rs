@@ -8,10 +8,11 @@
 //! since it was planned is caught too. Memory stays at two 1 MiB buffers
 //! whatever the partition sizes.
 //!
-//! Deviations from REF, so that a re-run writes nothing and a write is
-//! known to have landed: REF rewrites user-area partitions without comparing,
-//! and every BCT copy when initializing (on T210 always); here every step is
-//! compared first. REF never reads back; here every write is verified.
+//! Deviations from REF (docs/spec/bup-format.md §4.5), so that a re-run
+//! writes nothing and a write is known to have landed: REF rewrites user-area
+//! partitions without comparing, and every BCT copy when initializing (on
+//! T210 always); here every step is compared first. REF never reads back;
+//! here every write is verified.
 
 #![deny(clippy::indexing_slicing)]
 
@@ -34,7 +35,7 @@ const BCT_READ: u64 = 64 * 1024;
 /// Most bytes of a VER partition read.
 const VER_READ: u64 = 1 << 20;
 
-/// Reads the boot device's partition table (§3.3).
+/// Reads the boot device's partition table (docs/spec/bup-format.md §3.3).
 pub fn read_table(boot: &mut dyn Device) -> anyhow::Result<Vec<BootPartition>> {
     let len = boot.len();
     let mut sector = vec![0u8; bootgpt::SECTOR as usize];

@@ -2,9 +2,12 @@
 //! this board, and writing the boot partitions in a safe order.
 //!
 //! This is our own implementation of OE4T's `tegra-bootloader-update`
-//! (docs: bup-format.md, "REF"), keeping its behaviour where it is right and
-//! taking the document's recommendations ("REC") where REF is undefined or
-//! unsafe. Every deliberate deviation is named in a comment or a test.
+//! ("REF"; the format and its behaviour are in docs/spec/bup-format.md, the
+//! vocabulary in docs/spec/README.md), keeping its behaviour where it is right
+//! and doing what the spec recommends ("REC") where REF is undefined or
+//! unsafe. Every deliberate deviation is named in a comment or a test, and
+//! listed in docs/spec/bup-format.md §5.1. Bare `§N` references in this
+//! module's comments are sections of docs/spec/bup-format.md.
 //!
 //! ```text
 //!  payload ──payload──▶ header + entries

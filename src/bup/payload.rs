@@ -1,5 +1,5 @@
 //! The payload container: NVIDIA's `NVIDIA__BLOB__V2` header and entry table
-//! (docs: bup-format.md §1), and the R35 `NVIDIA__BLOB__V3` variant, which is
+//! (docs/spec/bup-format.md §1), and the R35 `NVIDIA__BLOB__V3` variant, which is
 //! read for listing only.
 //!
 //! ```text
@@ -522,9 +522,9 @@ impl Builder {
 pub(crate) mod tests_support {
     use super::Builder;
 
-    /// The TX2 B00 spec of bup-format.md §6.2.
+    /// The TX2 B00 spec of docs/spec/bup-format.md §6.2.
     pub const SPEC_B00: &str = "3310-B00---1-0-jetson-tx2-devkit-mmcblk0p1";
-    /// The TX2 B01 spec of bup-format.md §6.2.
+    /// The TX2 B01 spec of docs/spec/bup-format.md §6.2.
     pub const SPEC_B01: &str = "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1";
 
     /// The §6.2 "good" payload.
@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn builder_matches_the_documented_hexdump() {
-        // bup-format.md §6.1: 312 bytes, header fields and first data bytes.
+        // docs/spec/bup-format.md §6.1: 312 bytes, header fields and first data bytes.
         let b = Builder::new()
             .entry("mb2", b"MB2DATA!", 0, "")
             .entry("BCT", &(0u8..16).collect::<Vec<_>>(), 0, SPEC_B01)
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn header_cases_of_the_parser_matrix() {
-        // bup-format.md §6.2, one row each.
+        // docs/spec/bup-format.md §6.2, one row each.
         let good = good().build();
         assert_eq!(Payload::parse_bytes(&good).unwrap().entries.len(), 6);
 
@@ -677,7 +677,7 @@ mod tests {
             err(&b)
         );
         // REF computes offset + length in u32 and accepts this (it wraps to 0x54).
-        // Deviation from REF (bup-format.md §1.8 REC): refused.
+        // Deviation from REF (docs/spec/bup-format.md §1.8 REC): refused.
         b[e6 + 40..e6 + 44].copy_from_slice(&100u32.to_le_bytes());
         b[e6 + 44..e6 + 48].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
         assert!(err(&b).starts_with("entry 6 (x) beyond end of file"));

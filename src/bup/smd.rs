@@ -1,6 +1,6 @@
 //! Slot metadata (SMD), the record in the `SMD` and `SMD_b` boot partitions
 //! that tells the T186/T194 bootloaders which slot to boot
-//! (docs: bup-format.md §4.9).
+//! (docs/spec/bup-format.md §4.9).
 //!
 //! ```text
 //! 0   magic "\0NBC"      4   version   5   flags   6   maxslots (u16)

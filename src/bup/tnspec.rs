@@ -1,5 +1,5 @@
 //! TNSPECs: splitting, matching, the compatible spec, and choosing the
-//! payload entries for a board (docs: bup-format.md §2.1–2.8).
+//! payload entries for a board (docs/spec/bup-format.md §2.1–2.8).
 //!
 //! A TNSPEC is `BOARDID-FAB-BOARDSKU-BOARDREV-FUSELEVEL-CHIPREV-MACHINE-BOOTDEV`.
 //! MACHINE may contain `-`, so the split takes the *last* dash after field 6.
@@ -515,7 +515,7 @@ mod tests {
 
     #[test]
     fn the_good_payload_of_the_parser_matrix() {
-        // bup-format.md §6.2: mb2, mb1 (op2 copy), BCT (B01 copy); kernel-dtb
+        // docs/spec/bup-format.md §6.2: mb2, mb1 (op2 copy), BCT (B01 copy); kernel-dtb
         // has only a B00 entry, so it is missing.
         let p = payload(super::super::payload::tests_support::good());
         let s = select(&p.entries, SYS);
@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn duplicates_keep_the_best_match_then_the_last() {
-        // Deviation from REF (bup-format.md §2.8 REC): REF writes every
+        // Deviation from REF (docs/spec/bup-format.md §2.8 REC): REF writes every
         // duplicate in turn and crashes on duplicate BCT/mb1/mb2 tasks; we
         // keep one per partition. The TX2-NX case of tegra-demo-distro#304:
         // the compatible spec empties FAB, so both SKU entries would match.

@@ -1,5 +1,5 @@
 //! The `VER` partition of T210 boards and the version checks made before a
-//! T210 update (docs: bup-format.md §4.8).
+//! T210 update (docs/spec/bup-format.md §4.8).
 //!
 //! ```text
 //! NV3
@@ -180,7 +180,7 @@ pub enum VersionError {
 /// (`invalid_version_or_downgrade`). `nvc_copies_equal` is `None` when the
 /// NVC pair is not both being written. Returns a warning to show, if any.
 ///
-/// Deviation from REF (its own comments' intent, bup-format.md §4.8 QUIRK):
+/// Deviation from REF (its own comments' intent, docs/spec/bup-format.md §4.8 QUIRK):
 /// resuming an interrupted update with the same payload (VER_b already has
 /// the payload's version) and an update when only VER is valid and not
 /// newer are allowed; REF refuses both unless forced.

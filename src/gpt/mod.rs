@@ -6,7 +6,7 @@
 //! decided by the callers.
 //!
 //! Why our own code and not a crate: the `gpt` crate renumbers entries and
-//! accepts overlaps (docs: toolchain.md §1); `gptman` would do for the user
+//! accepts overlaps (docs/spec/toolchain.md §1); `gptman` would do for the user
 //! area, but we also read and write NVIDIA's boot-device pseudo-GPT (a backup
 //! header whose entry array starts *at* its last usable LBA), and we want the
 //! header fields and the write order under our control. The structures are
@@ -433,7 +433,7 @@ pub fn decode_entries(array: &[u8], entry_size: u32) -> Result<Vec<(u32, GptEntr
 /// 0x000200, ending CHS 0xFFFFFF, first LBA 1, size `min(N − 1, 0xFFFFFFFF)`.
 ///
 /// NVIDIA's `mbr_1_3.bin` differs in the CHS bytes (`00 01 00` / `FE FF FF`)
-/// and always says `0xFFFFFFFF` (docs: flash-layout.md §2.1). No Tegra boot
+/// and always says `0xFFFFFFFF` (docs/spec/flash-layout.md §2.1, §5.4). No Tegra boot
 /// stage reads the MBR (they read the GPT by name), and the kernel and sgdisk
 /// accept both, so we write the spec's values, which `sgdisk -v` also checks.
 pub fn protective_mbr(disk_sectors: u64) -> [u8; SECTOR] {

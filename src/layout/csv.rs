@@ -1,4 +1,4 @@
-//! tegra-sysinstall's `partition_table` CSV (docs: flash-layout.md §3.2–3.4).
+//! tegra-sysinstall's `partition_table` CSV (docs/spec/flash-layout.md §3.2–3.4, §5.5).
 //!
 //! One row per partition, `partnum,name,size,type,guid,file,startpos`: size in
 //! 512-byte sectors or `REMAIN`, type empty (basic data), an sgdisk code or a

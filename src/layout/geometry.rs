@@ -1,5 +1,5 @@
 //! Placing partitions exactly where NVIDIA's tools put them
-//! (docs: flash-layout.md §2, verified against `tegraparser_v2`).
+//! (docs/spec/flash-layout.md §2, verified against `tegraparser_v2`).
 //!
 //! User area (`sdmmc_user`, or the second `sdmmc` device of a t210 layout):
 //!

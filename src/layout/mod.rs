@@ -8,7 +8,7 @@
 //! 2. [`subst`] substitutes placeholders (`APPSIZE`, `MBPNAME`, ...) the way
 //!    `flash.sh`/meta-tegra's `sed` would, then checks none are left.
 //! 3. [`geometry`] places the partitions with NVIDIA's rules
-//!    (docs: flash-layout.md §2) into a [`PartitionTable`] for the user area
+//!    (docs/spec/flash-layout.md §2) into a [`PartitionTable`] for the user area
 //!    and a [`BootArea`] for the boot device.
 //! 4. [`render`] prints a table as `table`, `csv` or `json`.
 //!

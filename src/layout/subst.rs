@@ -1,5 +1,5 @@
 //! Placeholder substitution, as `flash.sh` and meta-tegra do with `sed`
-//! before NVIDIA's tools see a layout (docs: flash-layout.md §1.3).
+//! before NVIDIA's tools see a layout (docs/spec/flash-layout.md §1.3, §5.2).
 //!
 //! Every attribute value and element text is rewritten: each occurrence of a
 //! token is replaced, longest token first at each position, in one pass

@@ -4,7 +4,7 @@
 //! it); [`super::subst`] and [`super::geometry`] give it meaning. Each device
 //! and partition remembers its line so errors can point at it.
 //!
-//! The schema as NVIDIA uses it (docs: flash-layout.md §1):
+//! The schema as NVIDIA uses it (docs/spec/flash-layout.md §1):
 //!
 //! ```xml
 //! <partition_layout version="01.00.0000">

@@ -9,7 +9,7 @@
 //! 0 for GNU tar), so numbers go through [`parse_numeric`], which reads them
 //! as GNU tar does, base-256 included. Its archive loop is not enough for a
 //! rootfs (see
-//! `shared/docs/toolchain.md` §1): it has no PAX sparse formats, drops
+//! `docs/spec/toolchain.md` §1): it has no PAX sparse formats, drops
 //! sub-second mtimes, ignores `SCHILY.acl.*`, keeps PAX records and GNU long
 //! names in unbounded buffers and gives no stream offsets for errors. So the
 //! loop over blocks is ours: it reads from any [`BufRead`] (the decompressor's

@@ -87,7 +87,7 @@ impl SysRoot {
 
     /// The first 256 bytes of the CVM EEPROM through its sysfs file. (REF
     /// falls back to SMBus reads of `/dev/i2c-N` when no driver is bound; we
-    /// ask for `--tnspec` instead.)
+    /// ask for `--tnspec` instead: docs/spec/bup-format.md §2.2.)
     pub fn cvm_eeprom(&self, bus: u32, addr: u16) -> io::Result<Vec<u8>> {
         let path = self.eeprom_path(bus, addr);
         read_limited(&path, 256)?.ok_or_else(|| {

@@ -57,7 +57,7 @@ impl Drop for WriteEnabled {
 
 /// Makes a boot device writable if the kernel protects it. `Ok(None)` when
 /// there is nothing to do (no `force_ro`, or already writable: then nothing
-/// is restored either, as in REF).
+/// is restored either, as in REF: docs/spec/bup-format.md §3.6).
 pub fn enable_writes(root: &SysRoot, dev: &Path) -> io::Result<Option<WriteEnabled>> {
     match force_ro_path(root, dev) {
         Some(path) => enable_writes_at(&path),

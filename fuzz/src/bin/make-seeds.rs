@@ -192,7 +192,7 @@ fn config_seeds(dir: &Path) {
 /// own encoders where it has them.
 fn bup_seeds(dir: &Path) {
     use sysinstall::bup::{bootgpt, smd::Smd};
-    // A V2 payload as BUP_generator.py lays it out (bup-format.md §6.1).
+    // A V2 payload as BUP_generator.py lays it out (docs/spec/bup-format.md §6.1).
     let entries: [(&str, &[u8], u32, &str); 4] = [
         ("mb2", b"MB2DATA!", 0, ""),
         ("mb1", b"MB1-PROD", 2, ""),
