@@ -13,8 +13,7 @@ target=${CARGO_TARGET_DIR:-target}
 BIN=${BIN:-$target/release/sysinstall}
 [ -x "$BIN" ] || cargo build --release --quiet
 RUNS=${RUNS:-5}
-shared=${SYSINSTALL_SHARED:-../shared}
-tx2=$shared/flash-layouts/r32.5.0-testdistro-flash_jetson-tx2-devkit_custom.xml
+tx2=tests/data/flash-layouts/r32.5.0-testdistro-flash_jetson-tx2-devkit_custom.xml
 work=$(mktemp -d)
 lo=
 cleanup() {

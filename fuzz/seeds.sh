@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the seed corpora in fuzz/corpus/<target>/ (not committed): the
-# sample layouts from ../shared/flash-layouts (when present) and layouts/,
+# sample layouts of tests/data/flash-layouts and layouts/,
 # plus what make-seeds generates with the project's own code (CSVs and GPT
 # images of those layouts, GPT headers and entry arrays, journal records, a
 # site config), plus real filesystem heads made by mke2fs/mkswap.
@@ -10,18 +10,13 @@ set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$fuzz")"
 corpus="$fuzz/corpus"
-shared="${SYSINSTALL_SHARED:-$repo/../shared}/flash-layouts"
+samples="$repo/tests/data/flash-layouts"
 export CARGO_TARGET_DIR="${FUZZ_SEEDS_TARGET_DIR:-${FUZZ_TARGET_DIR:-$repo/target/fuzz}/seeds}"
 
 mkdir -p "$corpus"/{layout_xml,layout_csv,gpt_structs,gpt_read,journal,probe,site_config,tar_entries}
 
-layouts=("$repo"/layouts/*.xml)
-if [ -d "$shared" ]; then
-    layouts+=("$shared"/*.xml)
-    cp "$shared"/*.partition_table "$corpus/layout_csv/"
-else
-    echo "seeds: $shared not present: only the project's own layouts are used" >&2
-fi
+layouts=("$repo"/layouts/*.xml "$samples"/*.xml)
+cp "$samples"/*.partition_table "$corpus/layout_csv/"
 cp "${layouts[@]}" "$corpus/layout_xml/"
 
 cargo run -q --release --manifest-path "$fuzz/Cargo.toml" --no-default-features \

@@ -230,7 +230,7 @@ fn a_gpt_claiming_an_enormous_entry_array_is_refused_in_bounded_memory() {
 
 #[test]
 fn bup_generator_matches_the_documented_payload() {
-    // bup-format.md §6.1: two entries, 8-byte accessory, 312 bytes.
+    // docs/spec/bup-format.md §6.1: two entries, 8-byte accessory, 312 bytes.
     let b = hostile::bup_v2(
         &[
             hostile::BupEntry {

@@ -1,5 +1,5 @@
 //! `sysinstall bup list` and `bup check` through the binary: the listing of
-//! a payload laid out like the real TX2-NX one (bup-format.md §6.3), the
+//! a payload laid out like the real TX2-NX one (docs/spec/bup-format.md §6.3), the
 //! board identity from a fake EEPROM, duplicate resolution, missing entries
 //! and exit codes.
 

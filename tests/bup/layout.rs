@@ -20,7 +20,7 @@ fn initialize_from_the_stock_tx2_layout() {
     assert_eq!(l.soc, Some(Soc::T186));
     let area = l.boot.clone().expect("a boot area");
     assert_eq!(area.kind, BootDeviceKind::SdmmcBoot);
-    // The engine places exactly the table of bup-format.md §3.2 (computed
+    // The engine places exactly the table of docs/spec/bup-format.md §3.2 (computed
     // with nvflashxmlparse's rules and meta-tegra's names).
     assert_eq!(area.partitions, tx2_boot());
     let total = area.num_sectors.expect("num_sectors") * 512;
@@ -109,7 +109,7 @@ fn initialize_from_the_stock_tx2_layout() {
     );
     want.put((n - 33) * 512, &array);
     want.put(total - 512, &header[..92]);
-    // Fresh slot metadata, slot A active (bup-format.md §4.9 golden bytes).
+    // Fresh slot metadata, slot A active (docs/spec/bup-format.md §4.9 golden bytes).
     let mut smd = vec![
         0x00, 0x4e, 0x42, 0x43, 0x03, 0x03, 0x02, 0x00, 0x0f, 0x5f, 0x61, 0x07, 0x00, 0x0e, 0x5f,
         0x62, 0x07, 0x01, 0x33, 0x14, 0xfc, 0xfe,

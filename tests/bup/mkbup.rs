@@ -1,5 +1,5 @@
 //! The synthetic BUP generator (tests/fixtures/mkbup.py) used by the qemu tier
-//! and the demo: its output is checked here against bup-format.md, decoded
+//! and the demo: its output is checked here against docs/spec/bup-format.md, decoded
 //! independently of the generator, and (once `bup list` is implemented)
 //! against sysinstall's own parser.
 
@@ -32,7 +32,7 @@ fn cstr(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-/// bup-format.md §6.1: the 312-byte example, byte for byte.
+/// docs/spec/bup-format.md §6.1: the 312-byte example, byte for byte.
 #[test]
 fn mkbup_reproduces_the_documented_vector() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,7 +122,7 @@ fn mkbup_payload_for_a_layout_is_well_formed() {
             "{part} does not fit"
         );
     }
-    // BCT carries the T18x fields the updater compares (bup-format.md §4.6).
+    // BCT carries the T18x fields the updater compares (docs/spec/bup-format.md §4.6).
     let bct = (0..count)
         .map(|i| &b[header + 120 * i..header + 120 * (i + 1)])
         .find(|e| cstr(&e[..40]) == "BCT")

@@ -1,6 +1,6 @@
 //! T186 (TX2): `bup write` on image files standing in for eMMC boot0/boot1
 //! and the user area, compared byte for byte with an independent model of
-//! bup-format.md §4: update mode through the binary, initialize mode through
+//! docs/spec/bup-format.md §4: update mode through the binary, initialize mode through
 //! the library (`bup::update`) (until the layout engine lands, the layout is built
 //! by hand), second runs, dry runs and refusals.
 
@@ -19,7 +19,7 @@ const B01: &str = "3310-B01---1-0-jetson-tx2-devkit-mmcblk0p1";
 const PART_NUMBER: &str = "699-83310-1000-D01 B.0";
 const TNSPEC: &str = "3310-D01-1000-B.0-1-0-jetson-tx2-devkit-mmcblk0p1";
 
-/// SMD after `--initialize`: slot A active (bup-format.md §4.9 golden bytes).
+/// SMD after `--initialize`: slot A active (docs/spec/bup-format.md §4.9 golden bytes).
 const SMD_INIT: [u8; 22] = [
     0x00, 0x4e, 0x42, 0x43, 0x03, 0x03, 0x02, 0x00, 0x0f, 0x5f, 0x61, 0x07, 0x00, 0x0e, 0x5f, 0x62,
     0x07, 0x01, 0x33, 0x14, 0xfc, 0xfe,

@@ -2,7 +2,7 @@
 //! (4 MiB QSPI holding everything) on image files, through the library
 //! boot-partition update with a layout built by hand (T210 boot devices carry no table, so
 //! the layout is required), compared byte for byte with an independent
-//! model; the version checks of bup-format.md §4.8 against VER/VER_b.
+//! model; the version checks of docs/spec/bup-format.md §4.8 against VER/VER_b.
 
 use crate::support::bup::*;
 use std::path::PathBuf;
@@ -311,7 +311,7 @@ fn version_checks_guard_the_update() {
 fn an_interrupted_update_is_resumed_with_the_same_payload() {
     // VER_b (written first) already has the payload's release, VER (written
     // last) the old one. REF refuses this without -i; its comments and our
-    // "re-run finishes the job" rule say resume (bup-format.md §4.8 QUIRK).
+    // "re-run finishes the job" rule say resume (docs/spec/bup-format.md §4.8 QUIRK).
     let fx = fixture(true);
     fx.set_ver(&ver(6, 1), &ver(7, 3));
     let (written, ..) = fx.run(Request::Inactive).unwrap();

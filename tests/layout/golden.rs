@@ -248,7 +248,7 @@ fn every_sample_layout_follows_the_rules() {
 
 #[test]
 fn documented_positions_of_stock_layouts() {
-    // flash-layout.md §4.3 (NVIDIA's tool on the stock layouts).
+    // docs/spec/flash-layout.md §4.3 (NVIDIA's tool on the stock layouts).
     let data = data_dir();
     let dir = data.join("flash-layouts");
     let get = |doc: &Value, name: &str| -> (u64, u64, u64) {
@@ -317,7 +317,7 @@ fn documented_positions_of_stock_layouts() {
 
 #[test]
 fn csv_output_matches_the_recipe_format() {
-    // flash-layout.md §4.1: the partition_table the recipe generates for the
+    // docs/spec/flash-layout.md §4.1: the partition_table the recipe generates for the
     // test-distro TX2 layout (rows in physical order, REMAIN for the fill).
     let data = data_dir();
     let path = data.join("flash-layouts/r32.5.0-testdistro-flash_jetson-tx2-devkit_custom.xml");
@@ -406,7 +406,7 @@ fn legacy_warrior_csvs_are_read() {
 
 #[test]
 fn boot_area_matches_the_documented_boot_partitions_conf() {
-    // bup-format.md §3.2: boot-partitions.conf computed for the stock TX2 layout.
+    // docs/spec/bup-format.md §3.2: boot-partitions.conf computed for the stock TX2 layout.
     let data = data_dir();
     let o = output(
         sysinstall()
@@ -482,7 +482,7 @@ fn project_layouts_equal_nvidia_tables() {
     ] {
         check_against_expected(&layouts.join(ours), &exp.join(theirs));
     }
-    // Xavier NX eMMC, stock R32.7.2 (flash-layout.md §4.3).
+    // Xavier NX eMMC, stock R32.7.2 (docs/spec/flash-layout.md §4.3).
     let doc = layout_json(&layouts.join("jetson-xavier-nx-devkit-emmc.xml"), &[], None);
     let p = doc["partitions"].as_array().unwrap();
     let span = |n: &str| {

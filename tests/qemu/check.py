@@ -332,14 +332,14 @@ class BootArea:
         return name in self.boot or name in user_parts(self.user)
 
 
-# T18x BR-BCT copies (bup-format.md §4.6): block 0 slot 1, block 1 slot 0, block 0 slot 0.
+# T18x BR-BCT copies (docs/spec/bup-format.md §4.6): block 0 slot 1, block 1 slot 0, block 0 slot 0.
 BCT_BLOCK = 16384
 BCT_PAGE = 512
-# First 22 bytes of SMD/SMD_b (bup-format.md §4.9 golden vectors): after
+# First 22 bytes of SMD/SMD_b (docs/spec/bup-format.md §4.9 golden vectors): after
 # --initialize (slot 0 active) and after an update run from slot 0.
 SMD_GOLDEN = {
     "initialize": "004e4243030302000f5f6107000e5f62070133" "14fcfe",
-    # bup-format.md §4.9: update from slot A after slot A booted successfully.
+    # docs/spec/bup-format.md §4.9: update from slot A after slot A booted successfully.
     "update": "004e4243030302000e5f6107010f5f6207008e" "b50590",
     # The same update on a board that never booted in between (slot A is still
     # "not yet successful", as --initialize left it; nv_update_verifier would

@@ -77,7 +77,7 @@ pub fn bct(len: usize, t19x: bool, fill: u8) -> Vec<u8> {
     b
 }
 
-/// The NV3 VER record of release R32.`minor`.`maint` (bup-format.md §4.8).
+/// The NV3 VER record of release R32.`minor`.`maint` (docs/spec/bup-format.md §4.8).
 pub fn ver(minor: u32, maint: u32) -> Vec<u8> {
     let head = format!(
         "NV3\n# R32 , REVISION: {minor}.{maint}\nBOARDID=3448 BOARDSKU=0000 FAB=200\n20230102030405\n"

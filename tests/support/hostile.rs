@@ -1,5 +1,5 @@
 //! Hostile inputs as pure byte generators, written from the documented
-//! formats (docs: bup-format.md §1, §6.1; POSIX ustar/pax, GNU tar sparse
+//! formats (docs/spec/bup-format.md §1, §6.1; POSIX ustar/pax, GNU tar sparse
 //! formats) and independent of the parsers that will read them, so the BUP
 //! and tar engineers' code can be wired to them (issue 8's resource bounds):
 //!
@@ -14,7 +14,7 @@
 
 use std::io::Read;
 
-/// BUP header magic of the V2 format (bup-format.md §1.2).
+/// BUP header magic of the V2 format (docs/spec/bup-format.md §1.2).
 pub const BUP_MAGIC_V2: &[u8; 16] = b"NVIDIA__BLOB__V2";
 /// Size of the fixed BUP header.
 pub const BUP_HEADER: usize = 40;
