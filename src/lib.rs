@@ -48,6 +48,7 @@ pub mod failpoint;
 pub mod gpt;
 pub mod guid;
 pub mod install;
+pub mod interrupt;
 pub mod layout;
 pub mod probe;
 pub mod progress;

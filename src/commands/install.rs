@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 /// Runs `sysinstall install`. Failures are reported here (the FAIL line
 /// and the summary event), so the exit code is returned either way.
 pub fn run(args: &InstallArgs, ctx: &Context) -> anyhow::Result<u8> {
+    crate::interrupt::install().map_err(|e| anyhow!("installing the signal handlers: {e}"))?;
     let events = match events(args, ctx) {
         Ok(e) => e,
         Err(e) => return Ok(finish(args, ctx, &Events::silent(), Err(e))),

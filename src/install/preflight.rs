@@ -36,8 +36,10 @@ pub const TOOLS: &[&str] = &["mke2fs", "e2fsck", "tune2fs"];
 
 /// What the preflight found and decided.
 pub struct Preflight {
-    /// The target, open for the whole run.
+    /// The target, open (and locked) for the whole run.
     pub disk: Disk,
+    /// This run's mount points and scratch files.
+    pub rundir: PathBuf,
     /// The layout, placed for the disk.
     pub layout: Layout,
     /// The disk's table against the layout's.
@@ -78,6 +80,7 @@ struct RootfsCheck {
 pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Preflight> {
     let shown = opts.device.display().to_string();
     let mut disk = open_target(&opts.device)?;
+    let rundir = run_dir(opts, &disk, events)?;
     let layout = load_layout(opts, disk.sectors(), events)?;
     let fs = filesystems(&layout.user)?;
     let plan = survey(&mut disk, &layout, opts)?;
@@ -100,9 +103,8 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     )?;
     check_tools()?;
     let rootfs = check_rootfs(opts, events, &fs)?;
-    std::fs::create_dir_all(&opts.rundir)
-        .with_context(|| format!("creating {}", opts.rundir.display()))?;
-    let (bup, payload_finding) = locate_payload(opts, &layout, soc, &rootfs, decision.mode)?;
+    let (bup, payload_finding) =
+        locate_payload(opts, &rundir, &layout, soc, &rootfs, decision.mode)?;
     let boot_line = match bup {
         BupSource::None => None,
         _ => Some(check_boot(
@@ -116,7 +118,9 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         )?),
     };
     let saved_data = match decision.data {
-        Some(DataHandling::SaveAndRestore) => Some(save_data(opts, &mut disk, &plan, &fs)?),
+        Some(DataHandling::SaveAndRestore) => {
+            Some(save_data(opts, &rundir, &mut disk, &plan, &fs)?)
+        }
         _ => None,
     };
     check_data_tarball(opts, events)?;
@@ -145,6 +149,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     });
     Ok(Preflight {
         disk,
+        rundir,
         layout,
         plan,
         fs,
@@ -160,7 +165,8 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     })
 }
 
-/// The target: a whole-disk block device, opened once for the run.
+/// The target: a whole-disk block device, opened once and locked for the
+/// run, and writable.
 fn open_target(device: &Path) -> anyhow::Result<Disk> {
     let disk = Disk::open(device)?;
     if !sys::rawdev::is_block_device(disk.path()) {
@@ -169,7 +175,32 @@ fn open_target(device: &Path) -> anyhow::Result<Disk> {
             device.display()
         );
     }
+    disk.lock()?;
+    disk.check_writable()?;
     Ok(disk)
+}
+
+/// This run's directory: one per disk, so that installs onto two disks do
+/// not share mount points. What a killed run of ours left mounted there is
+/// unmounted (the disk's lock says no live run owns it).
+fn run_dir(opts: &InstallOptions, disk: &Disk, events: &Events) -> anyhow::Result<PathBuf> {
+    let dir = opts.rundir.join(disk.kernel_name().unwrap_or("image"));
+    let stale = sys::mount::unmount_under(&dir)?;
+    if !stale.is_empty() {
+        events.message(
+            "warn",
+            format!(
+                "unmounted what an interrupted run left mounted: {}",
+                stale
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 /// The layout, placed for the disk's real size; its notes become warnings.
@@ -366,6 +397,7 @@ fn check_fits(described: &str, tar_bytes: u64, fs: &[Fs]) -> anyhow::Result<()> 
 /// a file is checked for this board now.
 fn locate_payload(
     opts: &InstallOptions,
+    rundir: &Path,
     layout: &Layout,
     soc: Option<Soc>,
     rootfs: &RootfsCheck,
@@ -374,7 +406,7 @@ fn locate_payload(
     let bup = match (&opts.bup, rootfs.local) {
         (Some(p), _) => BupSource::File(p.clone()),
         (None, true) => match payload::pick(&rootfs.captured, mode) {
-            Some(bytes) => BupSource::File(payload::stash(&opts.rundir, &bytes)?),
+            Some(bytes) => BupSource::File(payload::stash(rundir, &bytes)?),
             None => BupSource::None,
         },
         (None, false) => BupSource::Deferred,
@@ -486,6 +518,7 @@ fn check_boot_devices(devices: &[PathBuf], layout: &Layout) -> anyhow::Result<()
 /// without journal replay; refused when it does not fit).
 fn save_data(
     opts: &InstallOptions,
+    rundir: &Path,
     disk: &mut Disk,
     plan: &Plan,
     fs: &[Fs],
@@ -504,7 +537,7 @@ fn save_data(
     let nodes = disk::expose_target(disk.target(), &opts.disk_env())?;
     let path = super::node(disk, &nodes, number);
     let limit = sys::blockdev::mem_available().unwrap_or(0) / 100 * KEEP_DATA_MEM_PERCENT;
-    let m = Mount::ext4_inspect(&path, &opts.rundir.join("keep-data"))?;
+    let m = Mount::ext4_inspect(&path, &rundir.join("keep-data"))?;
     let saved = rootfs::tree::save(m.path(), limit)
         .with_context(|| format!("--keep-data: saving {} ({})", data.name, path.display()))?;
     m.unmount()?;

@@ -22,6 +22,7 @@ use crate::disk::{self, PartitionNode};
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::failpoint;
+use crate::interrupt::{self, Interrupted};
 use crate::probe;
 use crate::rootfs::{self, Source, SourceOptions, UnpackOptions};
 use crate::sys::blockdev::Access;
@@ -70,16 +71,11 @@ pub fn execute(
         nodes: Vec::new(),
         captured: Vec::new(),
     };
-    run.store_journal(true)?;
-    failpoint::hit("journal-written");
-    run.partition()?;
-    failpoint::hit("partitioned");
-    let created = run.make_filesystems()?;
-    run.unpack_slots(&created)?;
-    run.fill_data(&created)?;
-    run.write_boot()?;
-    failpoint::hit("committed");
-    run.store_journal(false)
+    run.steps().map_err(|e| match interrupt::received() {
+        // A tool killed by the same Ctrl-C fails on its own; say why.
+        Some(s) if !e.chain().any(|c| c.is::<Interrupted>()) => e.context(Interrupted(s)),
+        _ => e,
+    })
 }
 
 fn now_secs() -> u64 {
@@ -89,6 +85,24 @@ fn now_secs() -> u64 {
 }
 
 impl Run<'_> {
+    /// The steps, with a look for a signal before each.
+    fn steps(&mut self) -> anyhow::Result<()> {
+        self.store_journal(true)?;
+        failpoint::hit("journal-written");
+        interrupt::check()?;
+        self.partition()?;
+        failpoint::hit("partitioned");
+        let created = self.make_filesystems()?;
+        interrupt::check()?;
+        self.unpack_slots(&created)?;
+        interrupt::check()?;
+        self.fill_data(&created)?;
+        interrupt::check()?;
+        self.write_boot()?;
+        failpoint::hit("committed");
+        self.store_journal(false)
+    }
+
     /// Writes the journal record (or clears it) into LBA 0's boot-code area.
     fn store_journal(&mut self, running: bool) -> anyhow::Result<()> {
         let record = running.then_some(&self.record);
@@ -154,6 +168,7 @@ impl Run<'_> {
             );
         }
         for f in &todo {
+            interrupt::check()?;
             self.events
                 .step_start(Phase::Mkfs, &format!("mkfs {}", f.name), Some(&f.name));
             let mut o = mkfs::Ext4Options::for_partition(&f.name);
@@ -235,7 +250,7 @@ impl Run<'_> {
     }
 
     fn mountpoint(&self, name: &str) -> PathBuf {
-        self.opts.rundir.join("mnt").join(name)
+        self.pre.rundir.join("mnt").join(name)
     }
 
     /// The rootfs again, with the hash the preflight found (or was given).
@@ -256,6 +271,7 @@ impl Run<'_> {
 
     /// `e2fsck -p` (unless `--no-fsck`), then the completion marker.
     fn check_and_mark(&self, f: &Fs) -> anyhow::Result<()> {
+        interrupt::check()?;
         let path = self.node_of(f);
         if !self.opts.no_fsck {
             self.events.step_start(
@@ -330,7 +346,7 @@ impl Run<'_> {
                     payload::read_from_slot(&self.node_of(f), &self.mountpoint("payload"), mode)
                 });
                 let Some(b) = bytes else { return Ok(None) };
-                let p = payload::stash(&self.opts.rundir, &b)?;
+                let p = payload::stash(&self.pre.rundir, &b)?;
                 payload::check(self.opts, &self.pre.layout, self.pre.soc, &p)?;
                 Ok(Some(p))
             }
@@ -360,6 +376,8 @@ impl Run<'_> {
         ))?;
         let mut reports = s.execute_partitions(self.changes, self.events)?;
         failpoint::hit("boot-written");
+        // The last chance to stop before the bootloader is switched.
+        interrupt::check()?;
         reports.extend(s.commit_slot_metadata(self.changes, self.events)?);
         for r in reports {
             match r.action {

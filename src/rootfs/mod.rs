@@ -316,10 +316,15 @@ struct Hashing {
 
 impl Read for Hashing {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), decompress::SourceError(e)))?;
+        // A signal stops the stream here: every destination then stops too.
+        crate::interrupt::check().map_err(io::Error::other)?;
+        let n = match self.inner.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                crate::interrupt::check().map_err(io::Error::other)?;
+                return Err(e);
+            }
+            r => r.map_err(|e| io::Error::new(e.kind(), decompress::SourceError(e)))?,
+        };
         let done = {
             let mut st = self
                 .state

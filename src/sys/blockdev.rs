@@ -17,6 +17,16 @@ use std::time::{Duration, Instant};
 /// The only logical sector size the GPT code handles (every Jetson eMMC).
 pub const SECTOR_SIZE: u64 = 512;
 
+/// How often a busy disk lock is retried, and the pause between.
+const LOCK_RETRIES: u32 = 30;
+const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The disk is locked by another program (another sysinstall, or a
+/// partitioning tool) for the whole of its run.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is locked by another program (another sysinstall installing onto it, or a partitioning tool); wait for it to finish", .0.display())]
+pub struct DeviceLocked(pub PathBuf);
+
 /// How often an exclusive open is retried on EBUSY, and the pause between.
 const EXCL_RETRIES: u32 = 10;
 const EXCL_RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -397,6 +407,62 @@ impl Disk {
             );
         }
         Ok(t)
+    }
+
+    /// The kernel's name of the disk (`mmcblk0`), or `None` for an image file.
+    pub fn kernel_name(&self) -> Option<&str> {
+        self.target.kernel_name()
+    }
+
+    /// Takes the disk for this process until the handle is dropped: an
+    /// exclusive `flock`, the lock partitioning tools and udev agree on
+    /// (udev leaves a locked disk alone; a second sysinstall is refused).
+    /// udev itself holds a shared lock for a moment while it probes, so a
+    /// busy lock is retried for a few seconds before it is reported.
+    pub fn lock(&self) -> anyhow::Result<()> {
+        let fd = self.target.file.as_raw_fd();
+        for attempt in 0..=LOCK_RETRIES {
+            // SAFETY: flock on a descriptor this handle owns; no memory involved.
+            let rc = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e).with_context(|| format!("locking {}", self.path().display()));
+            }
+            if attempt < LOCK_RETRIES {
+                std::thread::sleep(LOCK_RETRY_PAUSE);
+            }
+        }
+        Err(DeviceLocked(self.path().to_owned()).into())
+    }
+
+    /// Fails when the device cannot be written (a read-only eMMC, a loop
+    /// device attached read-only), before anything is attempted.
+    pub fn check_writable(&self) -> anyhow::Result<()> {
+        let ro = |p: &Path| std::fs::read_to_string(p).is_ok_and(|s| s.trim() == "1");
+        let flagged = self
+            .kernel_name()
+            .is_some_and(|n| ro(&Path::new("/sys/class/block").join(n).join("ro")));
+        let opened = self.reopen(Access::Write);
+        let denied = opened.as_ref().err().is_some_and(|e| {
+            e.chain()
+                .filter_map(|c| c.downcast_ref::<io::Error>())
+                .any(|e| {
+                    matches!(
+                        e.raw_os_error(),
+                        Some(libc::EROFS | libc::EACCES | libc::EPERM)
+                    )
+                })
+        });
+        if flagged || denied {
+            bail!(
+                "{} is read-only (the kernel refuses writes to it; an eMMC at the end of its life turns read-only)",
+                self.path().display()
+            );
+        }
+        opened.map(drop)
     }
 
     /// The first `len` bytes (fewer on a smaller disk), read through the handle.

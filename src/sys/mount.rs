@@ -89,6 +89,27 @@ fn unmount_with_retry(target: &Path) -> anyhow::Result<()> {
     ))
 }
 
+/// Unmounts everything mounted below `dir` (deepest first): what a run
+/// that was killed (`kill -9`, a power cut of the process, not the board)
+/// left mounted in its own run directory. Returns the mount points.
+pub fn unmount_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Ok(Vec::new());
+    };
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut points: Vec<PathBuf> = super::holders::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| PathBuf::from(m.mount_point))
+        .filter(|p| p.starts_with(&dir) && *p != dir)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in &points {
+        unmount_with_retry(p)?;
+    }
+    Ok(points)
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         if self.mounted {

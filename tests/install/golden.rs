@@ -21,8 +21,11 @@ fn normalize(rig: &Rig, text: &str) -> String {
     let mut out = text
         .replace(dir, "$DIR")
         .replace(repo.to_str().unwrap(), "$REPO");
-    // "/dev/loop12p3" and "/dev/loop12" alike.
+    // "/dev/loop12p3" and "/dev/loop12" alike, then the kernel name alone
+    // (the run directory is per disk).
     out = out.replace(dev, "$DEV");
+    let kname = rig.lo.path.file_name().unwrap().to_str().unwrap();
+    out = out.replace(&format!("/{kname}/"), "/$KNAME/");
     let mut hex = String::new();
     let mut result = String::new();
     for c in out.chars() {

@@ -12,3 +12,4 @@ mod golden;
 mod interrupt;
 mod loop_device;
 mod refusals;
+mod safety;
