@@ -19,30 +19,27 @@ const TOOLS: &[&str] = &[
 /// Starts `cmd` in the background; it is expected to stop itself at a
 /// `:stop` failpoint.
 fn spawn_until_stopped(cmd: &mut Command) -> Child {
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let problem = loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // The state is the field after the parenthesised command name.
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().next());
-        if state == Some("T") {
-            return child;
+        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        match state {
+            Some("T") => return child,
+            None | Some("Z") => break "the install ended before its failpoint",
+            _ if Instant::now() > deadline => break "the install never stopped",
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
-        assert!(
-            state.is_some() && state != Some("Z"),
-            "the install ended before its failpoint"
-        );
-        assert!(Instant::now() < deadline, "the install never stopped");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    panic!("{problem}: {}{}", stdout(&o), stderr(&o));
 }
 
 fn resume(child: Child, signal: Option<Signal>) -> Output {
