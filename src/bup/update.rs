@@ -247,6 +247,35 @@ fn default_boot_devices(soc: Soc, kind: Option<BootDeviceKind>) -> anyhow::Resul
     })
 }
 
+/// The boot medium `count` boot devices make (the SPI flash, or boot0 and
+/// boot1 of the eMMC), checked against the layout's boot device.
+pub fn boot_medium(count: usize, layout: Option<BootDeviceKind>) -> anyhow::Result<BootMedium> {
+    let medium = match count {
+        1 => BootMedium::Spi,
+        2 => BootMedium::Emmc,
+        n => bail!("{n} boot devices given: give boot0 and boot1 of the eMMC, or the SPI flash"),
+    };
+    if let Some(kind) = layout {
+        if BootMedium::of(kind) != medium {
+            bail!("the layout's boot device is {kind:?} but {count} boot device(s) were given");
+        }
+    }
+    Ok(medium)
+}
+
+/// The boot devices the board configuration names (`boot-device=`), if any.
+pub fn configured_boot_devices(root: &SysRoot) -> anyhow::Result<Vec<PathBuf>> {
+    match root
+        .board_config()
+        .context("reading the board configuration")?
+    {
+        Some((path, text)) => Ok(BoardConfig::parse(&text)
+            .with_context(|| path.display().to_string())?
+            .boot_devices),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn open_boot(paths: &[PathBuf], writable: bool) -> anyhow::Result<Linear> {
     let mut parts: Vec<Box<dyn Device>> = Vec::new();
     for p in paths {
@@ -391,20 +420,7 @@ pub fn prepare(opts: &UpdateOptions) -> anyhow::Result<BootUpdate> {
     } else {
         default_boot_devices(soc, layout_boot.map(|b| b.kind))?
     };
-    let medium = match boot_devices.len() {
-        1 => BootMedium::Spi,
-        2 => BootMedium::Emmc,
-        n => bail!("{n} boot devices given: give boot0 and boot1 of the eMMC, or the SPI flash"),
-    };
-    if let Some(b) = layout_boot {
-        if BootMedium::of(b.kind) != medium {
-            bail!(
-                "the layout's boot device is {:?} but {} boot device(s) were given",
-                b.kind,
-                boot_devices.len()
-            );
-        }
-    }
+    let medium = boot_medium(boot_devices.len(), layout_boot.map(|b| b.kind))?;
     let mut boot = open_boot(&boot_devices, false)?;
     let devices: Vec<(String, u64)> = boot_devices
         .iter()

@@ -29,10 +29,14 @@ use sha2::{Digest, Sha256};
 
 /// Bytes of LBA 0 the record may use (the MBR boot-code area).
 pub const AREA: usize = 440;
-/// Record magic.
-pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x01";
+/// Record magic; its last byte is the format version (2: with the stream's
+/// hash and the artifact name; a version-1 record of an older sysinstall
+/// reads as no record, which costs a redo, never correctness).
+pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x02";
+/// Longest artifact name kept (bytes of UTF-8).
+pub const ARTIFACT_MAX: usize = 128;
 /// Length of the encoded record.
-pub const RECORD_LEN: usize = 12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 4;
+pub const RECORD_LEN: usize = 12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 32 + 1 + ARTIFACT_MAX + 4;
 /// Prefix of the per-filesystem marker.
 pub const MARKER_PREFIX: &str = "sysinstall:";
 
@@ -72,6 +76,12 @@ pub struct Record {
     pub content: [u8; 32],
     /// Unix time the install started.
     pub started: u64,
+    /// SHA-256 of the rootfs stream the finished slots were unpacked from,
+    /// once known.
+    pub stream_sha256: Option<[u8; 32]>,
+    /// The installed artifact's name, once known (for the PASS line of a
+    /// run that resumes after the unpack).
+    pub artifact: Option<String>,
 }
 
 impl Record {
@@ -91,6 +101,8 @@ impl Record {
             nonce,
             content,
             started: now,
+            stream_sha256: None,
+            artifact: None,
         })
     }
 
@@ -134,6 +146,17 @@ impl Record {
         put(&self.nonce);
         put(&self.content);
         put(&self.started.to_le_bytes());
+        put(&self.stream_sha256.unwrap_or([0; 32]));
+        let artifact = self
+            .artifact
+            .as_deref()
+            .map_or(&[][..], |a| cut(a).as_bytes());
+        put(&[artifact.len() as u8]);
+        let mut field = [0u8; ARTIFACT_MAX];
+        if let Some(dst) = field.get_mut(..artifact.len()) {
+            dst.copy_from_slice(artifact);
+        }
+        put(&field);
         let crc = crc32fast::hash(b.get(..RECORD_LEN - 4).unwrap_or(&[]));
         if let Some(dst) = b.get_mut(RECORD_LEN - 4..) {
             dst.copy_from_slice(&crc.to_le_bytes());
@@ -166,6 +189,14 @@ impl Record {
         if *b.get(15)? != 0 {
             return None;
         }
+        let sha: [u8; 32] = b.get(64..96)?.try_into().ok()?;
+        let len = usize::from(*b.get(96)?);
+        let field = b.get(97..97 + ARTIFACT_MAX)?;
+        // Canonical only: the name is UTF-8 and the rest of its field zeros.
+        if len > ARTIFACT_MAX || field.get(len..)?.iter().any(|&x| x != 0) {
+            return None;
+        }
+        let artifact = std::str::from_utf8(field.get(..len)?).ok()?;
         Some(Record {
             mode,
             state,
@@ -173,8 +204,19 @@ impl Record {
             nonce: b.get(16..24)?.try_into().ok()?,
             content: b.get(24..56)?.try_into().ok()?,
             started: u64::from_le_bytes(b.get(56..64)?.try_into().ok()?),
+            stream_sha256: (sha != [0; 32]).then_some(sha),
+            artifact: (!artifact.is_empty()).then(|| artifact.to_owned()),
         })
     }
+}
+
+/// `s` cut to at most [`ARTIFACT_MAX`] bytes, on a character boundary.
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(ARTIFACT_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
 }
 
 /// Hashes the parts that identify what an install installs.
@@ -232,6 +274,19 @@ mod tests {
         store(&mut sector, None);
         assert_eq!(Record::decode(&sector), None);
         assert!(sector[..440].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn stream_hash_and_artifact_round_trip() {
+        let mut r = rec();
+        r.stream_sha256 = Some([0xAB; 32]);
+        r.artifact = Some("tegra-demo ünïcode 1.2".into());
+        assert_eq!(Record::decode(&r.encode()), Some(r.clone()));
+        // An over-long name is cut to what fits, on a character boundary.
+        r.artifact = Some("é".repeat(100));
+        let back = Record::decode(&r.encode()).unwrap();
+        assert_eq!(back.artifact.unwrap(), "é".repeat(ARTIFACT_MAX / 2));
+        assert!(RECORD_LEN <= AREA);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::events::Events;
 use crate::layout::{self, Layout, LoadOptions, Soc};
 use crate::repartition::Plan;
 use crate::rootfs::{self, tree::SavedTree, Source, SourceOptions, UnpackOptions};
-use crate::sys::blockdev::Disk;
+use crate::sys::blockdev::{Disk, StorageId};
 use crate::sys::{self, mount::Mount};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let plan = survey(&mut disk, &layout, opts)?;
     let journal = read_journal(&mut disk)?;
     let soc = opts.soc.or(layout.soc);
-    let boot_devices = boot_devices(opts, disk.path(), &layout);
+    let boot_devices = boot_devices(opts, disk.path(), &layout)?;
     let running = running_slot(opts, &boot_devices, &layout);
     let mismatch = boot_mismatch(&layout, soc, &plan, &boot_devices);
     let decision = decide::decide(
@@ -230,15 +230,23 @@ fn read_journal(disk: &mut Disk) -> anyhow::Result<Option<Record>> {
     Ok(Record::decode(&lba0).filter(|r| r.state == journal::State::Running))
 }
 
-/// The boot devices for a layout on `device` unless given: boot0 and boot1
-/// of the same eMMC, or the SPI flash.
-fn boot_devices(opts: &InstallOptions, device: &Path, layout: &Layout) -> Vec<PathBuf> {
+/// The boot devices: given, else named by the board configuration, else
+/// boot0 and boot1 of the same eMMC or the SPI flash, as the layout says.
+fn boot_devices(
+    opts: &InstallOptions,
+    device: &Path,
+    layout: &Layout,
+) -> anyhow::Result<Vec<PathBuf>> {
     use crate::layout::BootDeviceKind as K;
     if !opts.boot_devices.is_empty() {
-        return opts.boot_devices.clone();
+        return Ok(opts.boot_devices.clone());
+    }
+    let configured = update::configured_boot_devices(&opts.sysroot)?;
+    if !configured.is_empty() {
+        return Ok(configured);
     }
     let name = device.display().to_string();
-    match layout.boot.as_ref().map(|b| b.kind) {
+    Ok(match layout.boot.as_ref().map(|b| b.kind) {
         Some(K::Spi) => vec![PathBuf::from(update::SPI_BOOT)],
         Some(K::SdmmcBoot | K::T210Sdmmc) if name.contains("mmcblk") => {
             vec![
@@ -247,7 +255,7 @@ fn boot_devices(opts: &InstallOptions, device: &Path, layout: &Layout) -> Vec<Pa
             ]
         }
         _ => Vec::new(),
-    }
+    })
 }
 
 /// The slot the board runs from: `boot.slot_suffix=` on the kernel command
@@ -433,7 +441,7 @@ fn check_boot(
     bup: &BupSource,
     decision: &Decision,
 ) -> anyhow::Result<String> {
-    check_boot_devices(boot_devices, layout)?;
+    check_boot_devices(boot_devices, layout, disk)?;
     if let (InstallMode::Update, BupSource::File(p)) = (decision.mode, bup) {
         // Everything is in place already: the whole boot write can be
         // planned now, against the devices, and is planned again (cheaply)
@@ -483,17 +491,43 @@ pub fn boot_update_options(
     }
 }
 
-/// The boot devices exist, can be read, and are large enough for the
-/// layout's boot partitions (before anything is written).
-fn check_boot_devices(devices: &[PathBuf], layout: &Layout) -> anyhow::Result<()> {
+/// The boot devices make the layout's boot medium (boot0 + boot1, or the
+/// SPI flash), are distinct storage that is not the target disk, exist, can
+/// be read, and are large enough for the layout's boot partitions (before
+/// anything is written).
+fn check_boot_devices(devices: &[PathBuf], layout: &Layout, disk: &Disk) -> anyhow::Result<()> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    update::boot_medium(devices.len(), layout.boot.as_ref().map(|b| b.kind))?;
+    let target =
+        StorageId::of(disk.path()).with_context(|| format!("reading {}", disk.path().display()))?;
+    let mut seen: Vec<(&PathBuf, StorageId)> = Vec::new();
     let mut total = 0u64;
     for d in devices {
+        let id =
+            StorageId::of(d).with_context(|| format!("opening boot device {}", d.display()))?;
+        if id.overlaps(&target) {
+            bail!(
+                "boot device {} is the target disk {} or part of it",
+                d.display(),
+                disk.path().display()
+            );
+        }
+        if let Some((other, _)) = seen.iter().find(|(_, o)| o.overlaps(&id)) {
+            bail!(
+                "boot devices {} and {} are the same storage",
+                other.display(),
+                d.display()
+            );
+        }
         let f = sys::rawdev::open(d, false)
             .with_context(|| format!("opening boot device {}", d.display()))?;
         total += sys::rawdev::size(&f)
             .with_context(|| format!("reading the size of {}", d.display()))?;
+        seen.push((d, id));
     }
-    if let (Some(area), false) = (&layout.boot, devices.is_empty()) {
+    if let Some(area) = &layout.boot {
         let end = area
             .partitions
             .iter()

@@ -507,6 +507,86 @@ fn identity_of(file: &File) -> io::Result<(u64, u64)> {
     })
 }
 
+/// What a path stores its bytes on, to tell whether two paths share any:
+/// a block device (and, for a partition, its whole disk), or an image file
+/// (and the loop devices it backs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageId {
+    /// A block device's number.
+    pub dev: Option<DevNum>,
+    /// The whole disk a partition belongs to.
+    pub whole: Option<DevNum>,
+    /// An image file's `(st_dev, st_ino)`.
+    pub file: Option<(u64, u64)>,
+    /// Loop devices backed by the image file.
+    pub loops: Vec<DevNum>,
+}
+
+impl StorageId {
+    /// Reads it for `path` (sysfs under `/`).
+    pub fn of(path: &Path) -> io::Result<StorageId> {
+        let m = std::fs::metadata(path)?;
+        if m.file_type().is_block_device() {
+            let dev = DevNum::from_dev_t(m.rdev());
+            let sys = PathBuf::from(format!("/sys/dev/block/{dev}"));
+            let whole = sys
+                .join("partition")
+                .exists()
+                .then(|| std::fs::read_to_string(sys.join("../dev")).ok())
+                .flatten()
+                .and_then(|s| DevNum::parse(&s));
+            return Ok(StorageId {
+                dev: Some(dev),
+                whole,
+                file: None,
+                loops: Vec::new(),
+            });
+        }
+        let loops = super::holders::loops_backed_by(Path::new("/"), path)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(format!("/sys/block/{name}/dev")).ok())
+            .filter_map(|s| DevNum::parse(&s))
+            .collect();
+        Ok(StorageId {
+            dev: None,
+            whole: None,
+            file: Some((m.dev(), m.ino())),
+            loops,
+        })
+    }
+
+    /// The devices whose bytes this one is (itself, its disk, the loop
+    /// devices over it).
+    fn devices(&self) -> Vec<DevNum> {
+        self.dev
+            .iter()
+            .chain(&self.whole)
+            .chain(&self.loops)
+            .copied()
+            .collect()
+    }
+
+    /// True when writing one could change the other: the same device or
+    /// file, a partition and its disk, an image and a loop device over it.
+    /// Two partitions of one disk do not overlap.
+    pub fn overlaps(&self, other: &StorageId) -> bool {
+        if self.file.is_some() && self.file == other.file {
+            return true;
+        }
+        if self.dev.is_some() && self.dev == other.dev {
+            return true;
+        }
+        let (mine, theirs) = (self.devices(), other.devices());
+        let whole_of = |id: &StorageId, d: &DevNum| id.whole.is_none() && id.dev == Some(*d);
+        mine.iter()
+            .any(|d| whole_of(other, d) || other.loops.contains(d))
+            || theirs
+                .iter()
+                .any(|d| whole_of(self, d) || self.loops.contains(d))
+    }
+}
+
 /// Size of a block device or image file in 512-byte sectors: the disk size a
 /// layout is placed for (refusals as [`Target::open`]).
 pub fn size_in_sectors(path: &Path) -> anyhow::Result<u64> {
@@ -716,6 +796,48 @@ pub fn update_sector0(path: &Path, edit: impl FnOnce(&mut [u8])) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn block(major: u32, minor: u32, whole: Option<u32>) -> StorageId {
+        StorageId {
+            dev: Some(DevNum { major, minor }),
+            whole: whole.map(|m| DevNum { major, minor: m }),
+            file: None,
+            loops: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn storage_overlaps() {
+        let disk = block(179, 0, None);
+        let p1 = block(179, 1, Some(0));
+        let p2 = block(179, 2, Some(0));
+        let boot0 = block(179, 8, None);
+        assert!(disk.overlaps(&disk));
+        assert!(disk.overlaps(&p1) && p1.overlaps(&disk));
+        assert!(!p1.overlaps(&p2));
+        assert!(!boot0.overlaps(&disk));
+        let image = StorageId {
+            dev: None,
+            whole: None,
+            file: Some((8, 77)),
+            loops: vec![DevNum { major: 7, minor: 3 }],
+        };
+        let lo = block(7, 3, None);
+        let lo_p1 = block(259, 0, Some(3));
+        let lo_p1 = StorageId {
+            whole: Some(DevNum { major: 7, minor: 3 }),
+            ..lo_p1
+        };
+        assert!(image.overlaps(&lo) && lo.overlaps(&image));
+        assert!(image.overlaps(&lo_p1));
+        assert!(image.overlaps(&image.clone()));
+        let other = StorageId {
+            file: Some((8, 78)),
+            loops: Vec::new(),
+            ..image.clone()
+        };
+        assert!(!other.overlaps(&image) && !other.overlaps(&lo));
+    }
 
     #[test]
     fn partition_names_follow_the_kernel() {

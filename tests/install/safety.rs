@@ -29,7 +29,10 @@ fn spawn_until_stopped(cmd: &mut Command) -> Child {
     let problem = loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // The state is the field after the parenthesised command name.
-        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
         match state {
             Some("T") => return child,
             None | Some("Z") => break "the install ended before its failpoint",
