@@ -106,7 +106,8 @@ pub struct LayoutArgs {
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
 
-    /// Size of the target disk in 512-byte sectors (default: the XML's num_sectors).
+    /// Size of the target disk in the layout's sectors: 512 bytes, or 4096
+    /// when its device says sector_size="4096" (default: the XML's num_sectors).
     #[arg(long, value_name = "N", conflicts_with = "device")]
     pub disk_sectors: Option<u64>,
 

@@ -140,17 +140,18 @@ pub fn check_not_in_use(path: &Path, opts: &DiskEnv) -> anyhow::Result<()> {
     .with_context(|| format!("refusing to partition {}", path.display()))
 }
 
-/// Reads what is on the disk: the GPT (if any) and a probe of each partition.
-fn find<R: Read + Seek>(dev: &mut R, sectors: u64) -> anyhow::Result<Found> {
-    match gpt_read::read(dev, sectors) {
+/// Reads what is on the disk of `sectors` sectors of `ss` bytes: the GPT
+/// (if any) and a probe of each partition.
+fn find<R: Read + Seek>(dev: &mut R, sectors: u64, ss: u64) -> anyhow::Result<Found> {
+    match gpt_read::read_in(dev, sectors, ss) {
         Ok(Some(g)) => {
-            let contents = repartition::probe_partitions(dev, &g, sectors)
+            let contents = repartition::probe_partitions_in(dev, &g, sectors, ss)
                 .context("probing the current partitions")?;
             Ok(Found::Gpt(g, contents))
         }
         Ok(None) => {
             let len = sectors
-                .saturating_mul(blockdev::SECTOR_SIZE)
+                .saturating_mul(ss)
                 .min(crate::probe::PROBE_BYTES as u64) as usize;
             let mut buf = vec![0u8; len];
             dev.seek(SeekFrom::Start(0))?;
@@ -170,14 +171,26 @@ fn prepare_on(
     table: &PartitionTable,
 ) -> anyhow::Result<PreparedGpt> {
     let shown = target.path().display().to_string();
-    let n = target.sectors();
+    // An image file stands in for a disk of the layout's sector size; a
+    // block device has its own.
+    let ss = table.sector_size;
+    if let Some(l) = target.logical_sector_size().filter(|&l| l != ss) {
+        bail!(
+            "the layout was placed for {ss}-byte sectors, but {shown} has {l}-byte logical sectors"
+        );
+    }
+    let bytes = target.bytes();
+    if !bytes.is_multiple_of(ss) {
+        bail!("{shown} is {bytes} bytes, not a whole number of {ss}-byte sectors");
+    }
+    let n = bytes / ss;
     if table.disk_sectors != n {
         bail!(
-            "the layout was placed for a disk of {} sectors, but {shown} has {n}",
+            "the layout was placed for a disk of {} sectors, but {shown} has {n} sectors of {ss} bytes",
             table.disk_sectors
         );
     }
-    let found = find(target.file(), n).with_context(|| format!("reading {shown}"))?;
+    let found = find(target.file(), n, ss).with_context(|| format!("reading {shown}"))?;
     let (plan, current) = match &found {
         Found::Nothing(c) => (repartition::plan(Current::None(c), table), None),
         Found::Gpt(g, contents) => (repartition::plan(Current::Gpt(g, contents), table), Some(g)),
@@ -316,7 +329,8 @@ pub fn expose(device: &Path, opts: &DiskEnv) -> anyhow::Result<Vec<PartitionNode
     }
     let shown = device.display().to_string();
     let sectors = target.sectors();
-    let gpt = gpt_read::read(target.file(), sectors)
+    let ss = target.sector_size();
+    let gpt = gpt_read::read_in(target.file(), sectors, ss)
         .with_context(|| format!("reading the GPT of {shown}"))?
         .with_context(|| format!("{shown} has no GPT"))?;
     let (_, seen) = tell_kernel(&target, &gpt.entries)

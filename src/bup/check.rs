@@ -56,9 +56,9 @@ pub fn layout_targets(l: &Layout) -> Option<(BootTargets, UserArea)> {
             .iter()
             .map(|p| UserPartition {
                 name: p.name.clone(),
-                size: p.size_bytes(),
+                size: p.size_bytes(l.user.sector_size),
                 path: PathBuf::from("user area"),
-                base: p.first_lba * 512,
+                base: p.first_lba * l.user.sector_size,
             })
             .collect(),
         source: format!("layout {}", l.source),

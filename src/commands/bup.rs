@@ -34,7 +34,7 @@ fn sysroot(dir: &Option<PathBuf>) -> SysRoot {
 fn load_layout(src: &LayoutSource) -> anyhow::Result<Option<Layout>> {
     src.layout
         .as_deref()
-        .map(|path| super::layout::load(path, &src.set, None))
+        .map(|path| super::layout::load(path, &src.set, None, None))
         .transpose()
 }
 

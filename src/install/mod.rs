@@ -259,7 +259,7 @@ pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
         out.push(Fs {
             name: name.to_owned(),
             number: p.number,
-            size: p.size_bytes(),
+            size: p.size_bytes(table.sector_size),
             role,
         });
     }
@@ -470,19 +470,20 @@ fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Preflight
     let shown = dev.display().to_string();
     let mut report = Vec::new();
 
-    // The disk and the layout placed for its real size.
-    let sectors = sys::blockdev::size_in_sectors(dev)?;
+    // The disk and the layout placed for its real size and sector size.
+    let device = sys::blockdev::device_size(dev)?;
     if !sys::rawdev::is_block_device(dev) {
         bail!(
             "{shown} is not a block device; attach an image with `losetup -f --show IMAGE` and install onto that"
         );
     }
-    let layout = layout::load(
+    let layout = layout::load_on(
         &opts.layout,
         &LoadOptions {
             set: layout::subst::parse_assignments(&opts.set).map_err(UsageError)?,
-            disk_sectors: Some(sectors),
+            disk_sectors: None,
         },
+        Some(&device),
     )?;
     for n in &layout.notes {
         events.message("warn", format!("{}: {n}", layout.source));
@@ -605,6 +606,7 @@ fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Preflight
             }
         }
     };
+    let sectors = layout.user.disk_sectors;
     report.push(format!("Target:   {shown} ({sectors} sectors)"));
     report.push(format!(
         "Layout:   {} ({} partitions)",
