@@ -270,6 +270,12 @@ pub struct BupCheckArgs {
     #[command(flatten)]
     pub layout: LayoutSource,
 
+    /// Size of the user-area disk in the layout's sectors, for a layout
+    /// without num_sectors (t210 XMLs, partition_table CSVs) (default: the
+    /// XML's num_sectors, else the size of /dev/mmcblk0).
+    #[arg(long, value_name = "N")]
+    pub disk_sectors: Option<u64>,
+
     /// SoC family (default: from the running system, else from the layout).
     #[arg(long, value_enum)]
     pub soc: Option<SocArg>,
@@ -325,6 +331,13 @@ pub struct BupWriteArgs {
     /// Layout file and placeholder values.
     #[command(flatten)]
     pub layout: LayoutSource,
+
+    /// Size of the user-area disk in the layout's sectors, for a layout
+    /// without num_sectors (t210 XMLs, partition_table CSVs) (default: the
+    /// size of --user-device, else the XML's num_sectors, else the size of
+    /// /dev/mmcblk0).
+    #[arg(long, value_name = "N")]
+    pub disk_sectors: Option<u64>,
 
     /// Read /sys, /proc, /etc/sysinstall and /dev/disk/by-partlabel under
     /// this directory (test rigs).

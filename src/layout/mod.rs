@@ -219,6 +219,11 @@ pub struct LoadOptions {
     pub disk_sectors: Option<u64>,
 }
 
+/// The end of the rule a layout breaks when nothing gives the disk's size
+/// (the XML has no `num_sectors`, or a CSV): callers with other options
+/// (`bup`) recognise it and say theirs.
+pub const NO_DISK_SIZE: &str = "give --disk-sectors or --device";
+
 /// A target device as the layout loader needs it ([`load_on`]): its size
 /// is divided by the layout's sector size, and a layout whose sector size
 /// is not the device's logical block size is refused.
@@ -376,7 +381,7 @@ fn parse_csv(
         .ok_or_else(|| {
             whole_file_error(
                 file,
-                "a partition_table CSV carries no disk size: give --disk-sectors or --device",
+                format!("a partition_table CSV carries no disk size: {NO_DISK_SIZE}"),
             )
         })?;
     let (user, mut notes) = csv::place(&csv, n, file)?;
@@ -517,11 +522,7 @@ fn parse_xml(
                 Some(t) => format!("num_sectors is the placeholder {t}"),
                 None => "the user-area device has no num_sectors".to_owned(),
             };
-            return Err(ctx.err(
-                user_dev.line,
-                None,
-                format!("{what}: give --disk-sectors or --device"),
-            ));
+            return Err(ctx.err(user_dev.line, None, format!("{what}: {NO_DISK_SIZE}")));
         }
     };
     let (user, table_notes) = geometry::user_table(&ctx, user_dev, n, sector_size)?;
