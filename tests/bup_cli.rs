@@ -20,8 +20,9 @@ fn spec(fab: &str, sku: &str) -> String {
     format!("3636-{fab}-{sku}--1-0-{MACHINE}-mmcblk0p1")
 }
 
-/// 25 entries like the real payload: 15 common, then board-specific ones
-/// for FAB 300 and 301 (the compatible spec, FAB emptied, matches both).
+/// 25 entries like the real payload: 15 common (mb1 among them: a BCT
+/// needs it), then board-specific ones for FAB 300 and 301 (the compatible
+/// spec, FAB emptied, matches both).
 fn tx2_nx_payload() -> Builder {
     let mut b = Builder::new();
     for name in [
@@ -39,7 +40,7 @@ fn tx2_nx_payload() -> Builder {
         "sc7",
         "badpage-fw",
         "eks",
-        "dram-ecc-fw",
+        "mb1",
     ] {
         b = b.entry(name, &data(name, 100), 0, "");
     }
@@ -207,6 +208,27 @@ fn check_fails_for_another_board() {
         "{}",
         stdout(&o)
     );
+}
+
+/// Issue 12 item 6: a payload whose BCT has no mb1 to follow it fails the
+/// check (exit 1), naming the missing entry; REF would write the BCT and
+/// then fail.
+#[test]
+fn check_fails_for_a_bct_without_mb1() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("payload");
+    let mut b = tx2_nx_payload();
+    b.entries.retain(|e| e.0 != "mb1");
+    std::fs::write(&p, b.build()).unwrap();
+    let o = output(
+        sysinstall()
+            .args(["bup", "check", "--soc", "t186", "--tnspec", TNSPEC])
+            .arg(&p),
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL: BCT needs an mb1 entry"), "{out}");
+    assert!(!out.contains("PASS"), "{out}");
 }
 
 #[test]

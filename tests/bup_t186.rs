@@ -369,6 +369,27 @@ fn bad_payloads_leave_every_image_unchanged() {
     std::fs::write(&bad_bct, bup_support::payload(&e)).unwrap();
     refused(&fx, &bad_bct, &[], "BlockSizeLog2 differs");
 
+    // A BCT without mb1 (issue 12 item 6): REF writes the BCT, fails on
+    // the missing mb1 and leaves the BR-BCT changed; refused before any
+    // write, naming the missing entry. Same with bup check (exit 1).
+    let no_mb1 = fx.dir.join("no-mb1");
+    let e: Vec<_> = entries().into_iter().filter(|e| e.0 != "mb1").collect();
+    std::fs::write(&no_mb1, bup_support::payload(&e)).unwrap();
+    refused(&fx, &no_mb1, &[], "BCT needs an mb1 entry");
+    let o = output(
+        sysinstall()
+            .args(["bup", "check"])
+            .arg(&no_mb1)
+            .arg("--sysroot")
+            .arg(&fx.root),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("FAIL: BCT needs an mb1 entry"),
+        "{}",
+        stdout(&o)
+    );
+
     // No entries: REF would still switch slots.
     let empty = fx.dir.join("empty");
     std::fs::write(&empty, bup_support::payload(&[])).unwrap();
