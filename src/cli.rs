@@ -106,7 +106,8 @@ pub struct LayoutArgs {
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
 
-    /// Size of the target disk in 512-byte sectors (default: the XML's num_sectors).
+    /// Size of the target disk in the layout's sectors: 512 bytes, or 4096
+    /// when its device says sector_size="4096" (default: the XML's num_sectors).
     #[arg(long, value_name = "N", conflicts_with = "device")]
     pub disk_sectors: Option<u64>,
 
@@ -269,6 +270,12 @@ pub struct BupCheckArgs {
     #[command(flatten)]
     pub layout: LayoutSource,
 
+    /// Size of the user-area disk in the layout's sectors, for a layout
+    /// without num_sectors (t210 XMLs, partition_table CSVs) (default: the
+    /// XML's num_sectors, else the size of /dev/mmcblk0).
+    #[arg(long, value_name = "N")]
+    pub disk_sectors: Option<u64>,
+
     /// SoC family (default: from the running system, else from the layout).
     #[arg(long, value_enum)]
     pub soc: Option<SocArg>,
@@ -324,6 +331,13 @@ pub struct BupWriteArgs {
     /// Layout file and placeholder values.
     #[command(flatten)]
     pub layout: LayoutSource,
+
+    /// Size of the user-area disk in the layout's sectors, for a layout
+    /// without num_sectors (t210 XMLs, partition_table CSVs) (default: the
+    /// size of --user-device, else the XML's num_sectors, else the size of
+    /// /dev/mmcblk0).
+    #[arg(long, value_name = "N")]
+    pub disk_sectors: Option<u64>,
 
     /// Read /sys, /proc, /etc/sysinstall and /dev/disk/by-partlabel under
     /// this directory (test rigs).

@@ -144,17 +144,18 @@ pub fn check_target_not_in_use(t: &Target, opts: &DiskEnv) -> anyhow::Result<()>
     .with_context(|| format!("refusing to partition {}", t.path().display()))
 }
 
-/// Reads what is on the disk: the GPT (if any) and a probe of each partition.
-fn find<R: Read + Seek>(dev: &mut R, sectors: u64) -> anyhow::Result<Found> {
-    match gpt_read::read(dev, sectors) {
+/// Reads what is on the disk of `sectors` sectors of `ss` bytes: the GPT
+/// (if any) and a probe of each partition.
+fn find<R: Read + Seek>(dev: &mut R, sectors: u64, ss: u64) -> anyhow::Result<Found> {
+    match gpt_read::read_in(dev, sectors, ss) {
         Ok(Some(g)) => {
-            let contents = repartition::probe_partitions(dev, &g, sectors)
+            let contents = repartition::probe_partitions_in(dev, &g, sectors, ss)
                 .context("probing the current partitions")?;
             Ok(Found::Gpt(g, contents))
         }
         Ok(None) => {
             let len = sectors
-                .saturating_mul(blockdev::SECTOR_SIZE)
+                .saturating_mul(ss)
                 .min(crate::probe::PROBE_BYTES as u64) as usize;
             let mut buf = vec![0u8; len];
             dev.seek(SeekFrom::Start(0))?;
@@ -168,24 +169,48 @@ fn find<R: Read + Seek>(dev: &mut R, sectors: u64) -> anyhow::Result<Found> {
     }
 }
 
+/// Reads what is on `target` and plans `table` against it, after checking
+/// that the table was placed for this disk (its sector size and size).
+fn survey(target: &mut Target, table: &PartitionTable) -> anyhow::Result<(Found, Plan)> {
+    let shown = target.path().display().to_string();
+    // An image file stands in for a disk of the layout's sector size; a
+    // block device has its own.
+    let ss = table.sector_size;
+    if let Some(l) = target.logical_sector_size().filter(|&l| l != ss) {
+        bail!(
+            "the layout was placed for {ss}-byte sectors, but {shown} has {l}-byte logical sectors"
+        );
+    }
+    let bytes = target.bytes();
+    if !bytes.is_multiple_of(ss) {
+        bail!("{shown} is {bytes} bytes, not a whole number of {ss}-byte sectors");
+    }
+    let n = bytes / ss;
+    if table.disk_sectors != n {
+        bail!(
+            "the layout was placed for a disk of {} sectors, but {shown} has {n} sectors of {ss} bytes",
+            table.disk_sectors
+        );
+    }
+    let found = find(target.file(), n, ss).with_context(|| format!("reading {shown}"))?;
+    let plan = match &found {
+        Found::Nothing(c) => repartition::plan(Current::None(c), table),
+        Found::Gpt(g, contents) => repartition::plan(Current::Gpt(g, contents), table),
+        Found::Unreadable(r) => repartition::plan(Current::Unreadable(r), table),
+    };
+    Ok((found, plan))
+}
+
 fn prepare_on(
     mut target: Target,
     claimed: bool,
     table: &PartitionTable,
 ) -> anyhow::Result<PreparedGpt> {
     let shown = target.path().display().to_string();
-    let n = target.sectors();
-    if table.disk_sectors != n {
-        bail!(
-            "the layout was placed for a disk of {} sectors, but {shown} has {n}",
-            table.disk_sectors
-        );
-    }
-    let found = find(target.file(), n).with_context(|| format!("reading {shown}"))?;
-    let (plan, current) = match &found {
-        Found::Nothing(c) => (repartition::plan(Current::None(c), table), None),
-        Found::Gpt(g, contents) => (repartition::plan(Current::Gpt(g, contents), table), Some(g)),
-        Found::Unreadable(r) => (repartition::plan(Current::Unreadable(r), table), None),
+    let (found, plan) = survey(&mut target, table)?;
+    let current = match &found {
+        Found::Gpt(g, _) => Some(g),
+        _ => None,
     };
     let gpt = gpt_write::build(table, current)
         .with_context(|| format!("building the GPT for {shown}"))?;
@@ -209,20 +234,7 @@ pub fn inspect(device: &Path, table: &PartitionTable) -> anyhow::Result<Prepared
 
 /// The plan for `table` on a target already open (read only).
 pub fn plan_on(target: &mut Target, table: &PartitionTable) -> anyhow::Result<Plan> {
-    let shown = target.path().display().to_string();
-    let n = target.sectors();
-    if table.disk_sectors != n {
-        bail!(
-            "the layout was placed for a disk of {} sectors, but {shown} has {n}",
-            table.disk_sectors
-        );
-    }
-    let found = find(target.file(), n).with_context(|| format!("reading {shown}"))?;
-    Ok(match &found {
-        Found::Nothing(c) => repartition::plan(Current::None(c), table),
-        Found::Gpt(g, contents) => repartition::plan(Current::Gpt(g, contents), table),
-        Found::Unreadable(r) => repartition::plan(Current::Unreadable(r), table),
-    })
+    Ok(survey(target, table)?.1)
 }
 
 /// Everything before the first write: refuses a disk in use, opens it
@@ -352,7 +364,8 @@ pub fn expose_target(target: &mut Target, opts: &DiskEnv) -> anyhow::Result<Vec<
     }
     let shown = target.path().display().to_string();
     let sectors = target.sectors();
-    let gpt = gpt_read::read(target.file(), sectors)
+    let ss = target.sector_size();
+    let gpt = gpt_read::read_in(target.file(), sectors, ss)
         .with_context(|| format!("reading the GPT of {shown}"))?
         .with_context(|| format!("{shown} has no GPT"))?;
     let (_, seen) = tell_kernel(target, &gpt.entries)

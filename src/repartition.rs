@@ -68,13 +68,24 @@ fn has_data(c: &Content) -> bool {
     !matches!(c, Content::Empty)
 }
 
-/// Reads the first [`PROBE_BYTES`] of every partition of `gpt` (fewer for a
-/// smaller partition) and tells what each holds, by partition number;
-/// partitions that do not lie on the disk are left out.
+/// [`probe_partitions_in`] on a disk of 512-byte sectors.
 pub fn probe_partitions<R: Read + Seek>(
     dev: &mut R,
     gpt: &DiskGpt,
     disk_sectors: u64,
+) -> io::Result<BTreeMap<u32, Content>> {
+    probe_partitions_in(dev, gpt, disk_sectors, SECTOR as u64)
+}
+
+/// Reads the first [`PROBE_BYTES`] of every partition of `gpt` (fewer for a
+/// smaller partition) on a disk of `disk_sectors` sectors of `sector_size`
+/// bytes, and tells what each holds, by partition number; partitions that
+/// do not lie on the disk are left out.
+pub fn probe_partitions_in<R: Read + Seek>(
+    dev: &mut R,
+    gpt: &DiskGpt,
+    disk_sectors: u64,
+    sector_size: u64,
 ) -> io::Result<BTreeMap<u32, Content>> {
     let mut out = BTreeMap::new();
     let mut buf = vec![0u8; PROBE_BYTES];
@@ -86,10 +97,13 @@ pub fn probe_partitions<R: Read + Seek>(
         }
         let content = {
             let len = (e.last_lba - e.first_lba + 1)
-                .saturating_mul(SECTOR as u64)
+                .saturating_mul(sector_size)
                 .min(PROBE_BYTES as u64) as usize;
             let chunk = buf.get_mut(..len).unwrap_or_default();
-            dev.seek(SeekFrom::Start(e.first_lba * SECTOR as u64))?;
+            let at = e.first_lba.checked_mul(sector_size).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "partition start overflows")
+            })?;
+            dev.seek(SeekFrom::Start(at))?;
             dev.read_exact(chunk)?;
             identify(chunk)
         };
@@ -190,6 +204,9 @@ pub enum CurrentTable {
 pub struct Plan {
     /// Disk size in sectors.
     pub disk_sectors: u64,
+    /// Bytes of a sector (the unit of every LBA here).
+    #[serde(skip)]
+    pub sector_size: u64,
     /// The GPT on the disk now.
     pub current: CurrentTable,
     /// What the start of the disk holds, when there is no GPT.
@@ -358,6 +375,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
             .all(|p| p.action == PartitionAction::Keep && p.changes.is_empty());
     Plan {
         disk_sectors: n,
+        sector_size: wanted.sector_size,
         current: state,
         disk_content,
         partitions,
@@ -417,7 +435,7 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
     let _ = writeln!(
         s,
         "Disk {device}: {n} sectors ({})",
-        human_size(n.saturating_mul(SECTOR as u64))
+        human_size(n.saturating_mul(plan.sector_size))
     );
     let _ = match &plan.current {
         CurrentTable::None => writeln!(
@@ -459,7 +477,7 @@ pub fn render_table(plan: &Plan, device: &str) -> String {
                     (
                         e.first_lba.to_string(),
                         e.last_lba.to_string(),
-                        human_size(e.sectors().saturating_mul(SECTOR as u64)),
+                        human_size(e.sectors().saturating_mul(plan.sector_size)),
                     )
                 })
                 .unwrap_or_default();

@@ -18,6 +18,14 @@
 //!            BCT copy, primaries, NVC, VER (the commit marker)
 //! ```
 //!
+//! The order's dependencies (§4.4, §4.2 step 16; cboot's table: the BCT
+//! after mb2, mb1 after the BR-BCT it is checked against) are checked on the
+//! finished plan, before anything is written: a BCT write needs every copy
+//! of mb1 written after it (in update mode the other slot's too, REF's
+//! `mb1_other`), and mb2 written before it. REF writes the BCT and only
+//! then fails on a missing mb1; we refuse up front ([`check_entries`] for
+//! the payload alone, as `bup check` without a layout does).
+//!
 //! Nothing here touches a device: current contents come in an
 //! [`Inventory`], and payload data through a reader.
 
@@ -306,6 +314,17 @@ pub enum BootPlanError {
     /// The boot device's table cannot be written.
     #[error("boot partition table: {0}")]
     Table(#[from] BootGptError),
+    /// A write the order depends on cannot be made (module doc): `entry`
+    /// needs `missing`, and why.
+    #[error("{entry} needs {missing}: {reason}; nothing was written")]
+    Dependency {
+        /// The write that depends on another.
+        entry: String,
+        /// What it needs and the plan lacks (names the entry or partition).
+        missing: String,
+        /// Why it needs it.
+        reason: String,
+    },
     /// T210: a partition of the fixed update order has no entry or no
     /// partition.
     #[error("payload or partition not found for {0} (T210 updates need every partition of the fixed order)")]
@@ -458,6 +477,42 @@ struct Planner<'a, R> {
     warnings: Vec<String>,
 }
 
+/// Partitions whose write depends on the BR-BCT's: mb1, then the other
+/// slot's (bup-format.md §4.4).
+const MB1: [&str; 2] = ["mb1", "mb1_b"];
+/// Partitions written before the BR-BCT (§4.4).
+const MB2: [&str; 2] = ["mb2", "mb2_b"];
+
+/// The dependencies the payload alone must meet (T186/T194): a BCT entry
+/// for this board needs an mb1 entry for it, written after the BCT. REF
+/// writes the BCT, then fails on the missing mb1 with the slot half
+/// updated; this is refused before anything is written.
+pub fn check_entries(
+    soc: Soc,
+    payload: &Payload,
+    selection: &Selection,
+) -> Result<(), BootPlanError> {
+    if !matches!(soc, Soc::T186 | Soc::T194) {
+        return Ok(());
+    }
+    let selected = |name: &str| {
+        selection.selected.iter().any(|s| {
+            payload
+                .entries
+                .get(s.index as usize)
+                .is_some_and(|e| e.name_lossy() == name)
+        })
+    };
+    if selected("BCT") && !selected("mb1") {
+        return Err(BootPlanError::Dependency {
+            entry: "BCT".into(),
+            missing: "an mb1 entry".into(),
+            reason: "each slot's mb1 is checked against the BR-BCT and is written right after it (tegra-bootloader-update writes the BCT and then fails on the missing mb1)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Makes the plan. `payload` reads the payload file (entry data is hashed,
 /// and BCT and VER entries read, here); `guid` gives the GUIDs of a new
 /// boot partition table.
@@ -482,6 +537,7 @@ pub fn plan<R: Read + Seek>(
     if sel.selected.is_empty() {
         return Err(BootPlanError::NothingSelected(sel.tnspec.clone()));
     }
+    check_entries(input.soc, input.payload, sel)?;
     let mut p = Planner {
         input,
         reader: payload,
@@ -622,6 +678,66 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
         }
         for task in &t.single {
             self.write_task(task)?;
+        }
+        self.t18x_dependencies()
+    }
+
+    /// The order's dependencies on the finished T186/T194 plan (module
+    /// doc): after a BCT write, every mb1 copy of the table (update mode:
+    /// both slots') is written; every mb2 written comes before the BCT.
+    fn t18x_dependencies(&self) -> Result<(), BootPlanError> {
+        let boot = self.input.boot;
+        let is = |s: &BootStep, name: &str| s.area == WriteArea::Boot && s.partition == name;
+        let Some(first_bct) = self.steps.iter().position(|s| is(s, "BCT")) else {
+            return Ok(());
+        };
+        let last_bct = self
+            .steps
+            .iter()
+            .rposition(|s| is(s, "BCT"))
+            .unwrap_or(first_bct);
+        let update = matches!(self.input.mode, BootMode::Update { .. });
+        for name in MB1 {
+            // Initializing writes the copies the table has; an update also
+            // the other slot's, which must match the new BR-BCT.
+            let needed = update || boot.get(name).is_some();
+            let after = self.steps.iter().skip(last_bct + 1).any(|s| is(s, name));
+            if needed && !after {
+                let reason = match boot.get(name) {
+                    None => format!(
+                        "the boot ROM checks every slot's mb1 against the BR-BCT, and the boot partition table ({}) has no {name}",
+                        boot.source
+                    ),
+                    Some(_) => format!(
+                        "the boot ROM checks every slot's mb1 against the BR-BCT, and {name} is not written{}",
+                        if self.not_written.iter().any(|n| n.partition == name) {
+                            " (it has no second copy in the boot partition table; only --initialize writes it)"
+                        } else {
+                            ""
+                        }
+                    ),
+                };
+                return Err(BootPlanError::Dependency {
+                    entry: "BCT".into(),
+                    missing: format!("{name} written after it"),
+                    reason,
+                });
+            }
+        }
+        if let Some(late) = self
+            .steps
+            .iter()
+            .skip(first_bct + 1)
+            .find(|s| MB2.iter().any(|n| is(s, n)))
+        {
+            return Err(BootPlanError::Dependency {
+                entry: "BCT".into(),
+                missing: format!("{} written before it", late.partition),
+                reason: format!(
+                    "mb2 is written before the BCT (tegra-bootloader-update's order), but {} has no second copy and would come after it",
+                    late.partition
+                ),
+            });
         }
         Ok(())
     }
@@ -1232,6 +1348,79 @@ mod tests {
             )
             .unwrap();
         assert_eq!(labels(&p.steps), ["mb2_b", "mb1_b"]);
+    }
+
+    /// Issue 12 item 6: REF writes the BCT, then fails on the missing mb1
+    /// (update mode) with the BR-BCT already changed. Refused up front, in
+    /// both modes, naming the missing entry.
+    #[test]
+    fn a_bct_without_mb1_is_refused_before_anything_is_written() {
+        let c = Case::new(Builder::new().entry("mb2", b"mb2", 0, "").entry(
+            "BCT",
+            &bct(3584),
+            0,
+            SPEC,
+        ));
+        for mode in [
+            BootMode::Initialize,
+            BootMode::Update {
+                slot: Slot::B,
+                activate: true,
+            },
+        ] {
+            let err = c.plan(Soc::T186, mode).unwrap_err().to_string();
+            assert!(
+                err.starts_with(
+                    "BCT needs an mb1 entry: each slot's mb1 is checked against the BR-BCT"
+                ),
+                "{err}"
+            );
+        }
+        assert!(check_entries(Soc::T186, &c.payload, &c.selection).is_err());
+        assert!(check_entries(Soc::T194, &c.payload, &c.selection).is_err());
+        // T210's BCT has no mb1 (its fixed order is checked instead).
+        assert!(check_entries(Soc::T210, &c.payload, &c.selection).is_ok());
+        // Without a BCT, mb1 and mb2 alone are fine (REF).
+        let c = Case::new(Builder::new().entry("mb1", b"x", 2, ""));
+        assert!(check_entries(Soc::T186, &c.payload, &c.selection).is_ok());
+    }
+
+    #[test]
+    fn a_bct_update_needs_both_mb1_copies_after_it() {
+        // The table has no mb1_b: mb1 has no second copy, so an update would
+        // write the BCT and leave both slots' mb1 old.
+        let mut c = Case::new(tx2_payload());
+        c.boot.partitions.retain(|p| p.name != "mb1_b");
+        let update = BootMode::Update {
+            slot: Slot::B,
+            activate: true,
+        };
+        let err = c.plan(Soc::T186, update).unwrap_err().to_string();
+        assert!(
+            err.starts_with("BCT needs mb1 written after it: the boot ROM checks every slot's mb1 against the BR-BCT, and mb1 is not written (it has no second copy"),
+            "{err}"
+        );
+        // Initializing writes the one mb1 the table has, after the BCT.
+        let p = c.plan(Soc::T186, BootMode::Initialize).unwrap();
+        let l = labels(&p.steps);
+        let bct = l.iter().rposition(|s| s.starts_with("BCT")).unwrap();
+        assert!(l.iter().position(|s| *s == "mb1").unwrap() > bct, "{l:?}");
+    }
+
+    #[test]
+    fn mb2_written_after_the_bct_is_refused() {
+        // mb2 without a second copy is a single partition: initializing
+        // would write it after the BCT (REF's order for singles).
+        let mut c = Case::new(tx2_payload());
+        c.boot.partitions.retain(|p| p.name != "mb2_b");
+        let err = c
+            .plan(Soc::T186, BootMode::Initialize)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("BCT needs mb2 written before it: mb2 is written before the BCT"),
+            "{err}"
+        );
     }
 
     #[test]

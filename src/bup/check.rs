@@ -56,9 +56,9 @@ pub fn layout_targets(l: &Layout) -> Option<(BootTargets, UserArea)> {
             .iter()
             .map(|p| UserPartition {
                 name: p.name.clone(),
-                size: p.size_bytes(),
+                size: p.size_bytes(l.user.sector_size),
                 path: PathBuf::from("user area"),
-                base: p.first_lba * 512,
+                base: p.first_lba * l.user.sector_size,
             })
             .collect(),
         source: format!("layout {}", l.source),
@@ -68,7 +68,9 @@ pub fn layout_targets(l: &Layout) -> Option<(BootTargets, UserArea)> {
 
 /// Checks `payload` (read from `file`), with the entries `sel` chose for this
 /// board, against `layout`: every selected entry has a partition that
-/// exists and is large enough, nothing is missing, the format is writable.
+/// exists and is large enough, nothing is missing, the format is writable,
+/// the order's dependencies hold both when initializing and when updating
+/// (an update writes fewer partitions, so it can miss one a BCT needs).
 pub fn check<R: Read + Seek>(
     payload: &Payload,
     file: &mut R,
@@ -115,9 +117,27 @@ pub fn check<R: Read + Seek>(
                 Ok(p) => planned = Some(p),
                 Err(e) => problems.push(e.to_string()),
             }
+            if planned.is_some() && soc != Soc::T210 {
+                let update = PlanInput {
+                    mode: BootMode::Update {
+                        slot: super::board::Slot::B,
+                        activate: false,
+                    },
+                    ..input
+                };
+                if let Err(e) = boot_plan::plan(&update, file, &mut || Guid::NIL) {
+                    problems.push(format!("updating slot B: {e}"));
+                }
+            }
         }
     }
     if planned.is_none() {
+        // The payload's own dependencies, when no plan checked them.
+        if let Some(Err(e)) = soc.map(|soc| boot_plan::check_entries(soc, payload, sel)) {
+            if sel.missing.is_empty() && !sel.selected.is_empty() {
+                problems.push(e.to_string());
+            }
+        }
         // Without a plan, the selection's own refusals still apply.
         if !sel.missing.is_empty() {
             problems.push(format!(

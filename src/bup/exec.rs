@@ -1,18 +1,26 @@
 //! Carrying out a write plan on devices, and reading what the checks need
 //! from them beforehand.
 //!
-//! Each step: compare the data with what the device holds and skip it when
-//! equal; otherwise write the data and the zero tail, fsync, drop the cached
-//! pages, read the range back and compare SHA-256 with the plan's. Payload
-//! bytes are hashed again as they stream by, so a payload file that changed
-//! since it was planned is caught too. Memory stays at two 1 MiB buffers
-//! whatever the partition sizes.
+//! Each step: compare its whole span (the data, then zeros to the end of the
+//! span, which is the whole partition for a partition write) with what the
+//! device holds and skip it when equal; otherwise write the data and the
+//! zero tail, fsync, drop the cached pages, read the range back and compare
+//! SHA-256 with the plan's and the tail with zeros. Payload bytes are hashed
+//! again as they stream by, so a payload file that changed since it was
+//! planned is caught too. Memory stays at two 1 MiB buffers whatever the
+//! partition sizes; a partition already in place is only read.
 //!
-//! Deviations from REF (docs/spec/bup-format.md §4.5), so that a re-run
-//! writes nothing and a write is known to have landed: REF rewrites user-area
-//! partitions without comparing, and every BCT copy when initializing (on
-//! T210 always); here every step is compared first. REF never reads back;
-//! here every write is verified.
+//! So after any run the devices hold what a fresh tegra-bootloader-update
+//! run leaves (REF erases a partition, then writes the data): a zero-length
+//! entry leaves its partition all zeros (docs/spec/bup-format.md §4.5), and no stale
+//! bytes survive after the data. Deviations from REF, so that a re-run
+//! writes nothing, a write is known to have landed, and the result does not
+//! depend on what was there before: REF compares a boot partition's data
+//! only (its old tail survives when the data matches, and a zero-length
+//! entry leaves the partition as it was), rewrites user-area partitions
+//! without comparing, and every BCT copy when initializing (on T210
+//! always); here every step is compared in full first. REF never reads
+//! back; here every write is verified.
 
 #![deny(clippy::indexing_slicing)]
 
@@ -222,9 +230,10 @@ struct Buffers {
     b: Vec<u8>,
 }
 
-/// True when the device holds the step's data at its place. Only the data
-/// is compared, not the zero tail (REF's rule: a bootloader's unused tail
-/// does not matter, and an SPI flash's erased tail reads 0xFF).
+/// True when the device holds the step's whole span at its place: the
+/// data, then zeros to the end of the span (what [`write`] leaves, and what
+/// REF's erase-then-write leaves). Reading stops at the first difference;
+/// the payload's data is still hashed to the end.
 fn holds<R: Read + Seek>(
     dev: &mut dyn Device,
     pos: u64,
@@ -240,15 +249,25 @@ fn holds<R: Read + Seek>(
         if n == 0 {
             break;
         }
-        let (want, got) = (buf.a.get(..n), buf.b.get_mut(..n));
-        let (Some(want), Some(got)) = (want, got) else {
-            break;
-        };
-        dev.read_at(at, got)?;
-        same &= want == &*got;
+        if same {
+            let (want, got) = (buf.a.get(..n), buf.b.get_mut(..n));
+            let (Some(want), Some(got)) = (want, got) else {
+                break;
+            };
+            dev.read_at(at, got)?;
+            same = want == &*got;
+        }
         at += n as u64;
     }
     src.check(step)?;
+    let end = pos.saturating_add(step.span);
+    while same && at < end {
+        let n = (end - at).min(CHUNK as u64) as usize;
+        let got = buf.b.get_mut(..n).unwrap_or(&mut []);
+        dev.read_at(at, got)?;
+        same = got.iter().all(|&b| b == 0);
+        at += n as u64;
+    }
     Ok(same)
 }
 
@@ -604,6 +623,52 @@ mod tests {
         .unwrap();
         assert!(r.iter().all(|s| s.action == StepAction::Skip));
         assert_eq!(boot.0.borrow().written, written);
+    }
+
+    /// Issue 12 items 7 and 8: the whole partition is compared, so stale
+    /// bytes after data that already matches are cleared, and a zero-length
+    /// entry erases its partition; a partition already right is left alone.
+    #[test]
+    fn stale_tails_are_cleared_zero_length_entries_erase_and_matches_are_skipped() {
+        let payload = b"DATA".to_vec();
+        let part = 3 * CHUNK as u64 + 100; // spans several chunks
+        let data = StepData::Entry {
+            index: 0,
+            offset: 0,
+            length: 4,
+        };
+        let empty = StepData::Entry {
+            index: 1,
+            offset: 0,
+            length: 0,
+        };
+        let steps = vec![
+            step("kernel", WriteArea::Boot, 0, 0, part, data, &payload),
+            step("eks", WriteArea::Boot, part, 0, part, empty, &payload),
+        ];
+        let mut dev = MemDevice::new(2 * part as usize + 512);
+        // kernel: the data in place, a stale byte far into the tail.
+        dev.data[..4].copy_from_slice(b"DATA");
+        dev.data[part as usize - 1] = 0x5A;
+        // eks: old contents; its entry is empty.
+        dev.data[part as usize..2 * part as usize].fill(0x77);
+        dev.data[2 * part as usize..].fill(0x33);
+        let (r, changed) = execute_on(&mut dev, &steps, &payload);
+        let r = r.unwrap();
+        assert!(changed);
+        assert!(r.iter().all(|s| s.action == StepAction::Write), "{r:?}");
+        assert_eq!(&dev.data[..4], b"DATA");
+        assert!(dev.data[4..2 * part as usize].iter().all(|&b| b == 0));
+        assert!(
+            dev.data[2 * part as usize..].iter().all(|&b| b == 0x33),
+            "past the partitions untouched"
+        );
+        // Now both are right in full: read, not written.
+        let written = dev.written;
+        let (r, changed) = execute_on(&mut dev, &steps, &payload);
+        assert!(r.unwrap().iter().all(|s| s.action == StepAction::Skip));
+        assert!(!changed);
+        assert_eq!(dev.written, written);
     }
 
     #[test]

@@ -330,9 +330,12 @@ pub fn user_area(device: Option<&Path>, root: &SysRoot) -> anyhow::Result<UserAr
 
 fn user_area_from_gpt(dev: &Path) -> anyhow::Result<UserArea> {
     let what = || format!("reading the GPT of {}", dev.display());
-    let mut f = rawdev::open(dev, false).with_context(what)?;
-    let size = rawdev::size(&f).with_context(what)?;
-    let gpt = crate::gpt::read::read(&mut f, size / 512)
+    let mut target =
+        sys::blockdev::Target::open(dev, sys::blockdev::Access::ReadOnly).with_context(what)?;
+    // The GPT counts the disk's logical sectors (4096 bytes on a 4Kn NVMe).
+    let ss = target.sector_size();
+    let sectors = target.sectors();
+    let gpt = crate::gpt::read::read_in(target.file(), sectors, ss)
         .with_context(what)?
         .ok_or_else(|| anyhow!("{} has no GPT", dev.display()))?;
     let block = rawdev::is_block_device(dev);
@@ -340,11 +343,11 @@ fn user_area_from_gpt(dev: &Path) -> anyhow::Result<UserArea> {
         .entries
         .into_iter()
         .map(|(number, e)| {
-            let len = (e.last_lba + 1).saturating_sub(e.first_lba) * 512;
+            let len = (e.last_lba + 1).saturating_sub(e.first_lba) * ss;
             let (path, base) = if block {
                 (sys::blockdev::partition_path(dev, number), 0)
             } else {
-                (dev.to_owned(), e.first_lba * 512)
+                (dev.to_owned(), e.first_lba * ss)
             };
             UserPartition {
                 name: e.name,

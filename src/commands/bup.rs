@@ -23,11 +23,46 @@ fn sysroot(dir: &Option<PathBuf>) -> SysRoot {
     dir.as_ref().map_or_else(SysRoot::default, SysRoot::new)
 }
 
-fn load_layout(src: &LayoutSource) -> anyhow::Result<Option<Layout>> {
-    src.layout
-        .as_deref()
-        .map(|path| super::layout::load(path, &src.set, None))
-        .transpose()
+/// Loads `--layout` for the user-area disk's size: `--disk-sectors`, else
+/// `user_device`'s size, else the XML's `num_sectors`, else the size of the
+/// board's user disk (`/dev/mmcblk0` under `root`); `options` names what
+/// the command accepts, for the error when none of them is there. Only the
+/// names and the boot area matter to the boot partitions, but a layout is
+/// placed whole, and t210 XMLs and partition_table CSVs carry no size.
+fn load_layout(
+    src: &LayoutSource,
+    disk_sectors: Option<u64>,
+    user_device: Option<&Path>,
+    root: &SysRoot,
+    options: &str,
+) -> anyhow::Result<Option<Layout>> {
+    let Some(path) = src.layout.as_deref() else {
+        return Ok(None);
+    };
+    let device = match (disk_sectors, user_device) {
+        (None, Some(dev)) => Some(crate::sys::blockdev::device_size(dev)?),
+        _ => None,
+    };
+    let sized = device.is_some() || disk_sectors.is_some();
+    let err = match super::layout::load(path, &src.set, disk_sectors, device) {
+        Ok(l) => return Ok(Some(l)),
+        Err(e) => e,
+    };
+    let unsized_layout = err
+        .downcast_ref::<crate::layout::LayoutError>()
+        .filter(|e| !sized && e.rule.ends_with(crate::layout::NO_DISK_SIZE))
+        .cloned();
+    let Some(mut e) = unsized_layout else {
+        return Err(err);
+    };
+    let disk = root.path(update::USER_DISK);
+    if disk.exists() {
+        let size = crate::sys::blockdev::device_size(&disk)
+            .with_context(|| format!("taking the disk size for {} from the user disk", e.file))?;
+        return super::layout::load(path, &src.set, None, Some(size)).map(Some);
+    }
+    e.rule = e.rule.replace(crate::layout::NO_DISK_SIZE, options);
+    Err(e.into())
 }
 
 /// `1,234,567`, as NVIDIA's lister prints sizes.
@@ -161,8 +196,14 @@ struct CheckJson<'a> {
 /// Runs `sysinstall bup check`.
 pub fn check(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
     let (mut file, payload) = update::open_payload(&args.file)?;
-    let layout = load_layout(&args.layout)?;
     let root = sysroot(&args.sysroot);
+    let layout = load_layout(
+        &args.layout,
+        args.disk_sectors,
+        None,
+        &root,
+        "give --disk-sectors",
+    )?;
     let identity = update::identify(
         &root,
         &IdentityRequest {
@@ -374,16 +415,24 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
         (false, Some(SlotArg::B)) => Request::Slot(Slot::B),
         (false, None) => Request::Inactive,
     };
+    let root = sysroot(&args.sysroot);
+    let layout = load_layout(
+        &args.layout,
+        args.disk_sectors,
+        args.user_device.as_deref(),
+        &root,
+        "give --disk-sectors or --user-device",
+    )?;
     let opts = UpdateOptions {
         payload: args.file.clone(),
         request,
         soc: args.soc.map(Soc::from),
-        layout: load_layout(&args.layout)?,
+        layout,
         boot_devices: args.boot_devices.clone(),
         user_device: args.user_device.clone(),
         tnspec: args.board.tnspec.clone(),
         machine: args.board.machine.clone(),
-        sysroot: sysroot(&args.sysroot),
+        sysroot: root,
     };
     let mut prepared = update::prepare(&opts).context("bup write")?;
     let p = &prepared.plan;

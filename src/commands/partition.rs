@@ -22,10 +22,12 @@ pub(super) fn layout_path(src: &LayoutSource) -> anyhow::Result<&Path> {
         .ok_or_else(|| UsageError("--layout FILE is required".into()).into())
 }
 
-/// Loads `--layout` with `--set` values, placed for a disk of `disk_sectors`
-/// (the device's real size). Shared with `plan`.
-pub(super) fn load_layout(src: &LayoutSource, disk_sectors: u64) -> anyhow::Result<Layout> {
-    super::layout::load(layout_path(src)?, &src.set, Some(disk_sectors))
+/// Loads `--layout` with `--set` values, placed for `device` (its real size
+/// and sector size). Shared with `plan`.
+pub(super) fn load_layout(src: &LayoutSource, device: &Path) -> anyhow::Result<Layout> {
+    let path = layout_path(src)?;
+    let size = crate::sys::blockdev::device_size(device)?;
+    super::layout::load(path, &src.set, None, Some(size))
 }
 
 /// Runs `sysinstall partition`.
@@ -34,8 +36,7 @@ pub fn run(args: &PartitionArgs, ctx: &Context) -> anyhow::Result<u8> {
     layout_path(&args.layout)?;
     // Fail before any work when nobody could answer the question.
     super::prompt::require_answerable(args.dry_run || args.yes, "partition", &dev)?;
-    let sectors = crate::sys::blockdev::size_in_sectors(&args.device)?;
-    let layout = load_layout(&args.layout, sectors)?;
+    let layout = load_layout(&args.layout, &args.device)?;
     let table = &layout.user;
     let opts = DiskEnv::default();
 
@@ -118,7 +119,7 @@ fn render_gpt(gpt: &NewGpt, table: &PartitionTable, found: &Found, dev: &str) ->
     let _ = writeln!(
         s,
         "New GPT for {dev}: {n} sectors ({})",
-        human_size(n.saturating_mul(512))
+        human_size(n.saturating_mul(gpt.sector_size))
     );
     let _ = writeln!(
         s,
@@ -149,7 +150,7 @@ fn render_gpt(gpt: &NewGpt, table: &PartitionTable, found: &Found, dev: &str) ->
             "{num:>6}  {:>14}  {:>14}  {:<10}  {code:<4}  {} ({:<6})  {}",
             e.first_lba,
             e.last_lba,
-            human_size((e.last_lba - e.first_lba + 1).saturating_mul(512)),
+            human_size((e.last_lba - e.first_lba + 1).saturating_mul(gpt.sector_size)),
             e.unique_guid,
             guid_origin(e.unique_guid, *num, table, found),
             e.name

@@ -19,8 +19,7 @@ struct Report<'a> {
 /// Runs `sysinstall plan`.
 pub fn run(args: &PlanArgs, _ctx: &Context) -> anyhow::Result<u8> {
     let dev = args.device.display().to_string();
-    let sectors = crate::sys::blockdev::size_in_sectors(&args.device)?;
-    let layout = load_layout(&args.layout, sectors)?;
+    let layout = load_layout(&args.layout, &args.device)?;
     let p = disk::inspect(&args.device, &layout.user)?;
     match args.format {
         ReportFormat::Table => print!("{}", render_table(&p.plan, &dev)),

@@ -25,7 +25,9 @@ pub const SIGNATURE: [u8; 8] = *b"EFI PART";
 pub const REVISION_1_0: u32 = 0x0001_0000;
 /// Size of the header structure we write.
 pub const HEADER_SIZE: u32 = 92;
-/// Sector size of every header we read or write.
+/// The smallest sector: a header's and the protective MBR's bytes, and the
+/// logical sector of every eMMC. Disks of 4096-byte sectors hold the same
+/// structures at the start of each sector (UEFI 2.10 §5.3.1).
 pub const SECTOR: usize = 512;
 /// Size of one partition entry we write.
 pub const ENTRY_SIZE: u32 = 128;
@@ -178,8 +180,16 @@ pub struct GptHeader {
 }
 
 impl GptHeader {
-    /// Encodes the header into a whole sector: 92 header bytes with the CRC
-    /// filled in, the rest zero.
+    /// Encodes the header into a whole sector of `sector_size` bytes (at
+    /// least [`SECTOR`]): as [`Self::encode`], zeros to the end.
+    pub fn encode_sector(&self, sector_size: usize) -> Vec<u8> {
+        let mut s = self.encode().to_vec();
+        s.resize(sector_size.max(SECTOR), 0);
+        s
+    }
+
+    /// Encodes the header into a 512-byte sector: 92 header bytes with the
+    /// CRC filled in, the rest zero.
     pub fn encode(&self) -> [u8; SECTOR] {
         let mut s = [0u8; SECTOR];
         put(&mut s, OFF_SIGNATURE, &SIGNATURE);
@@ -275,9 +285,14 @@ impl GptHeader {
         u64::from(self.num_partition_entries) * u64::from(self.sizeof_partition_entry)
     }
 
-    /// Sectors of the entry array (rounded up).
+    /// 512-byte sectors of the entry array (rounded up).
     pub fn entry_array_sectors(&self) -> u64 {
-        self.entry_array_bytes().div_ceil(SECTOR as u64)
+        self.entry_array_sectors_in(SECTOR as u64)
+    }
+
+    /// Sectors of `sector_size` bytes of the entry array (rounded up).
+    pub fn entry_array_sectors_in(&self, sector_size: u64) -> u64 {
+        self.entry_array_bytes().div_ceil(sector_size.max(1))
     }
 
     /// Checks an entry array against this header's CRC and decodes the used

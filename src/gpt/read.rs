@@ -46,10 +46,10 @@ pub enum ReadError {
     },
 }
 
-/// Reads `len` bytes from sector `lba` (an LBA whose byte offset does not
-/// fit a u64 is an error, not an overflow).
-fn read_at<R: Read + Seek>(r: &mut R, lba: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let offset = lba.checked_mul(SECTOR as u64).ok_or_else(|| {
+/// Reads `len` bytes from sector `lba` of `ss` bytes (an LBA whose byte
+/// offset does not fit a u64 is an error, not an overflow).
+fn read_at<R: Read + Seek>(r: &mut R, lba: u64, ss: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let offset = lba.checked_mul(ss).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("LBA {lba} lies beyond 2^64 bytes"),
@@ -66,8 +66,9 @@ fn read_copy<R: Read + Seek>(
     r: &mut R,
     lba: u64,
     disk_sectors: u64,
+    ss: u64,
 ) -> Result<(GptHeader, Vec<(u32, GptEntry)>), String> {
-    let sector = read_at(r, lba, SECTOR).map_err(|e| e.to_string())?;
+    let sector = read_at(r, lba, ss, SECTOR).map_err(|e| e.to_string())?;
     let h = GptHeader::decode(&sector).map_err(|e| e.to_string())?;
     if h.my_lba != lba {
         return Err(format!(
@@ -78,7 +79,7 @@ fn read_copy<R: Read + Seek>(
     let last = disk_sectors.saturating_sub(1);
     let array_end = h
         .partition_entry_lba
-        .checked_add(h.entry_array_sectors())
+        .checked_add(h.entry_array_sectors_in(ss))
         .ok_or_else(|| "entry array LBA overflows".to_string())?;
     if h.partition_entry_lba < 2 || array_end > last + 1 {
         return Err(format!(
@@ -93,7 +94,7 @@ fn read_copy<R: Read + Seek>(
         ));
     }
     let len = usize::try_from(h.entry_array_bytes()).map_err(|e| e.to_string())?;
-    let array = read_at(r, h.partition_entry_lba, len).map_err(|e| e.to_string())?;
+    let array = read_at(r, h.partition_entry_lba, ss, len).map_err(|e| e.to_string())?;
     let entries = h
         .decode_entries(&array)
         .map_err(|e: GptError| e.to_string())?;
@@ -130,16 +131,28 @@ fn check_entries(h: &GptHeader, entries: &[(u32, GptEntry)]) -> Result<(), Strin
     Ok(())
 }
 
-/// Reads the GPT of a disk of `disk_sectors` sectors: the primary if it is
-/// valid, else the backup at the last LBA. `Ok(None)` when the disk has no GPT
-/// signature in either place (a blank or MBR-only disk).
+/// Reads the GPT of a disk of `disk_sectors` 512-byte sectors:
+/// [`read_in`] for 512.
 pub fn read<R: Read + Seek>(r: &mut R, disk_sectors: u64) -> Result<Option<DiskGpt>, ReadError> {
+    read_in(r, disk_sectors, SECTOR as u64)
+}
+
+/// Reads the GPT of a disk of `disk_sectors` sectors of `sector_size` bytes:
+/// the primary if it is valid, else the backup at the last LBA. `Ok(None)`
+/// when the disk has no GPT signature in either place (a blank or MBR-only
+/// disk, or one whose GPT counts sectors of another size).
+pub fn read_in<R: Read + Seek>(
+    r: &mut R,
+    disk_sectors: u64,
+    sector_size: u64,
+) -> Result<Option<DiskGpt>, ReadError> {
     if disk_sectors < 3 {
         return Ok(None);
     }
-    let primary = read_copy(r, 1, disk_sectors);
+    let ss = sector_size.max(SECTOR as u64);
+    let primary = read_copy(r, 1, disk_sectors, ss);
     let backup_lba = disk_sectors - 1;
-    let backup = read_copy(r, backup_lba, disk_sectors);
+    let backup = read_copy(r, backup_lba, disk_sectors, ss);
     match (primary, backup) {
         (Ok((header, entries)), b) => {
             let other_copy_problem = match b {

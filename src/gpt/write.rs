@@ -4,7 +4,8 @@
 //!
 //! # What is written
 //!
-//! For a disk of `N` sectors and a table whose first usable LBA is `F`:
+//! For a disk of `N` sectors of 512 bytes and a table whose first usable
+//! LBA is `F`:
 //!
 //! | LBA            | content                                              |
 //! |----------------|------------------------------------------------------|
@@ -14,6 +15,11 @@
 //! | 34 ..= F−1     | zeros (only when the layout's primary_gpt is larger) |
 //! | N−33 ..= N−2   | backup entry array (same bytes as the primary one)   |
 //! | N−1            | backup header                                        |
+//!
+//! On a disk of 4096-byte sectors the same 16 KiB array takes 4 sectors:
+//! LBA 2..=5 and N−5..=N−2, the first usable LBA is at least 6, the last
+//! usable `N − 6`; each header and the MBR fill the start of their sector,
+//! zeros after.
 //!
 //! Header fields: first usable = the layout's (NVIDIA's `1 + ceil(primary_gpt
 //! / 512)`: 34, 40, 4097), last usable = `N − 34`. NVIDIA writes `N − 33`,
@@ -82,14 +88,36 @@ use crate::layout::PartitionTable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-/// Sectors of the 128-entry array (16 KiB).
-pub const ENTRY_ARRAY_SECTORS: u64 = (ENTRY_COUNT as u64 * ENTRY_SIZE as u64) / SECTOR as u64;
+/// Bytes of the 128-entry array (16 KiB).
+pub const ENTRY_ARRAY_BYTES: u64 = ENTRY_COUNT as u64 * ENTRY_SIZE as u64;
+/// 512-byte sectors of the 128-entry array; [`entry_array_sectors`] for any
+/// sector size.
+pub const ENTRY_ARRAY_SECTORS: u64 = ENTRY_ARRAY_BYTES / SECTOR as u64;
 /// LBA of the primary entry array.
 pub const PRIMARY_ENTRY_LBA: u64 = 2;
-/// Lowest first usable LBA a 128-entry GPT allows: MBR + header + 32 sectors.
+/// Lowest first usable LBA a 128-entry GPT allows at 512 bytes a sector:
+/// MBR + header + 32 sectors; [`min_first_usable_lba`] for any sector size.
 pub const MIN_FIRST_USABLE_LBA: u64 = PRIMARY_ENTRY_LBA + ENTRY_ARRAY_SECTORS;
-/// Sectors at the end of the disk the backup takes: array + header.
+/// Sectors at the end of a 512-byte-sector disk the backup takes: array +
+/// header; [`backup_sectors`] for any sector size.
 pub const BACKUP_SECTORS: u64 = ENTRY_ARRAY_SECTORS + 1;
+/// The sector sizes a table may be written in.
+pub const SECTOR_SIZES: [u64; 2] = [512, 4096];
+
+/// Sectors of the 128-entry array: 32 at 512 bytes a sector, 4 at 4096.
+pub fn entry_array_sectors(sector_size: u64) -> u64 {
+    ENTRY_ARRAY_BYTES.div_ceil(sector_size.max(1))
+}
+
+/// Lowest first usable LBA a 128-entry GPT allows: 34 at 512, 6 at 4096.
+pub fn min_first_usable_lba(sector_size: u64) -> u64 {
+    PRIMARY_ENTRY_LBA + entry_array_sectors(sector_size)
+}
+
+/// Sectors at the end of the disk the backup takes: 33 at 512, 5 at 4096.
+pub fn backup_sectors(sector_size: u64) -> u64 {
+    entry_array_sectors(sector_size) + 1
+}
 
 /// Bytes of LBA 0 before the disk signature: the MBR boot code, unused by a
 /// protective MBR, kept on write (the install journal lives there).
@@ -102,12 +130,17 @@ const ZERO_CHUNK: usize = 64 * 1024;
 /// variant; every message names the partition concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The table is not for 512-byte sectors.
-    #[error("sector size {0} is not supported (only 512-byte sectors)")]
+    /// The table is for sectors of neither 512 nor 4096 bytes.
+    #[error("sector size {0} is not supported (only 512- and 4096-byte sectors)")]
     SectorSize(u64),
     /// The first usable LBA would put partitions on the primary entry array.
-    #[error("first usable LBA {0} is below {MIN_FIRST_USABLE_LBA} (MBR, header and 128 entries)")]
-    FirstUsableTooLow(u64),
+    #[error("first usable LBA {got} is below {min} (MBR, header and 128 entries)")]
+    FirstUsableTooLow {
+        /// The table's first usable LBA.
+        got: u64,
+        /// The lowest allowed at its sector size.
+        min: u64,
+    },
     /// The disk cannot hold both GPT copies and at least one usable sector.
     #[error("a disk of {disk_sectors} sectors is too small for a GPT whose first usable LBA is {first_usable}")]
     DiskTooSmall {
@@ -116,8 +149,10 @@ pub enum BuildError {
         /// First usable LBA of the table.
         first_usable: u64,
     },
-    /// The table's last usable LBA is not `N − 34` (a table placed for another disk size).
-    #[error("last usable LBA {got} is not {want} (N − 34 for a disk of {disk_sectors} sectors)")]
+    /// The table's last usable LBA is not the last sector before the backup
+    /// GPT and one spare (`N − 34`, or `N − 6` at 4096 bytes a sector): a
+    /// table placed for another disk size.
+    #[error("last usable LBA {got} is not {want} (the sector before the backup GPT and one spare, on a disk of {disk_sectors} sectors)")]
     LastUsable {
         /// What the table says.
         got: u64,
@@ -126,6 +161,9 @@ pub enum BuildError {
         /// N.
         disk_sectors: u64,
     },
+    /// A disk of more than 2^63 bytes (byte offsets would overflow).
+    #[error("a disk of {0} sectors is larger than 2^63 bytes")]
+    DiskTooLarge(u64),
     /// More partitions than the array has entries.
     #[error("{0} partitions do not fit a {ENTRY_COUNT}-entry GPT")]
     TooManyPartitions(usize),
@@ -244,6 +282,8 @@ pub enum BuildError {
 pub struct NewGpt {
     /// Disk size it was built for, in sectors.
     pub disk_sectors: u64,
+    /// Bytes of a sector: 512 or 4096.
+    pub sector_size: u64,
     /// The primary header (the backup is derived: [`NewGpt::backup_header`]).
     pub header: GptHeader,
     /// Used entries in number order.
@@ -265,12 +305,17 @@ impl NewGpt {
 
     /// LBA of the backup entry array.
     pub fn backup_entry_lba(&self) -> u64 {
-        self.disk_sectors - BACKUP_SECTORS
+        self.disk_sectors - backup_sectors(self.sector_size)
     }
 
-    /// The protective MBR sector.
+    /// The protective MBR (its first 512 bytes of LBA 0).
     pub fn mbr(&self) -> [u8; SECTOR] {
         protective_mbr(self.disk_sectors)
+    }
+
+    /// Sectors of the entry array.
+    pub fn entry_array_sectors(&self) -> u64 {
+        entry_array_sectors(self.sector_size)
     }
 
     /// The entry array bytes (128 × 128).
@@ -298,6 +343,7 @@ pub fn build_with(
 ) -> Result<NewGpt, BuildError> {
     validate(table)?;
     let n = table.disk_sectors;
+    let ss = table.sector_size;
 
     let mut taken: BTreeSet<Guid> = table
         .partitions
@@ -364,7 +410,7 @@ pub fn build_with(
         my_lba: 1,
         alternate_lba: n - 1,
         first_usable_lba: table.first_usable_lba,
-        last_usable_lba: n - 1 - BACKUP_SECTORS,
+        last_usable_lba: n - 1 - backup_sectors(ss),
         disk_guid,
         partition_entry_lba: PRIMARY_ENTRY_LBA,
         num_partition_entries: ENTRY_COUNT,
@@ -373,6 +419,7 @@ pub fn build_with(
     };
     let gpt = NewGpt {
         disk_sectors: n,
+        sector_size: ss,
         header,
         entries,
         array,
@@ -387,22 +434,32 @@ fn self_check(e: GptError) -> BuildError {
 
 /// Checks every rule a table must meet before it is turned into bytes.
 pub fn validate(table: &PartitionTable) -> Result<(), BuildError> {
-    if table.sector_size != SECTOR as u64 {
-        return Err(BuildError::SectorSize(table.sector_size));
+    let ss = table.sector_size;
+    if !SECTOR_SIZES.contains(&ss) {
+        return Err(BuildError::SectorSize(ss));
     }
     let n = table.disk_sectors;
     let first_usable = table.first_usable_lba;
-    if first_usable < MIN_FIRST_USABLE_LBA {
-        return Err(BuildError::FirstUsableTooLow(first_usable));
+    let min = min_first_usable_lba(ss);
+    if first_usable < min {
+        return Err(BuildError::FirstUsableTooLow {
+            got: first_usable,
+            min,
+        });
     }
-    // Both copies, and at least one usable sector between them.
-    if n < first_usable.saturating_add(BACKUP_SECTORS + 1) {
+    // Both copies, and at least one usable sector between them; and every
+    // byte offset within 2^63 (Linux's loff_t).
+    let backup = backup_sectors(ss);
+    if n < first_usable.saturating_add(backup + 1) {
         return Err(BuildError::DiskTooSmall {
             disk_sectors: n,
             first_usable,
         });
     }
-    let last_usable = n - 1 - BACKUP_SECTORS;
+    if n > i64::MAX as u64 / ss {
+        return Err(BuildError::DiskTooLarge(n));
+    }
+    let last_usable = n - 1 - backup;
     if table.last_usable_lba != last_usable {
         return Err(BuildError::LastUsable {
             got: table.last_usable_lba,
@@ -507,7 +564,7 @@ pub fn validate(table: &PartitionTable) -> Result<(), BuildError> {
 /// reader `plan` and [`verify`] use: the bytes are proven to say what the
 /// table says before anything touches a real disk.
 fn self_check_gpt(gpt: &NewGpt) -> Result<(), BuildError> {
-    let mut disk = SparseDisk::new(gpt.disk_sectors);
+    let mut disk = SparseDisk::new(gpt.disk_sectors.saturating_mul(gpt.sector_size));
     let mut plan = plan_writes(&mut disk, gpt).map_err(|e| BuildError::SelfCheck(e.to_string()))?;
     // The disk is blank: zeroing it again proves nothing and would cost time
     // for a layout with a large primary_gpt.
@@ -531,7 +588,7 @@ pub enum Fill {
 pub struct GptWrite {
     /// First sector.
     pub lba: u64,
-    /// Number of sectors.
+    /// Number of sectors (of [`GptWrites::sector_size`] bytes).
     pub sectors: u64,
     /// What this is, for `--dry-run` and messages ("backup GPT header").
     pub what: String,
@@ -546,20 +603,24 @@ pub struct GptWrite {
 /// The ordered writes that replace a disk's GPT (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptWrites {
+    /// Bytes of a sector: the unit of every step's `lba` and `sectors`.
+    pub sector_size: u64,
     /// In order.
     pub steps: Vec<GptWrite>,
 }
 
-fn read_sector<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<[u8; SECTOR]> {
-    r.seek(SeekFrom::Start(lba * SECTOR as u64))?;
+/// The first 512 bytes of sector `lba` (of `ss` bytes): where a header or
+/// an MBR is.
+fn read_sector<R: Read + Seek>(r: &mut R, lba: u64, ss: u64) -> io::Result<[u8; SECTOR]> {
+    r.seek(SeekFrom::Start(lba * ss))?;
     let mut s = [0u8; SECTOR];
     r.read_exact(&mut s)?;
     Ok(s)
 }
 
 /// A valid GPT header claiming to be at `lba`, read from there.
-fn header_at<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<Option<GptHeader>> {
-    let s = read_sector(r, lba)?;
+fn header_at<R: Read + Seek>(r: &mut R, lba: u64, ss: u64) -> io::Result<Option<GptHeader>> {
+    let s = read_sector(r, lba, ss)?;
     Ok(GptHeader::decode(&s).ok().filter(|h| h.my_lba == lba))
 }
 
@@ -567,10 +628,11 @@ fn header_at<R: Read + Seek>(r: &mut R, lba: u64) -> io::Result<Option<GptHeader
 /// find stale GPT headers outside the regions the new GPT overwrites.
 pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptWrites> {
     let n = gpt.disk_sectors;
+    let ss = gpt.sector_size;
     let backup_entry_lba = gpt.backup_entry_lba();
-    let old_primary = header_at(dev, 1)?;
-    let old_backup = header_at(dev, n - 1)?.is_some();
-    let old_mbr = read_sector(dev, 0)?;
+    let old_primary = header_at(dev, 1, ss)?;
+    let old_backup = header_at(dev, n - 1, ss)?.is_some();
+    let old_mbr = read_sector(dev, 0, ss)?;
 
     let replacing = |what: &str, old: bool| {
         if old {
@@ -579,7 +641,9 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
             what.to_owned()
         }
     };
-    let mut mbr = gpt.mbr();
+    // A 4096-byte LBA 0 holds the MBR in its first 512 bytes, zeros after.
+    let mut mbr = gpt.mbr().to_vec();
+    mbr.resize(ss as usize, 0);
     if let (Some(dst), Some(src)) = (
         mbr.get_mut(..MBR_BOOT_CODE_BYTES),
         old_mbr.get(..MBR_BOOT_CODE_BYTES),
@@ -595,12 +659,12 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
                 old_mbr.get(510..512) == Some(&[0x55, 0xAA][..]),
             ),
             zap: false,
-            content: Fill::Bytes(mbr.to_vec()),
+            content: Fill::Bytes(mbr),
             barrier_after: false,
         },
         GptWrite {
             lba: backup_entry_lba,
-            sectors: ENTRY_ARRAY_SECTORS,
+            sectors: gpt.entry_array_sectors(),
             what: replacing("backup GPT entries", old_backup),
             zap: false,
             content: Fill::Bytes(gpt.array.clone()),
@@ -611,7 +675,7 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
             sectors: 1,
             what: replacing("backup GPT header", old_backup),
             zap: false,
-            content: Fill::Bytes(gpt.backup_header().encode().to_vec()),
+            content: Fill::Bytes(gpt.backup_header().encode_sector(ss as usize)),
             barrier_after: true,
         },
     ];
@@ -641,7 +705,7 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
         if lba < gpt.header.first_usable_lba || lba >= backup_entry_lba {
             continue;
         }
-        if header_at(dev, lba)?.is_some() {
+        if header_at(dev, lba, ss)?.is_some() {
             steps.push(GptWrite {
                 lba,
                 sectors: 1,
@@ -656,10 +720,11 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
         }
     }
 
-    let gap = gpt.header.first_usable_lba - MIN_FIRST_USABLE_LBA;
+    let min_first = min_first_usable_lba(ss);
+    let gap = gpt.header.first_usable_lba - min_first;
     if gap > 0 {
         steps.push(GptWrite {
-            lba: MIN_FIRST_USABLE_LBA,
+            lba: min_first,
             sectors: gap,
             what: "sectors between the primary entries and the first usable LBA".into(),
             zap: true,
@@ -669,7 +734,7 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
     }
     steps.push(GptWrite {
         lba: PRIMARY_ENTRY_LBA,
-        sectors: ENTRY_ARRAY_SECTORS,
+        sectors: gpt.entry_array_sectors(),
         what: replacing("primary GPT entries", old_primary.is_some()),
         zap: false,
         content: Fill::Bytes(gpt.array.clone()),
@@ -680,10 +745,13 @@ pub fn plan_writes<R: Read + Seek>(dev: &mut R, gpt: &NewGpt) -> io::Result<GptW
         sectors: 1,
         what: replacing("primary GPT header", old_primary.is_some()),
         zap: false,
-        content: Fill::Bytes(gpt.header.encode().to_vec()),
+        content: Fill::Bytes(gpt.header.encode_sector(ss as usize)),
         barrier_after: true,
     });
-    Ok(GptWrites { steps })
+    Ok(GptWrites {
+        sector_size: ss,
+        steps,
+    })
 }
 
 /// Carries out a [`GptWrites`] in order, calling `barrier` where a step asks
@@ -694,12 +762,13 @@ pub fn write<D: Write + Seek>(
     mut barrier: impl FnMut(&mut D) -> io::Result<()>,
 ) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK];
+    let ss = plan.sector_size;
     for step in &plan.steps {
-        dev.seek(SeekFrom::Start(step.lba * SECTOR as u64))?;
+        dev.seek(SeekFrom::Start(step.lba * ss))?;
         match &step.content {
             Fill::Bytes(b) => dev.write_all(b)?,
             Fill::Zeros => {
-                let mut left = step.sectors * SECTOR as u64;
+                let mut left = step.sectors * ss;
                 while left > 0 {
                     let n = left.min(ZERO_CHUNK as u64) as usize;
                     dev.write_all(zeros.get(..n).unwrap_or(&zeros))?;
@@ -741,9 +810,10 @@ pub fn verify<R: Read + Seek>(
     gpt: &NewGpt,
 ) -> Result<DiskGpt, VerifyError> {
     let mut buf = vec![0u8; ZERO_CHUNK];
+    let ss = plan.sector_size;
     for step in &plan.steps {
-        dev.seek(SeekFrom::Start(step.lba * SECTOR as u64))?;
-        let total = step.sectors * SECTOR as u64;
+        dev.seek(SeekFrom::Start(step.lba * ss))?;
+        let total = step.sectors * ss;
         let mut done = 0u64;
         while done < total {
             let n = (total - done).min(ZERO_CHUNK as u64) as usize;
@@ -765,13 +835,13 @@ pub fn verify<R: Read + Seek>(
                     .unwrap_or(0) as u64;
                 return Err(VerifyError::Mismatch {
                     what: step.what.clone(),
-                    lba: step.lba + (done + first_bad) / SECTOR as u64,
+                    lba: step.lba + (done + first_bad) / ss,
                 });
             }
             done += n as u64;
         }
     }
-    let found = read::read(dev, gpt.disk_sectors)
+    let found = read::read_in(dev, gpt.disk_sectors, gpt.sector_size)
         .map_err(|e| VerifyError::Table(e.to_string()))?
         .ok_or_else(|| VerifyError::Table("no GPT found".into()))?;
     if found.copy != GptCopy::Primary {
@@ -789,8 +859,9 @@ pub fn verify<R: Read + Seek>(
     Ok(found)
 }
 
-/// An in-memory disk that stores only non-zero sectors: big enough for any
-/// real size, small enough to self-check every GPT before writing it.
+/// An in-memory disk that stores only non-zero 512-byte blocks: big enough
+/// for any real size, small enough to self-check every GPT before writing
+/// it.
 struct SparseDisk {
     len: u64,
     pos: u64,
@@ -798,9 +869,9 @@ struct SparseDisk {
 }
 
 impl SparseDisk {
-    fn new(disk_sectors: u64) -> SparseDisk {
+    fn new(bytes: u64) -> SparseDisk {
         SparseDisk {
-            len: disk_sectors.saturating_mul(SECTOR as u64),
+            len: bytes,
             pos: 0,
             sectors: BTreeMap::new(),
         }
@@ -1140,7 +1211,7 @@ mod tests {
     fn every_rule_is_refused_with_a_message_naming_the_partition() {
         type Edit = Box<dyn FnOnce(&mut PartitionTable)>;
         let cases: Vec<(Edit, &str)> = vec![
-            (Box::new(|t| t.sector_size = 4096), "sector size 4096"),
+            (Box::new(|t| t.sector_size = 1024), "sector size 1024"),
             (
                 Box::new(|t| t.first_usable_lba = 33),
                 "first usable LBA 33 is below 34",
@@ -1461,7 +1532,7 @@ mod tests {
 
     #[test]
     fn sparse_disk_reads_what_was_written() {
-        let mut d = SparseDisk::new(4);
+        let mut d = SparseDisk::new(4 * 512);
         d.seek(SeekFrom::Start(510)).unwrap();
         d.write_all(&[1, 2, 3, 4]).unwrap();
         d.seek(SeekFrom::Start(0)).unwrap();
@@ -1471,5 +1542,138 @@ mod tests {
         assert!(d.read_exact(&mut [0u8; 1]).is_err(), "end of disk");
         d.seek(SeekFrom::Start(2048)).unwrap();
         assert!(d.write_all(&[1]).is_err());
+    }
+
+    /// The same table on a disk of 4096-byte sectors (a 4Kn NVMe): every
+    /// structure in its own unit, bytes pinned field by field.
+    #[test]
+    fn header_entries_and_backup_at_4096_bytes_a_sector() {
+        const SS: u64 = 4096;
+        let n = 4096u64; // 16 MiB
+        let mut t = table(n, 6);
+        t.sector_size = SS;
+        t.last_usable_lba = n - 6;
+        t.partitions[0].last_lba = n - 6;
+        let gpt = build_with(&t, None, &mut counter()).unwrap();
+        assert_eq!(gpt.header.last_usable_lba, n - 6);
+        assert_eq!(gpt.backup_entry_lba(), n - 5);
+        let mut disk = Cursor::new(vec![0u8; (n * SS) as usize]);
+        let plan = write_onto(&mut disk, &gpt);
+        assert_eq!(plan.sector_size, SS);
+        let img = disk.get_ref();
+        let at = |lba: u64| &img[(lba * SS) as usize..((lba + 1) * SS) as usize];
+
+        // LBA 0: the protective MBR in its first 512 bytes, zeros after.
+        assert_eq!(&at(0)[..512], &protective_mbr(n)[..]);
+        assert_eq!(u32_at(at(0), 458), (n - 1) as u32, "size in 4096-byte LBAs");
+        assert!(at(0)[512..].iter().all(|&b| b == 0));
+        for (lba, my, alt, entries) in [(1, 1, n - 1, 2), (n - 1, n - 1, 1, n - 5)] {
+            let h = at(lba);
+            assert_eq!(&h[0..8], b"EFI PART");
+            assert_eq!(u32_at(h, 12), 92);
+            assert_eq!(u64_at(h, 24), my, "MyLBA");
+            assert_eq!(u64_at(h, 32), alt, "AlternateLBA");
+            assert_eq!(u64_at(h, 40), 6, "FirstUsableLBA");
+            assert_eq!(u64_at(h, 48), n - 6, "LastUsableLBA");
+            assert_eq!(u64_at(h, 72), entries, "PartitionEntryLBA");
+            assert!(
+                h[92..].iter().all(|&b| b == 0),
+                "the rest of the 4 KiB sector"
+            );
+            let mut covered = h[..92].to_vec();
+            covered[16..20].fill(0);
+            assert_eq!(u32_at(h, 16), crc32fast::hash(&covered));
+            let array = &img[(entries * SS) as usize..((entries + 4) * SS) as usize];
+            assert_eq!(u32_at(h, 88), crc32fast::hash(array));
+        }
+        let primary = &img[(2 * SS) as usize..(6 * SS) as usize];
+        let backup = &img[((n - 5) * SS) as usize..((n - 1) * SS) as usize];
+        assert_eq!(primary, backup);
+        assert_eq!(
+            u64_at(&primary[128..256], 32),
+            6,
+            "mts-bootpack at the first usable LBA"
+        );
+        // Nothing else was written.
+        assert!(img[(6 * SS) as usize..((n - 5) * SS) as usize]
+            .iter()
+            .all(|&b| b == 0));
+        // The reader in the same unit sees the table; in 512-byte units it
+        // sees none (the structures are where a 4Kn reader looks).
+        let back = verify(&mut disk, &plan, &gpt).unwrap();
+        assert_eq!(back.entries, gpt.entries);
+        assert!(read::read(&mut disk, n * 8).unwrap().is_none());
+    }
+
+    #[test]
+    fn at_4096_a_larger_primary_gpt_leaves_a_zeroed_gap_and_the_order_holds() {
+        const SS: u64 = 4096;
+        let n = 4096u64;
+        let mut t = table(n, 513); // a 2 MiB primary_gpt: 1 + 512 sectors
+        t.sector_size = SS;
+        t.last_usable_lba = n - 6;
+        t.partitions[0].last_lba = n - 6;
+        t.partitions[1].first_lba = 513;
+        t.partitions[1].last_lba = 1000;
+        t.partitions[2].first_lba = 1001;
+        t.partitions[3].first_lba = 3000;
+        let gpt = build(&t, None).unwrap();
+        let mut disk = Cursor::new(vec![0xA5u8; (n * SS) as usize]);
+        let plan = plan_writes(&mut disk, &gpt).unwrap();
+        let order: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.lba, s.sectors, s.barrier_after))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, 1, false),
+                (n - 5, 4, false),
+                (n - 1, 1, true),
+                (6, 507, false),
+                (2, 4, true),
+                (1, 1, true)
+            ]
+        );
+        write(&mut disk, &plan, |_| Ok(())).unwrap();
+        verify(&mut disk, &plan, &gpt).unwrap();
+        let img = disk.get_ref();
+        assert!(img[..440].iter().all(|&b| b == 0xA5), "boot code kept");
+        assert!(img[(6 * SS) as usize..(513 * SS) as usize]
+            .iter()
+            .all(|&b| b == 0));
+        assert!(img[(513 * SS) as usize..((n - 5) * SS) as usize]
+            .iter()
+            .all(|&b| b == 0xA5));
+    }
+
+    #[test]
+    fn limits_at_4096_bytes_a_sector() {
+        let mut t = table(N, 6);
+        t.sector_size = 4096;
+        t.last_usable_lba = N - 6;
+        t.partitions[0].last_lba = N - 6;
+        t.partitions[1].first_lba = 5;
+        let e = build(&t, None).unwrap_err().to_string();
+        assert!(
+            e.contains("'mts-bootpack': sectors 5..=1005 are outside the usable range 6..="),
+            "{e}"
+        );
+        t.first_usable_lba = 5;
+        let e = build(&t, None).unwrap_err().to_string();
+        assert!(e.contains("first usable LBA 5 is below 6"), "{e}");
+        t.first_usable_lba = 6;
+        t.last_usable_lba = N - 34;
+        let e = build(&t, None).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("last usable LBA {} is not {}", N - 34, N - 6)),
+            "{e}"
+        );
+        let mut big = table(N, 6);
+        big.sector_size = 4096;
+        big.disk_sectors = i64::MAX as u64 / 4096 + 1;
+        let e = build(&big, None).unwrap_err().to_string();
+        assert!(e.contains("larger than 2^63 bytes"), "{e}");
     }
 }

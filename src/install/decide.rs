@@ -382,6 +382,7 @@ mod tests {
             unique_guid: None,
         };
         Plan {
+            sector_size: 512,
             disk_sectors: 1 << 24,
             current: CurrentTable::None,
             disk_content: None,

@@ -187,7 +187,7 @@ pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
         out.push(Fs {
             name: name.to_owned(),
             number: p.number,
-            size: p.size_bytes(),
+            size: p.size_bytes(table.sector_size),
             role,
         });
     }

@@ -81,7 +81,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let shown = opts.device.display().to_string();
     let mut disk = open_target(&opts.device)?;
     let rundir = run_dir(opts, &disk, events)?;
-    let layout = load_layout(opts, disk.sectors(), events)?;
+    let layout = load_layout(opts, &disk, events)?;
     let fs = filesystems(&layout.user)?;
     let plan = survey(&mut disk, &layout, opts)?;
     let journal = read_journal(&mut disk)?;
@@ -135,7 +135,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let data = fs.iter().find(|f| f.role == FsRole::Data);
     let report = report::preflight(&PreflightView {
         device: &shown,
-        sectors: disk.sectors(),
+        sectors: layout.user.disk_sectors,
         layout_source: &layout.source,
         partitions: layout.user.partitions.len(),
         decision: &decision,
@@ -203,14 +203,16 @@ fn run_dir(opts: &InstallOptions, disk: &Disk, events: &Events) -> anyhow::Resul
     Ok(dir)
 }
 
-/// The layout, placed for the disk's real size; its notes become warnings.
-fn load_layout(opts: &InstallOptions, sectors: u64, events: &Events) -> anyhow::Result<Layout> {
-    let layout = layout::load(
+/// The layout, placed for the disk's real size and sector size; its notes
+/// become warnings.
+fn load_layout(opts: &InstallOptions, disk: &Disk, events: &Events) -> anyhow::Result<Layout> {
+    let layout = layout::load_on(
         &opts.layout,
         &LoadOptions {
             set: opts.set.clone(),
-            disk_sectors: Some(sectors),
+            disk_sectors: None,
         },
+        Some(&disk.size()),
     )?;
     for n in &layout.notes {
         events.message("warn", format!("{}: {n}", layout.source));

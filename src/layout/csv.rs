@@ -74,6 +74,8 @@ pub struct Csv {
     pub first_usable_lba: Option<u64>,
     /// `disk-sectors` from our metadata comment.
     pub disk_sectors: Option<u64>,
+    /// Remarks for the operator (a name cut to 36 UTF-16 units).
+    pub notes: Vec<String>,
 }
 
 fn err(file: &str, line: u32, partition: Option<&str>, rule: impl Into<String>) -> LayoutError {
@@ -104,6 +106,7 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
         rows: Vec::new(),
         first_usable_lba: None,
         disk_sectors: None,
+        notes: Vec::new(),
     };
     for (i, raw) in text.lines().enumerate() {
         let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -165,20 +168,30 @@ pub fn parse(text: &str, file: &str) -> Result<Csv, LayoutError> {
         let [name, size, type_text, guid, _file, start] = rest else {
             return Err(err(file, line, None, "malformed row"));
         };
-        let name = (*name).to_owned();
-        let e = |rule: String| err(file, line, Some(&name), rule);
+        let mut name = (*name).to_owned();
         if name.is_empty() {
             return Err(err(file, line, None, "row has no partition name"));
         }
-        if name.encode_utf16().count() > MAX_NAME_UTF16 {
-            return Err(e(format!(
-                "name is longer than {MAX_NAME_UTF16} UTF-16 units"
-            )));
-        }
         // A GPT name ends at its first NUL: the partition would lose the rest.
         if name.contains('\0') {
-            return Err(e("name contains a NUL character".into()));
+            return Err(err(
+                file,
+                line,
+                Some(&name),
+                "name contains a NUL character",
+            ));
         }
+        // sgdisk (tegra-sysinstall's writer) cuts a longer name to what an
+        // entry holds; the board knows the partition by the cut name.
+        let units = name.encode_utf16().count();
+        if units > MAX_NAME_UTF16 {
+            let cut = super::geometry::cut_utf16(&name, MAX_NAME_UTF16);
+            csv.notes.push(format!(
+                "line {line}: partition '{name}': the name is {units} UTF-16 units long; cut to '{cut}', the {MAX_NAME_UTF16} a GPT entry holds, as sgdisk does"
+            ));
+            name = cut;
+        }
+        let e = |rule: String| err(file, line, Some(&name), rule);
         if !(1..=GPT_ENTRIES).contains(&number) {
             return Err(e(format!(
                 "partition number {number} is out of range [1, {GPT_ENTRIES}]"
@@ -265,7 +278,7 @@ pub fn place(
             file: file.to_owned(),
             line: None,
             partition: None,
-            rule: super::geometry::too_big(disk_sectors),
+            rule: super::geometry::too_big(disk_sectors, SECTOR_SIZE),
         });
     }
     let last_usable = disk_sectors
@@ -379,8 +392,20 @@ pub fn name_fits(name: &str) -> bool {
 
 /// Writes a table as CSV, rows in physical order (so `REMAIN` is last, as
 /// tegra-sysinstall's single sgdisk call needs), with our metadata comment.
-/// A name a row cannot carry ([`name_fits`]) is an error naming it.
+/// A name a row cannot carry ([`name_fits`]) is an error naming it, and so
+/// is a table of 4096-byte sectors (the format counts 512-byte sectors).
 pub fn write(table: &PartitionTable, source: &str) -> Result<String, LayoutError> {
+    if table.sector_size != SECTOR_SIZE {
+        return Err(LayoutError {
+            file: source.to_owned(),
+            line: None,
+            partition: None,
+            rule: format!(
+                "a partition_table CSV counts {SECTOR_SIZE}-byte sectors; this table has {}-byte sectors",
+                table.sector_size
+            ),
+        });
+    }
     if let Some(p) = table.partitions.iter().find(|p| !name_fits(&p.name)) {
         return Err(LayoutError {
             file: source.to_owned(),

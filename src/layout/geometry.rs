@@ -3,24 +3,35 @@
 //!
 //! User area (`sdmmc_user`, or the second `sdmmc` device of a t210 layout):
 //!
+//! Everything is counted in sectors of the device's `sector_size` (`ss`,
+//! 512 or 4096; flash-layout.md §2.7); the numbers below are for 512.
+//!
 //! * `cur` counts sectors from LBA 0. The protective MBR entry takes its
-//!   size (1 sector); `primary_gpt` takes `ceil(size / 512)` sectors and must
-//!   hold a header and 128 entries (16896 bytes); the first usable LBA is
-//!   where it ends. A t210 `GP1` always takes LBA 0–33 whatever its size says
-//!   (NVIDIA's t210 tools ignore it; meta-tegra 6a763297).
+//!   size (1 sector); `primary_gpt` takes `ceil(size / ss)` sectors and must
+//!   hold a header sector and 128 entries (16896 bytes; 20480 at 4096); the
+//!   first usable LBA is where it ends. A t210 `GP1` always takes LBA 0–33
+//!   whatever its size says (NVIDIA's t210 tools ignore it; meta-tegra
+//!   6a763297).
 //! * A partition takes `id` as its number, else the previous number + 1
 //!   (the first gets 1); numbers are 1..=128 and unique.
-//! * It starts at `ceil(start_location / 512)` when given (never behind `cur`;
+//! * It starts at `ceil(start_location / ss)` when given (never behind `cur`;
 //!   `align_boundary` is not applied on top), else at `cur` rounded up to
 //!   `align_boundary` bytes.
-//! * It ends at N − 34 when `allocation_attribute` is exactly 0x808 (C
-//!   `strtoul` semantics: `0x808`, `0X808`, `2056`, `04010`), else after
-//!   `ceil(size / 512)` sectors. N is the real disk size.
+//! * It ends at N − 34 (N − 6 at 4096: one sector before the backup entry
+//!   array) when `allocation_attribute` is exactly 0x808 (C `strtoul`
+//!   semantics: `0x808`, `0X808`, `2056`, `04010`), else after
+//!   `ceil(size / ss)` sectors. N is the real disk size.
 //! * `secondary_gpt` / `GPT` is the backup table in the last 33 sectors.
+//! * A name longer than the 36 UTF-16 units a GPT entry holds is cut to 36,
+//!   as NVIDIA's tools and sgdisk do, with a note; a `unique_guid` that is
+//!   not a GUID (`_b`, what meta-tegra and flash.sh leave of `APPUUID_b`)
+//!   gets a random GUID when the table is written, with a note (NVIDIA
+//!   writes a junk one).
 //!
 //! Where NVIDIA silently makes something useless (zero-length entries from
-//! an empty size or a second fill partition, junk GUIDs from garbage text),
-//! we refuse instead: the board would not work with it anyway.
+//! an empty size or a second fill partition, a partition that overflows the
+//! disk or the sector count), we refuse instead: the board would not work
+//! with it anyway.
 //!
 //! Boot devices (`sdmmc_boot`, `spi`, the first t210 `sdmmc`) follow
 //! meta-tegra's boot-partition rules, which reproduce NVIDIA's offsets: `cur`
@@ -32,17 +43,23 @@
 
 use super::xml::{DeviceSpec, FlashLayout, PartitionSpec};
 use super::{
-    BootArea, BootDeviceKind, BootPartition, LayoutError, Partition, PartitionTable, GPT_ENTRIES,
-    GPT_SECTORS, MAX_DISK_SECTORS, MAX_NAME_UTF16, MIN_PRIMARY_GPT_BYTES, SECTOR_SIZE,
+    gpt_sectors, max_disk_sectors, min_primary_gpt_bytes, BootArea, BootDeviceKind, BootPartition,
+    LayoutError, Partition, PartitionTable, GPT_ENTRIES, GPT_SECTORS, MAX_NAME_UTF16, SECTOR_SIZE,
+    SECTOR_SIZES,
 };
 use crate::guid::{Guid, BASIC_DATA};
 
 /// `allocation_attribute` value that makes a partition fill the disk.
 pub const FILL_ATTRIBUTE: u64 = 0x808;
-/// Sectors NVIDIA's t210 tools give `GP1` (protective MBR + primary GPT).
-pub const T210_GP1_SECTORS: u64 = 34;
-/// The disk tail a fill partition leaves free: backup entries (32) + header (1) + 1.
+/// The disk tail a fill partition leaves free at 512 bytes a sector: backup
+/// entries (32) + header (1) + 1; [`tail_sectors`] for any sector size.
 pub const TAIL_SECTORS: u64 = GPT_SECTORS + 1;
+
+/// The disk tail a fill partition leaves free: the backup GPT and the sector
+/// before it (34 at 512 bytes a sector, 6 at 4096).
+pub fn tail_sectors(sector_size: u64) -> u64 {
+    gpt_sectors(sector_size) + 1
+}
 
 /// What a `<partition>` is, by its `type` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,26 +136,64 @@ impl LayoutFile<'_> {
     }
 }
 
-fn sectors(bytes: u64) -> u64 {
-    bytes.div_ceil(SECTOR_SIZE)
+fn sectors(bytes: u64, sector_size: u64) -> u64 {
+    bytes.div_ceil(sector_size)
 }
 
-/// Checks a partition name: non-empty, at most 36 UTF-16 units.
-fn check_name(ctx: &LayoutFile<'_>, p: &PartitionSpec) -> Result<String, LayoutError> {
+/// The device's `sector_size` attribute: 512 when absent, else 512 or
+/// 4096 (the sector sizes NVIDIA's tools place; flash-layout.md §2.7).
+pub fn sector_size(ctx: &LayoutFile<'_>, dev: &DeviceSpec) -> Result<u64, LayoutError> {
+    let Some(text) = dev.attr("sector_size") else {
+        return Ok(SECTOR_SIZE);
+    };
+    match parse_c_number(text) {
+        Some(ss) if SECTOR_SIZES.contains(&ss) => Ok(ss),
+        _ => Err(ctx.err(
+            dev.line,
+            None,
+            format!(
+                "sector_size '{text}' of the {} device is not 512 or 4096",
+                dev.kind
+            ),
+        )),
+    }
+}
+
+/// `name` cut to its first `units` UTF-16 code units (never in the middle
+/// of a surrogate pair).
+pub fn cut_utf16(name: &str, units: usize) -> String {
+    let mut used = 0;
+    name.chars()
+        .take_while(|c| {
+            used += c.len_utf16();
+            used <= units
+        })
+        .collect()
+}
+
+/// A partition's name: non-empty and free of NUL; one longer than the 36
+/// UTF-16 units a GPT entry holds is cut to 36 as NVIDIA's tools and sgdisk
+/// do (the board then knows the partition by the cut name), with a note.
+fn check_name(
+    ctx: &LayoutFile<'_>,
+    p: &PartitionSpec,
+    notes: &mut Vec<String>,
+) -> Result<String, LayoutError> {
     let name = p.name();
     if name.is_empty() {
         return Err(ctx.err(p.line, None, "partition has no name"));
     }
-    let units = name.encode_utf16().count();
-    if units > MAX_NAME_UTF16 {
-        return Err(ctx.err(
-            p.line,
-            Some(name),
-            format!("name is {units} UTF-16 units long; GPT names hold at most {MAX_NAME_UTF16}"),
-        ));
-    }
     if name.contains('\0') {
         return Err(ctx.err(p.line, Some(name), "name contains a NUL character"));
+    }
+    let units = name.encode_utf16().count();
+    if units > MAX_NAME_UTF16 {
+        let cut = cut_utf16(name, MAX_NAME_UTF16);
+        notes.push(format!(
+            "line {}: partition '{name}': the name is {units} UTF-16 units long; cut to '{cut}', the {MAX_NAME_UTF16} a GPT entry holds, as NVIDIA's tools do",
+            p.line
+        ));
+        return Ok(cut);
     }
     Ok(name.to_owned())
 }
@@ -148,33 +203,39 @@ fn is_fill(ctx: &LayoutFile<'_>, p: &PartitionSpec) -> Result<bool, LayoutError>
     Ok(ctx.number(p, "allocation_attribute")? == Some(FILL_ATTRIBUTE))
 }
 
-/// Rounds `sector` up to a multiple of `align` bytes (a multiple of 512).
+/// Rounds `sector` up to a multiple of `align` bytes (a multiple of the
+/// sector size).
 fn align_up(
     ctx: &LayoutFile<'_>,
     p: &PartitionSpec,
     sector: u64,
     align: u64,
+    sector_size: u64,
 ) -> Result<u64, LayoutError> {
     if align == 0 {
         return Ok(sector);
     }
-    if !align.is_multiple_of(SECTOR_SIZE) {
+    if !align.is_multiple_of(sector_size) {
         return Err(ctx.err(
             p.line,
             Some(p.name()),
-            format!("<align_boundary> {align} is not a multiple of {SECTOR_SIZE} bytes"),
+            format!("<align_boundary> {align} is not a multiple of {sector_size} bytes"),
         ));
     }
-    let per = align / SECTOR_SIZE;
+    let per = align / sector_size;
     sector
         .div_ceil(per)
         .checked_mul(per)
         .ok_or_else(|| ctx.err(p.line, Some(p.name()), "aligned start overflows"))
 }
 
-/// The rule broken by a disk (or boot device) larger than [`MAX_DISK_SECTORS`].
-pub fn too_big(sectors: u64) -> String {
-    format!("a device of {sectors} sectors is larger than 2^63 bytes ({MAX_DISK_SECTORS} sectors)")
+/// The rule broken by a disk (or boot device) larger than 2^63 bytes
+/// ([`max_disk_sectors`] sectors of `sector_size` bytes).
+pub fn too_big(sectors: u64, sector_size: u64) -> String {
+    format!(
+        "a device of {sectors} sectors is larger than 2^63 bytes ({} sectors)",
+        max_disk_sectors(sector_size)
+    )
 }
 
 /// The sector `start_location` puts a partition at (rounded up; alignment is
@@ -183,11 +244,12 @@ fn start_location(
     ctx: &LayoutFile<'_>,
     p: &PartitionSpec,
     cur: u64,
+    sector_size: u64,
 ) -> Result<Option<u64>, LayoutError> {
     let Some(bytes) = ctx.number(p, "start_location")? else {
         return Ok(None);
     };
-    let s = sectors(bytes);
+    let s = sectors(bytes, sector_size);
     if s < cur {
         return Err(ctx.err(
             p.line,
@@ -198,13 +260,17 @@ fn start_location(
     Ok(Some(s))
 }
 
-/// Places the user-area device on a disk of `disk_sectors` sectors.
+/// Places the user-area device on a disk of `disk_sectors` sectors of
+/// `sector_size` bytes.
 pub fn user_table(
     ctx: &LayoutFile<'_>,
     dev: &DeviceSpec,
     disk_sectors: u64,
+    sector_size: u64,
 ) -> Result<(PartitionTable, Vec<String>), LayoutError> {
     let n = disk_sectors;
+    let ss = sector_size;
+    let sectors = |bytes: u64| sectors(bytes, ss);
     let mut notes = Vec::new();
     let mut cur: u64 = 0;
     let mut first_usable: Option<u64> = None;
@@ -212,7 +278,7 @@ pub fn user_table(
     let mut fill_seen: Option<String> = None;
     let mut secondary_seen = false;
     let mut parts: Vec<Partition> = Vec::new();
-    let min_disk = 2 * GPT_SECTORS + 2;
+    let min_disk = 2 * gpt_sectors(ss) + 2;
     if n < min_disk {
         return Err(ctx.err(
             dev.line,
@@ -220,15 +286,15 @@ pub fn user_table(
             format!("a disk of {n} sectors cannot hold two GPTs and a partition"),
         ));
     }
-    if n > MAX_DISK_SECTORS {
-        return Err(ctx.err(dev.line, None, too_big(n)));
+    if n > max_disk_sectors(ss) {
+        return Err(ctx.err(dev.line, None, too_big(n, ss)));
     }
-    let last_usable = n - TAIL_SECTORS;
+    let last_usable = n - tail_sectors(ss);
 
     for p in &dev.partitions {
         match role(p) {
             PartitionKind::Mbr => {
-                let size = ctx.number(p, "size")?.unwrap_or(SECTOR_SIZE);
+                let size = ctx.number(p, "size")?.unwrap_or(ss);
                 cur = cur
                     .checked_add(sectors(size))
                     .ok_or_else(|| ctx.err(p.line, Some(p.name()), "size overflows"))?;
@@ -238,15 +304,18 @@ pub fn user_table(
                     return Err(ctx.err(p.line, Some(p.name()), "a second primary GPT"));
                 }
                 if t210 {
-                    cur = T210_GP1_SECTORS;
+                    // The MBR and a standard primary GPT (34 sectors at 512).
+                    cur = 1 + gpt_sectors(ss);
                 } else {
                     let size = ctx.number(p, "size")?.unwrap_or(0);
-                    if size < MIN_PRIMARY_GPT_BYTES {
+                    let min = min_primary_gpt_bytes(ss);
+                    if size < min {
                         return Err(ctx.err(
                             p.line,
                             Some(p.name()),
                             format!(
-                                "primary GPT size {size} bytes is smaller than {MIN_PRIMARY_GPT_BYTES} (33 sectors: header + 128 entries)"
+                                "primary GPT size {size} bytes is smaller than {min} ({} sectors of {ss} bytes: header + 128 entries)",
+                                gpt_sectors(ss)
                             ),
                         ));
                     }
@@ -259,7 +328,7 @@ pub fn user_table(
             }
             PartitionKind::SecondaryGpt => secondary_seen = true,
             PartitionKind::Data => {
-                let name = check_name(ctx, p)?;
+                let name = check_name(ctx, p, &mut notes)?;
                 let err = |rule: String| ctx.err(p.line, Some(&name), rule);
                 if secondary_seen {
                     return Err(err("placed after the secondary GPT".into()));
@@ -298,9 +367,15 @@ pub fn user_table(
                         "comes after '{f}', which fills the rest of the disk"
                     )));
                 }
-                let start = match start_location(ctx, p, cur)? {
+                let start = match start_location(ctx, p, cur, ss)? {
                     Some(s) => s,
-                    None => align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?,
+                    None => align_up(
+                        ctx,
+                        p,
+                        cur,
+                        ctx.number(p, "align_boundary")?.unwrap_or(0),
+                        ss,
+                    )?,
                 };
                 if start < first {
                     return Err(err(format!(
@@ -340,22 +415,28 @@ pub fn user_table(
                     return Err(err(format!("partition_type_guid {}", super::csv::NIL_GUID)));
                 }
                 let unique_guid = match p.field("unique_guid").filter(|t| !t.is_empty()) {
-                    Some(t) => {
-                        let g = Guid::parse(t)
-                            .map_err(|_| err(format!("unique_guid '{t}' is not a GUID")))?;
-                        if g.is_nil() {
-                            return Err(err(format!("unique_guid {}", super::csv::NIL_GUID)));
-                        }
-                        if let Some(other) = parts.iter().find(|q| q.unique_guid == Some(g)) {
+                    Some(t) => match Guid::parse(t) {
+                        Err(_) => {
                             notes.push(format!(
-                                "partition '{name}': unique GUID {g} is already used by '{}'; a new one will be generated",
-                                other.name
+                                "partition '{name}': unique_guid '{t}' is not a GUID; a random one will be generated (NVIDIA's tools write a junk one)"
                             ));
                             None
-                        } else {
-                            Some(g)
                         }
-                    }
+                        Ok(g) if g.is_nil() => {
+                            return Err(err(format!("unique_guid {}", super::csv::NIL_GUID)));
+                        }
+                        Ok(g) => {
+                            if let Some(other) = parts.iter().find(|q| q.unique_guid == Some(g)) {
+                                notes.push(format!(
+                                    "partition '{name}': unique GUID {g} is already used by '{}'; a new one will be generated",
+                                    other.name
+                                ));
+                                None
+                            } else {
+                                Some(g)
+                            }
+                        }
+                    },
                     None => None,
                 };
                 parts.push(Partition {
@@ -384,7 +465,7 @@ pub fn user_table(
     parts.sort_by_key(|p| p.number);
     Ok((
         PartitionTable {
-            sector_size: SECTOR_SIZE,
+            sector_size: ss,
             disk_sectors: n,
             first_usable_lba,
             last_usable_lba: last_usable,
@@ -394,12 +475,25 @@ pub fn user_table(
     ))
 }
 
-/// Places a boot device's partitions.
+/// Places a boot device's partitions; remarks (a name cut to 36 units) go
+/// to `notes`.
 pub fn boot_area(
     ctx: &LayoutFile<'_>,
     dev: &DeviceSpec,
     kind: BootDeviceKind,
+    notes: &mut Vec<String>,
 ) -> Result<BootArea, LayoutError> {
+    // NVIDIA's boot-device pseudo-GPT and the tools that read it (REF,
+    // edk2-nvidia's QSPI GPT) count 512-byte sectors whatever the medium.
+    let ss = sector_size(ctx, dev)?;
+    if ss != SECTOR_SIZE {
+        return Err(ctx.err(
+            dev.line,
+            None,
+            format!("sector_size {ss} of the {} boot device: boot devices have 512-byte sectors (their partition table counts 512-byte sectors)", dev.kind),
+        ));
+    }
+    let sectors = |bytes: u64| sectors(bytes, SECTOR_SIZE);
     let num_sectors = match dev.attr("num_sectors") {
         Some(t) => Some(parse_c_number(t).ok_or_else(|| {
             ctx.err(
@@ -416,7 +510,7 @@ pub fn boot_area(
         if role(p) != PartitionKind::Data {
             continue;
         }
-        let name = check_name(ctx, p)?;
+        let name = check_name(ctx, p, notes)?;
         let err = |rule: String| ctx.err(p.line, Some(&name), rule);
         if out.iter().any(|q| q.name == name) {
             return Err(err("name is used twice on the boot device".into()));
@@ -426,8 +520,14 @@ pub fn boot_area(
                 "a fill (0x808) partition on a boot device is not supported".into(),
             ));
         }
-        cur = align_up(ctx, p, cur, ctx.number(p, "align_boundary")?.unwrap_or(0))?;
-        let start = start_location(ctx, p, cur)?.unwrap_or(cur);
+        cur = align_up(
+            ctx,
+            p,
+            cur,
+            ctx.number(p, "align_boundary")?.unwrap_or(0),
+            SECTOR_SIZE,
+        )?;
+        let start = start_location(ctx, p, cur, SECTOR_SIZE)?.unwrap_or(cur);
         let len = sectors(ctx.number(p, "size")?.unwrap_or(0));
         if len == 0 {
             return Err(err("has a size of zero (empty or missing <size>)".into()));
@@ -435,7 +535,7 @@ pub fn boot_area(
         // Bounded like a disk, so `start` and `len` in bytes fit a u64.
         let end = start
             .checked_add(len)
-            .filter(|e| *e <= MAX_DISK_SECTORS)
+            .filter(|e| *e <= max_disk_sectors(SECTOR_SIZE))
             .ok_or_else(|| {
                 err(format!(
                     "ends past 2^63 bytes (start_location/size {:#x}/{:#x} sectors)",
@@ -467,12 +567,15 @@ pub fn boot_area(
 }
 
 /// The user-area device of a layout: `sdmmc_user`, else the second `sdmmc`
-/// (t210), else `sdcard`.
+/// (t210), else `sdcard`, else `nvme` or `external` (Orin NX/Nano layouts
+/// for NVMe or USB disks).
 pub fn user_device(layout: &FlashLayout) -> Option<&DeviceSpec> {
     let by_kind = |k: &str| layout.devices.iter().find(|d| d.kind == k);
     by_kind("sdmmc_user")
         .or_else(|| layout.devices.iter().filter(|d| d.kind == "sdmmc").nth(1))
         .or_else(|| by_kind("sdcard"))
+        .or_else(|| by_kind("nvme"))
+        .or_else(|| by_kind("external"))
 }
 
 /// The boot device of a layout: `sdmmc_boot`, else `spi`, else the first
@@ -505,6 +608,7 @@ mod tests {
                 &ctx,
                 layout.devices.first().unwrap(),
                 BootDeviceKind::SdmmcBoot,
+                &mut Vec::new(),
             )
             .unwrap_err();
             assert!(

@@ -28,22 +28,48 @@ pub mod xml;
 use crate::guid::Guid;
 use serde::Serialize;
 
-/// Logical sector size of every device the layouts describe.
+/// Logical sector size of a device whose layout does not say (every eMMC,
+/// every NVIDIA layout, the partition_table CSV's unit).
 pub const SECTOR_SIZE: u64 = 512;
+/// The sector sizes a user device may have: NVIDIA's tools place 512- and
+/// 4096-byte-sector devices, each in its own unit (flash-layout.md §2.7).
+pub const SECTOR_SIZES: [u64; 2] = [512, 4096];
 /// Entries in every GPT we write (NVIDIA and sgdisk both use 128).
 pub const GPT_ENTRIES: u32 = 128;
 /// Size of one GPT entry in bytes.
 pub const GPT_ENTRY_SIZE: u32 = 128;
-/// Sectors taken by a GPT header plus its 128-entry array (1 + 32).
+/// Bytes of a 128-entry GPT entry array.
+pub const GPT_ENTRY_ARRAY_BYTES: u64 = GPT_ENTRIES as u64 * GPT_ENTRY_SIZE as u64;
+/// Sectors taken by a GPT header plus its 128-entry array at 512 bytes a
+/// sector (1 + 32); [`gpt_sectors`] for any sector size.
 pub const GPT_SECTORS: u64 = 33;
-/// Bytes a primary GPT must at least have: header sector + 128 × 128-byte entries.
+/// Bytes a primary GPT must at least have at 512 bytes a sector: header
+/// sector + 128 × 128-byte entries; [`min_primary_gpt_bytes`] for any size.
 pub const MIN_PRIMARY_GPT_BYTES: u64 = 512 + 128 * 128;
 /// Longest GPT partition name, in UTF-16 code units.
 pub const MAX_NAME_UTF16: usize = 36;
-/// Largest disk a table is placed on: 2^63 bytes, so that every byte offset
-/// fits Linux's `loff_t` (i64) and `sectors × 512` can never overflow a u64.
-/// A `--disk-sectors` or `num_sectors` above it is a typo, not an eMMC.
+/// Largest disk of 512-byte sectors a table is placed on: 2^63 bytes, so
+/// that every byte offset fits Linux's `loff_t` (i64) and `sectors × 512`
+/// can never overflow a u64. A `--disk-sectors` or `num_sectors` above it is
+/// a typo, not an eMMC. [`max_disk_sectors`] for any sector size.
 pub const MAX_DISK_SECTORS: u64 = i64::MAX as u64 / SECTOR_SIZE;
+
+/// Sectors of a GPT header plus its 128-entry array: 33 at 512 bytes a
+/// sector, 5 at 4096.
+pub fn gpt_sectors(sector_size: u64) -> u64 {
+    1 + GPT_ENTRY_ARRAY_BYTES.div_ceil(sector_size.max(1))
+}
+
+/// The smallest `primary_gpt` NVIDIA accepts: one header sector and 128
+/// entries, 16896 bytes at 512 bytes a sector, 20480 at 4096.
+pub fn min_primary_gpt_bytes(sector_size: u64) -> u64 {
+    sector_size + GPT_ENTRY_ARRAY_BYTES
+}
+
+/// The largest disk (2^63 bytes) in sectors of `sector_size` bytes.
+pub fn max_disk_sectors(sector_size: u64) -> u64 {
+    i64::MAX as u64 / sector_size.max(1)
+}
 
 /// One entry of a GPT partition table, as placed by the layout engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,30 +106,34 @@ impl Partition {
     }
 
     /// Length in sectors. (A placed partition has `first_lba ≤ last_lba ≤
-    /// MAX_DISK_SECTORS`, so neither this nor [`Self::size_bytes`] overflows.)
+    /// max_disk_sectors(sector size)`, so neither this nor
+    /// [`Self::size_bytes`] overflows.)
     pub fn sectors(&self) -> u64 {
         self.last_lba + 1 - self.first_lba
     }
 
-    /// Length in bytes.
-    pub fn size_bytes(&self) -> u64 {
-        self.sectors() * SECTOR_SIZE
+    /// Length in bytes, on a disk of `sector_size`-byte sectors (the table's
+    /// [`PartitionTable::sector_size`]).
+    pub fn size_bytes(&self, sector_size: u64) -> u64 {
+        self.sectors() * sector_size
     }
 }
 
 /// A complete user-area partition table for a disk of a known size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionTable {
-    /// Always 512.
+    /// Logical sector size in bytes, the unit of every LBA here: 512, or
+    /// 4096 when the layout's user device says so.
     pub sector_size: u64,
     /// Size of the disk in sectors (`N`).
     pub disk_sectors: u64,
     /// First sector a partition may use: 1 + the sectors of the layout's
     /// `primary_gpt` (34, 40, 4097, ...), as NVIDIA's header says.
     pub first_usable_lba: u64,
-    /// Last sector a partition may use: `N − 34`, the UEFI-correct value (the
-    /// backup entry array starts at `N − 33`). NVIDIA's header says `N − 33`;
-    /// see `gpt` for why we write the correct one.
+    /// Last sector a partition may use: `N − 34` at 512 bytes a sector, the
+    /// UEFI-correct value (the backup entry array starts at `N − 33`);
+    /// `N − 6` at 4096. NVIDIA's header says `N − 33`; see `gpt` for why we
+    /// write the correct one.
     pub last_usable_lba: u64,
     /// Partitions in GPT-number order.
     pub partitions: Vec<Partition>,
@@ -183,9 +213,29 @@ pub enum Soc {
 pub struct LoadOptions {
     /// `--set NAME=VALUE` pairs, applied before the built-in defaults.
     pub set: Vec<(String, String)>,
-    /// Size of the target disk in sectors; `None` means the XML's
-    /// `num_sectors` (an error for a CSV, which has none).
+    /// Size of the target disk in sectors of the layout's sector size
+    /// (`--disk-sectors`); `None` means the device's size ([`load_on`]),
+    /// else the XML's `num_sectors` (an error for a CSV, which has none).
     pub disk_sectors: Option<u64>,
+}
+
+/// The end of the rule a layout breaks when nothing gives the disk's size
+/// (the XML has no `num_sectors`, or a CSV): callers with other options
+/// (`bup`) recognise it and say theirs.
+pub const NO_DISK_SIZE: &str = "give --disk-sectors or --device";
+
+/// A target device as the layout loader needs it ([`load_on`]): its size
+/// is divided by the layout's sector size, and a layout whose sector size
+/// is not the device's logical block size is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSize {
+    /// Its path, for messages.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its logical block size (BLKSSZGET); `None` for an image file, which
+    /// takes the layout's sector size.
+    pub logical_sector_size: Option<u64>,
 }
 
 /// A layout, loaded and placed.
@@ -235,6 +285,16 @@ impl LayoutError {
 
 /// Reads and places a layout file (XML or CSV, told apart by content).
 pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Layout, LayoutError> {
+    load_on(path, opts, None)
+}
+
+/// Reads and places a layout file for `device` (`--device`): the disk size
+/// is the device's unless `opts.disk_sectors` says otherwise.
+pub fn load_on(
+    path: &std::path::Path,
+    opts: &LoadOptions,
+    device: Option<&DeviceSize>,
+) -> Result<Layout, LayoutError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| LayoutError {
         file: file.clone(),
@@ -248,16 +308,26 @@ pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Layout, Layout
         partition: None,
         rule: format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
     })?;
-    parse(&text, &file, opts)
+    parse_on(&text, &file, opts, device)
 }
 
 /// Places a layout given as text; `file` names it in errors. Text starting
 /// with `<` is a flash-layout XML, anything else a partition_table CSV.
 pub fn parse(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, LayoutError> {
+    parse_on(text, file, opts, None)
+}
+
+/// [`parse`] for `device` (see [`load_on`]).
+pub fn parse_on(
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+    device: Option<&DeviceSize>,
+) -> Result<Layout, LayoutError> {
     if text.trim_start().starts_with('<') {
-        parse_xml(text, file, opts)
+        parse_xml(text, file, opts, device)
     } else {
-        parse_csv(text, file, opts)
+        parse_csv(text, file, opts, device)
     }
 }
 
@@ -270,15 +340,52 @@ fn whole_file_error(file: &str, rule: impl Into<String>) -> LayoutError {
     }
 }
 
-fn parse_csv(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, LayoutError> {
+/// The disk size in sectors of `sector_size` bytes that `opts.device`
+/// gives, refusing a device whose logical block size is another.
+fn device_sectors(
+    device: Option<&DeviceSize>,
+    sector_size: u64,
+    refuse: impl Fn(String) -> LayoutError,
+) -> Result<Option<u64>, LayoutError> {
+    let Some(dev) = device else {
+        return Ok(None);
+    };
+    if let Some(l) = dev.logical_sector_size.filter(|&l| l != sector_size) {
+        return Err(refuse(format!(
+            "the layout's sector size is {sector_size} bytes, but {} has {l}-byte logical sectors",
+            dev.path
+        )));
+    }
+    if !dev.bytes.is_multiple_of(sector_size) {
+        return Err(refuse(format!(
+            "{} is {} bytes, not a whole number of {sector_size}-byte sectors",
+            dev.path, dev.bytes
+        )));
+    }
+    Ok(Some(dev.bytes / sector_size))
+}
+
+fn parse_csv(
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+    device: Option<&DeviceSize>,
+) -> Result<Layout, LayoutError> {
     let csv = csv::parse(text, file)?;
-    let n = opts.disk_sectors.or(csv.disk_sectors).ok_or_else(|| {
-        whole_file_error(
-            file,
-            "a partition_table CSV carries no disk size: give --disk-sectors or --device",
-        )
-    })?;
-    let (user, notes) = csv::place(&csv, n, file)?;
+    // The format counts 512-byte sectors (sgdisk's unit on every Jetson).
+    let device = device_sectors(device, SECTOR_SIZE, |rule| whole_file_error(file, rule))?;
+    let n = opts
+        .disk_sectors
+        .or(device)
+        .or(csv.disk_sectors)
+        .ok_or_else(|| {
+            whole_file_error(
+                file,
+                format!("a partition_table CSV carries no disk size: {NO_DISK_SIZE}"),
+            )
+        })?;
+    let (user, mut notes) = csv::place(&csv, n, file)?;
+    notes.splice(0..0, csv.notes.iter().cloned());
     Ok(Layout {
         source: file.to_owned(),
         soc: None,
@@ -349,7 +456,17 @@ fn check_leftovers(
     Ok(())
 }
 
-fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, LayoutError> {
+/// Placeholders `num_sectors` carries in R35/R36 t234 layouts (the eMMC,
+/// an external or NVMe disk): the flashing tools put the real device's size
+/// there, as we do.
+pub const SIZE_PLACEHOLDERS: [&str; 3] = ["INT_NUM_SECTORS", "EXT_NUM_SECTORS", "NUM_SECTORS"];
+
+fn parse_xml(
+    text: &str,
+    file: &str,
+    opts: &LoadOptions,
+    device: Option<&DeviceSize>,
+) -> Result<Layout, LayoutError> {
     let mut layout = xml::parse(text).map_err(|e| LayoutError {
         file: file.to_owned(),
         line: Some(e.line),
@@ -364,22 +481,34 @@ fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, Layou
     let user_dev = geometry::user_device(&layout).ok_or_else(|| {
         whole_file_error(
             file,
-            "no user-area device (sdmmc_user, the second sdmmc, or sdcard)",
+            "no user-area device (sdmmc_user, the second sdmmc, sdcard, nvme or external)",
         )
     })?;
     check_leftovers(user_dev, &subs, &ctx)?;
+    let sector_size = geometry::sector_size(&ctx, user_dev)?;
+    let device = device_sectors(device, sector_size, |rule| {
+        ctx.err(user_dev.line, None, rule)
+    })?;
+    let mut placeholder = None;
     let xml_sectors = match user_dev.attr("num_sectors") {
-        Some(t) => Some(geometry::parse_c_number(t).ok_or_else(|| {
-            ctx.err(
-                user_dev.line,
-                None,
-                format!("num_sectors '{t}' is not a number"),
-            )
-        })?),
+        Some(t) => match geometry::parse_c_number(t) {
+            Some(n) => Some(n),
+            None if SIZE_PLACEHOLDERS.contains(&t) => {
+                placeholder = Some(t);
+                None
+            }
+            None => {
+                return Err(ctx.err(
+                    user_dev.line,
+                    None,
+                    format!("num_sectors '{t}' is not a number"),
+                ))
+            }
+        },
         None => None,
     };
     let mut notes = Vec::new();
-    let n = match (opts.disk_sectors, xml_sectors) {
+    let n = match (opts.disk_sectors.or(device), xml_sectors) {
         (Some(n), Some(x)) if n != x => {
             notes.push(format!(
                 "the disk has {n} sectors; the layout's num_sectors says {x}: placing for the disk"
@@ -389,19 +518,19 @@ fn parse_xml(text: &str, file: &str, opts: &LoadOptions) -> Result<Layout, Layou
         (Some(n), _) => n,
         (None, Some(x)) => x,
         (None, None) => {
-            return Err(ctx.err(
-                user_dev.line,
-                None,
-                "the user-area device has no num_sectors: give --disk-sectors or --device",
-            ))
+            let what = match placeholder {
+                Some(t) => format!("num_sectors is the placeholder {t}"),
+                None => "the user-area device has no num_sectors".to_owned(),
+            };
+            return Err(ctx.err(user_dev.line, None, format!("{what}: {NO_DISK_SIZE}")));
         }
     };
-    let (user, table_notes) = geometry::user_table(&ctx, user_dev, n)?;
+    let (user, table_notes) = geometry::user_table(&ctx, user_dev, n, sector_size)?;
     notes.extend(table_notes);
     let boot = match geometry::boot_device(&layout) {
         Some((dev, kind)) if !std::ptr::eq(dev, user_dev) => {
             check_leftovers(dev, &subs, &ctx)?;
-            Some(geometry::boot_area(&ctx, dev, kind)?)
+            Some(geometry::boot_area(&ctx, dev, kind, &mut notes)?)
         }
         _ => None,
     };
@@ -780,24 +909,96 @@ mod tests {
     }
 
     #[test]
-    fn names_longer_than_36_utf16_units_are_refused() {
+    fn names_longer_than_36_utf16_units_are_cut_like_nvidia_with_a_note() {
         let ok = "é".repeat(36); // 36 units, 72 bytes
-        assert!(place(
+        let l = place(
             &xml("16896", Some(N), &[part(&ok, "", "<size>512</size>")]),
-            None
+            None,
         )
-        .is_ok());
-        let long = "a".repeat(37);
-        let e = err(
+        .unwrap();
+        assert_eq!(l.user.partitions[0].name, ok);
+        assert!(l.notes.is_empty(), "{:?}", l.notes);
+
+        let long = format!("{}-tail", "a".repeat(36));
+        let l = place(
             &xml("16896", Some(N), &[part(&long, "", "<size>512</size>")]),
             None,
+        )
+        .unwrap();
+        assert_eq!(l.user.partitions[0].name, "a".repeat(36));
+        assert!(
+            l.notes
+                .iter()
+                .any(|n| n.contains(&format!("partition '{long}'"))
+                    && n.contains("41 UTF-16 units long")
+                    && n.contains(&format!("cut to '{}'", "a".repeat(36)))),
+            "{:?}",
+            l.notes
         );
-        assert!(e.contains("name is 37 UTF-16 units long"), "{e}");
+        // A character outside the BMP takes two units and is never split.
+        let astral = format!("{}😀x", "b".repeat(35));
+        let l = place(
+            &xml("16896", Some(N), &[part(&astral, "", "<size>512</size>")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(l.user.partitions[0].name, "b".repeat(35));
+        // Two names equal once cut are one name twice.
+        let e = err(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part(&format!("{}1", "c".repeat(36)), "", "<size>512</size>"),
+                    part(&format!("{}2", "c".repeat(36)), "", "<size>512</size>"),
+                ],
+            ),
+            None,
+        );
+        assert!(e.contains("name is already used by partition 1"), "{e}");
         let e = err(
             &xml("16896", Some(N), &[part("", "", "<size>512</size>")]),
             None,
         );
         assert!(e.contains("partition has no name"), "{e}");
+    }
+
+    /// `plan` against a disk NVIDIA flashed: its GPT holds the cut name, and
+    /// the layout's table must say the same so nothing is renamed.
+    #[test]
+    fn a_cut_name_plans_as_kept_against_an_nvidia_flashed_disk() {
+        use crate::gpt::write::build;
+        use crate::repartition::{self, Current, PartitionAction};
+        let long = format!("{}_and_more", "reserved_for_chain_a".repeat(2));
+        let l = place(
+            &xml(
+                "16896",
+                Some(N),
+                &[
+                    part(&long, "", "<size>1048576</size>"),
+                    part("APP", "", "<size>1048576</size>"),
+                ],
+            ),
+            None,
+        )
+        .unwrap();
+        // The disk as NVIDIA's tools wrote it: the same places, the cut name.
+        let mut flashed = l.user.clone();
+        flashed.partitions[0].name = long.chars().take(36).collect();
+        let gpt = build(&flashed, None).unwrap();
+        let disk = crate::gpt::read::DiskGpt {
+            header: gpt.header.clone(),
+            entries: gpt.entries.clone(),
+            copy: crate::gpt::read::GptCopy::Primary,
+            other_copy_problem: None,
+        };
+        let plan = repartition::plan(Current::Gpt(&disk, &Default::default()), &l.user);
+        assert!(
+            plan.partitions
+                .iter()
+                .all(|p| p.action == PartitionAction::Keep && p.changes.is_empty()),
+            "{plan:?}"
+        );
     }
 
     #[test]
@@ -865,19 +1066,78 @@ mod tests {
         assert_eq!(p[2].unique_guid, None, "duplicate GUID is regenerated");
         assert!(l.notes.iter().any(|n| n.contains("partition 'B'")));
         assert_eq!(p[3].unique_guid, None, "APPUUID defaults to empty: random");
-        let e = err(
-            &xml(
-                "16896",
-                Some(N),
-                &[part(
-                    "A",
-                    "",
-                    "<size>512</size><unique_guid>garbage</unique_guid>",
-                )],
+    }
+
+    /// meta-tegra and flash.sh substitute `APPUUID` with an empty string, so
+    /// every A/B flash.xml they make says `<unique_guid> _b </unique_guid>`;
+    /// NVIDIA's tools accept it. So do we: a random GUID, and a note.
+    #[test]
+    fn a_unique_guid_that_is_not_a_guid_gets_a_random_one_with_a_note() {
+        for text in [
+            "_b",
+            "garbage",
+            "1234",
+            "11111111-2222-3333-4444-55555555555",
+        ] {
+            let l = place(
+                &xml(
+                    "16896",
+                    Some(N),
+                    &[
+                        part("APP", "", "<size>512</size><unique_guid>  </unique_guid>"),
+                        part(
+                            "APP_b",
+                            "",
+                            &format!("<size>512</size><unique_guid> {text} </unique_guid>"),
+                        ),
+                    ],
+                ),
+                None,
+            )
+            .unwrap();
+            let b = l.user.by_name("APP_b").unwrap();
+            assert_eq!(b.unique_guid, None, "{text}");
+            assert!(
+                l.notes.iter().any(|n| n.contains(&format!(
+                    "partition 'APP_b': unique_guid '{text}' is not a GUID"
+                )) && n.contains("random")),
+                "{text}: {:?}",
+                l.notes
+            );
+            // Written, it gets a random GUID of its own.
+            let gpt = crate::gpt::write::build(&l.user, None).unwrap();
+            let guids: std::collections::BTreeSet<_> =
+                gpt.entries.iter().map(|(_, e)| e.unique_guid).collect();
+            assert_eq!(guids.len(), 2);
+            assert!(!guids.contains(&Guid::NIL));
+        }
+    }
+
+    /// Where NVIDIA writes zero-length or overflowing entries we refuse
+    /// (README "what is refused"): each rule, named.
+    #[test]
+    fn sizes_that_overflow_the_disk_or_the_sector_count_are_refused() {
+        for (body, want) in [
+            (
+                "<size>0xFFFFFFFFFFFFFFFF</size>",
+                "partition 'A': ends at sector",
             ),
-            None,
-        );
-        assert!(e.contains("unique_guid 'garbage' is not a GUID"), "{e}");
+            (
+                "<size>512</size><start_location>0xFFFFFFFFFFFFFE00</start_location>",
+                "partition 'A': ends at sector",
+            ),
+            (
+                "<size>0xFFFFFFFFFFFFFFFF</size><start_location>0xFFFFFFFFFFFFFE00</start_location>",
+                "partition 'A': ends at sector 72057594037927934, past the last usable sector",
+            ),
+            (
+                "<size>512</size><align_boundary>0x8000000000000000</align_boundary>",
+                "partition 'A': ends at sector 18014398509481984, past the last usable",
+            ),
+        ] {
+            let e = err(&xml("16896", Some(N), &[part("A", "", body)]), None);
+            assert!(e.contains(want), "{body}: {e}");
+        }
     }
 
     #[test]
@@ -978,5 +1238,413 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("carries no disk size"), "{e}");
+    }
+
+    /// A layout whose user device is `<device type="{kind}" sector_size="{ss}" num_sectors="{ns}">`
+    /// (attributes left out when `None`), with an MBR, a primary GPT of `pg`
+    /// bytes, `parts`, and a secondary GPT; `before` goes before it (a QSPI).
+    fn device_xml(
+        kind: &str,
+        ss: Option<&str>,
+        ns: Option<&str>,
+        pg: &str,
+        parts: &[String],
+        before: &str,
+    ) -> String {
+        let attr =
+            |k: &str, v: Option<&str>| v.map(|v| format!(" {k}=\"{v}\"")).unwrap_or_default();
+        let mut s = format!(
+            "<?xml version=\"1.0\"?>\n<partition_layout version=\"01.00.0000\">\n{before}<device type=\"{kind}\" instance=\"0\"{}{}>\n\
+             <partition name=\"master_boot_record\" type=\"protective_master_boot_record\"><size> 512 </size></partition>\n\
+             <partition name=\"primary_gpt\" type=\"primary_gpt\"><size> {pg} </size></partition>\n",
+            attr("sector_size", ss),
+            attr("num_sectors", ns)
+        );
+        for p in parts {
+            s.push_str(p);
+            s.push('\n');
+        }
+        s.push_str("<partition name=\"secondary_gpt\" type=\"secondary_gpt\"><size> 0xFFFFFFFFFFFFFFFF </size></partition>\n</device>\n</partition_layout>\n");
+        s
+    }
+
+    fn dev(bytes: u64, logical: Option<u64>) -> DeviceSize {
+        DeviceSize {
+            path: "/dev/nvme0n1".into(),
+            bytes,
+            logical_sector_size: logical,
+        }
+    }
+
+    #[test]
+    fn four_kib_sectors_are_placed_by_nvidias_rules_in_their_unit() {
+        let n = 250_000; // about 1 GB of 4096-byte sectors
+        let text = device_xml(
+            "sdmmc_user",
+            Some("4096"),
+            Some(&n.to_string()),
+            "20480",
+            &[
+                part("A", "", "<size>1048576</size>"),
+                part("B", "", "<size>5000</size>"),
+                part(
+                    "C",
+                    "",
+                    "<size>4096</size><align_boundary>16384</align_boundary>",
+                ),
+                part(
+                    "D",
+                    "",
+                    "<size>4096</size><start_location>0x200000</start_location>",
+                ),
+                part(
+                    "UDA",
+                    "",
+                    "<allocation_attribute>0x808</allocation_attribute>",
+                ),
+            ],
+            "",
+        );
+        let l = place(&text, None).unwrap();
+        let t = &l.user;
+        assert_eq!(t.sector_size, 4096);
+        // MBR (1) + header (1) + 16 KiB of entries (4): 20480 bytes = 5 sectors.
+        assert_eq!(t.first_usable_lba, 6);
+        // The backup: entries N-5..N-2, header N-1; fill and usable end at N-6.
+        assert_eq!(t.last_usable_lba, n - 6);
+        let span = |name: &str| {
+            let p = t.by_name(name).unwrap();
+            (p.first_lba, p.last_lba)
+        };
+        assert_eq!(span("A"), (6, 6 + 256 - 1));
+        assert_eq!(span("B"), (262, 263), "5000 bytes round up to 2 sectors");
+        assert_eq!(span("C"), (264, 264), "264 is a multiple of 4 sectors");
+        assert_eq!(span("D"), (512, 512), "0x200000 / 4096");
+        assert_eq!(span("UDA"), (513, n - 6));
+        assert_eq!(t.by_name("A").unwrap().size_bytes(t.sector_size), 1 << 20);
+        // The 2 MiB primary GPT of a stock TX2 layout: 1 + 512 sectors.
+        let l = place(
+            &device_xml(
+                "sdmmc_user",
+                Some("4096"),
+                Some("250000"),
+                "2097152",
+                &[part("A", "", "<size>1</size>")],
+                "",
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(l.user.first_usable_lba, 513);
+        // GP1 of a t210 layout: the MBR and a standard primary GPT.
+        let e = err(
+            &device_xml(
+                "sdmmc_user",
+                Some("4096"),
+                Some("250000"),
+                "19968",
+                &[part("A", "", "<size>1</size>")],
+                "",
+            ),
+            None,
+        );
+        assert!(
+            e.contains("partition 'primary_gpt': primary GPT size 19968 bytes is smaller than 20480 (5 sectors of 4096 bytes"),
+            "{e}"
+        );
+        let e = err(
+            &device_xml(
+                "sdmmc_user",
+                Some("4096"),
+                Some("250000"),
+                "20480",
+                &[part(
+                    "A",
+                    "",
+                    "<size>1</size><align_boundary>2048</align_boundary>",
+                )],
+                "",
+            ),
+            None,
+        );
+        assert!(
+            e.contains("<align_boundary> 2048 is not a multiple of 4096 bytes"),
+            "{e}"
+        );
+        // The 512-byte numbers of the same layout, for comparison.
+        let l = place(
+            &device_xml(
+                "sdmmc_user",
+                None,
+                Some("2000000"),
+                "20480",
+                &[part("A", "", "<size>1048576</size>")],
+                "",
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                l.user.sector_size,
+                l.user.first_usable_lba,
+                l.user.last_usable_lba
+            ),
+            (512, 41, 2000000 - 34)
+        );
+    }
+
+    #[test]
+    fn sector_sizes_other_than_512_and_4096_are_refused_naming_the_field() {
+        for bad in ["1024", "2048", "0", "abc", "", "512 bytes"] {
+            let e = err(
+                &device_xml(
+                    "sdmmc_user",
+                    Some(bad),
+                    Some("1000000"),
+                    "16896",
+                    &[part("A", "", "<size>512</size>")],
+                    "",
+                ),
+                None,
+            );
+            assert!(
+                e.starts_with(&format!(
+                    "t.xml:3: sector_size '{bad}' of the sdmmc_user device is not 512 or 4096"
+                )),
+                "{bad}: {e}"
+            );
+        }
+        for (good, ss) in [("512", 512), ("0x1000", 4096), ("4096", 4096)] {
+            let l = place(
+                &device_xml(
+                    "sdmmc_user",
+                    Some(good),
+                    Some("1000000"),
+                    "20480",
+                    &[part("A", "", "<size>512</size>")],
+                    "",
+                ),
+                None,
+            )
+            .unwrap();
+            assert_eq!(l.user.sector_size, ss, "{good}");
+        }
+        // A boot device's table counts 512-byte sectors: nothing else is placed.
+        let qspi = "<device type=\"spi\" instance=\"0\" sector_size=\"4096\" num_sectors=\"16384\">\n<partition name=\"BCT\" type=\"boot_config_table\"><size>1048576</size></partition>\n</device>\n";
+        let e = err(
+            &device_xml(
+                "sdmmc_user",
+                None,
+                Some("1000000"),
+                "16896",
+                &[part("A", "", "<size>512</size>")],
+                qspi,
+            ),
+            None,
+        );
+        assert!(
+            e.contains("t.xml:3: sector_size 4096 of the spi boot device"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_device_gives_the_size_in_the_layouts_unit_and_must_share_its_sector_size() {
+        let text = |ss: &str| {
+            device_xml(
+                "sdmmc_user",
+                Some(ss),
+                None,
+                "20480",
+                &[part(
+                    "UDA",
+                    "",
+                    "<allocation_attribute>0x808</allocation_attribute>",
+                )],
+                "",
+            )
+        };
+        let on = |t: &str, d: &DeviceSize, n: Option<u64>| {
+            parse_on(
+                t,
+                "t.xml",
+                &LoadOptions {
+                    set: vec![],
+                    disk_sectors: n,
+                },
+                Some(d),
+            )
+        };
+        let bytes = 1u64 << 32;
+        let l = on(&text("4096"), &dev(bytes, Some(4096)), None).unwrap();
+        assert_eq!(l.user.disk_sectors, bytes / 4096);
+        assert_eq!(l.user.partitions[0].last_lba, bytes / 4096 - 6);
+        // An image file takes the layout's unit.
+        let l = on(&text("4096"), &dev(bytes, None), None).unwrap();
+        assert_eq!(l.user.disk_sectors, bytes / 4096);
+        let l = on(&text("512"), &dev(bytes, None), None).unwrap();
+        assert_eq!(l.user.disk_sectors, bytes / 512);
+        // --disk-sectors wins.
+        let l = on(&text("4096"), &dev(bytes, Some(4096)), Some(1000)).unwrap();
+        assert_eq!(l.user.disk_sectors, 1000);
+        for (ss, logical) in [("4096", 512), ("512", 4096)] {
+            let e = on(&text(ss), &dev(bytes, Some(logical)), None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("t.xml:3: the layout's sector size is {ss} bytes, but /dev/nvme0n1 has {logical}-byte logical sectors")),
+                "{e}"
+            );
+        }
+        let e = on(&text("4096"), &dev(bytes + 512, None), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a whole number of 4096-byte sectors"), "{e}");
+        // A partition_table CSV counts 512-byte sectors.
+        let csv = "1,APP,8,,,,34\n";
+        let e = on(csv, &dev(bytes, Some(4096)), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has 4096-byte logical sectors"), "{e}");
+        assert_eq!(
+            on(csv, &dev(bytes, Some(512)), None)
+                .unwrap()
+                .user
+                .disk_sectors,
+            bytes / 512
+        );
+        let four_k = on(&text("4096"), &dev(bytes, None), None).unwrap();
+        let e = csv::write(&four_k.user, "t.xml").unwrap_err().to_string();
+        assert!(
+            e.contains("counts 512-byte sectors; this table has 4096-byte sectors"),
+            "{e}"
+        );
+    }
+
+    /// R35/R36 t234 layouts for NVMe (`external`, `nvme`) and the eMMC
+    /// (`sdmmc_user`) carry a size placeholder the flashing tools fill with
+    /// the real device's size: so do we, from --device or --disk-sectors.
+    #[test]
+    fn t234_user_devices_take_the_size_placeholder_from_the_disk() {
+        let qspi = "<device type=\"spi\" instance=\"0\" sector_size=\"512\" num_sectors=\"131072\">\n\
+            <partition name=\"BCT\" type=\"boot_config_table\"><size>1048576</size></partition>\n\
+            <partition name=\"A_mb1\" type=\"mb1_bootloader\"><size>524288</size><align_boundary>262144</align_boundary></partition>\n\
+            <partition name=\"secondary_gpt\" type=\"secondary_gpt\"><size>0xFFFFFFFFFFFFFFFF</size></partition>\n</device>\n";
+        let parts = [
+            part("A_kernel", " id=\"2\"", "<size>134217728</size>"),
+            part("esp", "", "<size>67108864</size><partition_type_guid>C12A7328-F81F-11D2-BA4B-00A0C93EC93B</partition_type_guid>"),
+            part("APP", " id=\"1\"", "<size>APPSIZE</size><align_boundary>16384</align_boundary>"),
+        ];
+        let n = 490_733_568u64;
+        for (kind, token, before) in [
+            ("external", "EXT_NUM_SECTORS", ""),
+            ("nvme", "EXT_NUM_SECTORS", qspi),
+            ("sdmmc_user", "INT_NUM_SECTORS", qspi),
+            ("external", "NUM_SECTORS", ""),
+        ] {
+            let text = device_xml(kind, Some("512"), Some(token), "19968", &parts, before);
+            let set = vec![("APPSIZE".to_owned(), "1073741824".to_owned())];
+            let opts = |n: Option<u64>| LoadOptions {
+                set: set.clone(),
+                disk_sectors: n,
+            };
+            let e = parse(&text, "t.xml", &opts(None)).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("t.xml:{}: num_sectors is the placeholder {token}: give --disk-sectors or --device", if before.is_empty() { 3 } else { 8 })),
+                "{kind}: {e}"
+            );
+            let l = parse(&text, "t.xml", &opts(Some(n))).unwrap();
+            assert_eq!(l.soc, Some(Soc::T234), "{kind}");
+            assert_eq!(l.user.disk_sectors, n);
+            assert_eq!(l.user.first_usable_lba, 40);
+            let app = l.user.by_name("APP").unwrap();
+            assert_eq!(app.number, 1);
+            // After A_kernel and esp, rounded up to 32 sectors (16 KiB).
+            assert_eq!(
+                app.first_lba,
+                (40u64 + 262144 + 131072).div_ceil(32) * 32,
+                "APP last"
+            );
+            assert_eq!(l.user.by_name("esp").unwrap().type_guid, EFI_SYSTEM);
+            // The device gives it too; and --set, as sed would.
+            let l = parse_on(&text, "t.xml", &opts(None), Some(&dev(n * 512, Some(512)))).unwrap();
+            assert_eq!(l.user.disk_sectors, n);
+            let mut with = set.clone();
+            with.push((token.to_owned(), "123456789".to_owned()));
+            let l = parse(
+                &text,
+                "t.xml",
+                &LoadOptions {
+                    set: with,
+                    disk_sectors: None,
+                },
+            )
+            .unwrap();
+            assert_eq!(l.user.disk_sectors, 123456789);
+            // The QSPI is read, as the boot device, never as the user area.
+            match before.is_empty() {
+                true => assert!(l.boot.is_none()),
+                false => {
+                    let b = l.boot.unwrap();
+                    assert_eq!(b.kind, BootDeviceKind::Spi);
+                    assert_eq!(b.num_sectors, Some(131072));
+                    assert_eq!(b.by_name("A_mb1").unwrap().offset, 1048576);
+                    assert!(l.user.by_name("BCT").is_none());
+                }
+            }
+        }
+    }
+
+    /// The GPT of an NVMe layout, at both sector sizes: header fields, the
+    /// backup's place, APP numbered 1 and last, the ESP's type.
+    #[test]
+    fn gpt_of_an_nvme_layout_at_512_and_4096() {
+        let parts = [
+            part("A_kernel", " id=\"2\"", "<size>134217728</size>"),
+            part("esp", "", "<size>67108864</size><partition_type_guid>C12A7328-F81F-11D2-BA4B-00A0C93EC93B</partition_type_guid>"),
+            part("APP", " id=\"1\"", "<size>1073741824</size><align_boundary>16384</align_boundary>"),
+        ];
+        for (ss, pg, first_usable, backup_entries) in
+            [(512u64, "19968", 40u64, 33u64), (4096, "20480", 6, 5)]
+        {
+            let bytes = 64u64 << 30;
+            let n = bytes / ss;
+            let text = device_xml(
+                "nvme",
+                Some(&ss.to_string()),
+                Some("EXT_NUM_SECTORS"),
+                pg,
+                &parts,
+                "",
+            );
+            let l = parse_on(
+                &text,
+                "nvme.xml",
+                &LoadOptions::default(),
+                Some(&dev(bytes, Some(ss))),
+            )
+            .unwrap();
+            let gpt = crate::gpt::write::build(&l.user, None).unwrap();
+            let h = &gpt.header;
+            assert_eq!(gpt.sector_size, ss);
+            assert_eq!(
+                (h.my_lba, h.alternate_lba, h.partition_entry_lba),
+                (1, n - 1, 2)
+            );
+            assert_eq!(
+                (h.first_usable_lba, h.last_usable_lba),
+                (first_usable, n - backup_entries - 1)
+            );
+            assert_eq!(gpt.backup_entry_lba(), n - backup_entries);
+            let (num, app) = gpt.entries.first().unwrap();
+            assert_eq!((*num, app.name.as_str()), (1, "APP"));
+            let kernel = &gpt.entries[1].1;
+            assert_eq!(kernel.first_lba, first_usable);
+            assert_eq!(app.first_lba * ss % 16384, 0);
+            assert_eq!((app.last_lba + 1 - app.first_lba) * ss, 1 << 30);
+            assert!(app.first_lba > kernel.last_lba);
+            assert_eq!(gpt.entries[2].1.type_guid, EFI_SYSTEM);
+        }
     }
 }

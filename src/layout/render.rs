@@ -1,7 +1,7 @@
 //! Printing a partition table: `table` (like `sgdisk --print`), `csv`
 //! (tegra-sysinstall's `partition_table`) and `json` (a stable interface).
 
-use super::{BootArea, PartitionTable, SECTOR_SIZE};
+use super::{BootArea, PartitionTable};
 use crate::guid::Guid;
 use serde::Serialize;
 
@@ -47,11 +47,11 @@ pub fn table(t: &PartitionTable, source: &str) -> String {
     let mut s = format!(
         "Layout: {source}\nDisk: {} sectors, {}\nSector size (logical): {} bytes\nPartition table holds up to 128 entries\nFirst usable sector is {}, last usable sector is {}\nTotal free space is {free} sectors ({})\n\nNumber  Start (sector)    End (sector)  Size        Code  Name\n",
         t.disk_sectors,
-        human_size(t.disk_sectors * SECTOR_SIZE),
+        human_size(t.disk_sectors * t.sector_size),
         t.sector_size,
         t.first_usable_lba,
         t.last_usable_lba,
-        human_size(free * SECTOR_SIZE),
+        human_size(free * t.sector_size),
     );
     for p in &t.partitions {
         let code = match p.type_guid.sgdisk_code() {
@@ -63,7 +63,7 @@ pub fn table(t: &PartitionTable, source: &str) -> String {
             p.number,
             p.first_lba,
             p.last_lba,
-            human_size(p.size_bytes()),
+            human_size(p.size_bytes(t.sector_size)),
             code,
             p.name,
             if p.type_guid.sgdisk_code().is_none() {

@@ -14,8 +14,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The only logical sector size the GPT code handles (every Jetson eMMC).
+/// The logical sector size of an image file, and of every Jetson eMMC; the
+/// unit of the kernel's sysfs `start` and `size` whatever the device's.
 pub const SECTOR_SIZE: u64 = 512;
+/// Logical sector sizes a target may have (512, and 4096 for 4Kn NVMe).
+pub const SECTOR_SIZES: [u64; 2] = [512, 4096];
 
 /// How often a busy disk lock is retried, and the pause between.
 const LOCK_RETRIES: u32 = 30;
@@ -158,13 +161,16 @@ pub struct Target {
     path: PathBuf,
     file: File,
     kind: TargetKind,
-    sectors: u64,
+    bytes: u64,
+    /// BLKSSZGET of a block device; `None` for an image file.
+    logical_sector_size: Option<u64>,
 }
 
 impl Target {
     /// Opens `path` and finds its size. Refuses partitions, other file
-    /// types, logical sector sizes other than 512 and image files whose
-    /// length is not a whole number of sectors.
+    /// types, logical sector sizes other than 512 and 4096, and devices or
+    /// image files whose length is not a whole number of 512-byte sectors
+    /// (of their logical sectors for a block device).
     pub fn open(path: &Path, access: Access) -> anyhow::Result<Target> {
         let shown = path.display();
         let meta = std::fs::metadata(path).with_context(|| format!("opening {shown}"))?;
@@ -217,7 +223,7 @@ impl Target {
         if meta.file_type().is_block_device() != block {
             bail!("{shown} changed type while being opened");
         }
-        let (kind, sectors) = if block {
+        let (kind, bytes, logical) = if block {
             let dev = DevNum::from_dev_t(meta.rdev());
             let sys = PathBuf::from(format!("/sys/dev/block/{dev}"));
             if sys.join("partition").exists() {
@@ -226,24 +232,25 @@ impl Target {
             let name = kernel_name(&sys).with_context(|| format!("finding the name of {shown}"))?;
             let ssz = sector_size(&file)
                 .with_context(|| format!("reading the sector size of {shown}"))?;
-            if ssz != SECTOR_SIZE {
-                bail!("{shown} has {ssz}-byte logical sectors; only {SECTOR_SIZE} is supported");
+            if !SECTOR_SIZES.contains(&ssz) {
+                bail!("{shown} has {ssz}-byte logical sectors; only 512 and 4096 are supported");
             }
             let bytes =
                 size_bytes(&file).with_context(|| format!("reading the size of {shown}"))?;
-            (TargetKind::BlockDevice { dev, name }, bytes / SECTOR_SIZE)
+            (TargetKind::BlockDevice { dev, name }, bytes, Some(ssz))
         } else {
-            let bytes = meta.len();
-            if bytes % SECTOR_SIZE != 0 {
-                bail!("{shown} is {bytes} bytes, not a whole number of {SECTOR_SIZE}-byte sectors");
-            }
-            (TargetKind::ImageFile, bytes / SECTOR_SIZE)
+            (TargetKind::ImageFile, meta.len(), None)
         };
+        let unit = logical.unwrap_or(SECTOR_SIZE);
+        if bytes % unit != 0 {
+            bail!("{shown} is {bytes} bytes, not a whole number of {unit}-byte sectors");
+        }
         Ok(Target {
             path: path.to_owned(),
             file,
             kind,
-            sectors,
+            bytes,
+            logical_sector_size: logical,
         })
     }
 
@@ -257,9 +264,26 @@ impl Target {
         &self.kind
     }
 
-    /// Size in 512-byte sectors.
+    /// Size in its logical sectors (512-byte ones for an image file).
     pub fn sectors(&self) -> u64 {
-        self.sectors
+        self.bytes / self.sector_size()
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The logical block size of a block device (BLKSSZGET), 512 for an
+    /// image file.
+    pub fn sector_size(&self) -> u64 {
+        self.logical_sector_size.unwrap_or(SECTOR_SIZE)
+    }
+
+    /// The logical block size of a block device; `None` for an image file,
+    /// which can stand in for a disk of any sector size.
+    pub fn logical_sector_size(&self) -> Option<u64> {
+        self.logical_sector_size
     }
 
     /// The open file, for reading and writing.
@@ -295,10 +319,11 @@ impl Target {
         unsafe { blkrrpart(self.file.as_raw_fd()) }.map(drop)
     }
 
-    /// Registers partition `number` at `first_lba`, `sectors` long (BLKPG).
+    /// Registers partition `number` at `first_lba`, `sectors` long, in the
+    /// device's logical sectors (BLKPG).
     pub fn add_partition(&self, number: u32, first_lba: u64, sectors: u64) -> nix::Result<()> {
         let bytes = |s: u64| {
-            s.checked_mul(SECTOR_SIZE)
+            s.checked_mul(self.sector_size())
                 .and_then(|b| libc::c_longlong::try_from(b).ok())
                 .ok_or(nix::Error::EOVERFLOW)
         };
@@ -342,10 +367,14 @@ impl Target {
     }
 
     /// The partitions the kernel currently knows of this block device, from
-    /// sysfs; empty for an image file.
+    /// sysfs, in the device's logical sectors; empty for an image file.
     pub fn kernel_partitions(&self) -> io::Result<Vec<KernelPartition>> {
         match &self.kind {
-            TargetKind::BlockDevice { name, .. } => kernel_partitions(Path::new("/sys"), name),
+            TargetKind::BlockDevice { name, .. } => {
+                let mut parts = kernel_partitions(Path::new("/sys"), name)?;
+                in_logical_sectors(&mut parts, self.sector_size());
+                Ok(parts)
+            }
             TargetKind::ImageFile => Ok(Vec::new()),
         }
     }
@@ -382,6 +411,15 @@ impl Disk {
     /// Size in sectors.
     pub fn sectors(&self) -> u64 {
         self.target.sectors()
+    }
+
+    /// Size and logical block size, for placing a layout on it.
+    pub fn size(&self) -> crate::layout::DeviceSize {
+        crate::layout::DeviceSize {
+            path: self.path().display().to_string(),
+            bytes: self.target.bytes(),
+            logical_sector_size: self.target.logical_sector_size(),
+        }
     }
 
     /// The read-only target, for reading the disk.
@@ -587,10 +625,32 @@ impl StorageId {
     }
 }
 
-/// Size of a block device or image file in 512-byte sectors: the disk size a
-/// layout is placed for (refusals as [`Target::open`]).
+/// Converts sysfs's 512-byte `start` and `size` into logical sectors of
+/// `sector_size` bytes.
+fn in_logical_sectors(parts: &mut [KernelPartition], sector_size: u64) {
+    let per = (sector_size / SECTOR_SIZE).max(1);
+    for p in parts {
+        p.start /= per;
+        p.sectors /= per;
+    }
+}
+
+/// Size of a block device or image file in its logical sectors (512-byte
+/// ones for an image file): the disk size a layout is placed for
+/// (refusals as [`Target::open`]).
 pub fn size_in_sectors(path: &Path) -> anyhow::Result<u64> {
     Ok(Target::open(path, Access::ReadOnly)?.sectors())
+}
+
+/// Size and logical block size of a block device or image file, for
+/// placing a layout on it (refusals as [`Target::open`]).
+pub fn device_size(path: &Path) -> anyhow::Result<crate::layout::DeviceSize> {
+    let t = Target::open(path, Access::ReadOnly)?;
+    Ok(crate::layout::DeviceSize {
+        path: path.display().to_string(),
+        bytes: t.bytes(),
+        logical_sector_size: t.logical_sector_size(),
+    })
 }
 
 fn err_is(err: &anyhow::Error, errno: i32) -> bool {
@@ -634,9 +694,10 @@ fn kernel_name(sys_dev: &Path) -> io::Result<String> {
 pub struct KernelPartition {
     /// Partition number.
     pub number: u32,
-    /// First sector.
+    /// First sector (sysfs counts 512-byte sectors; [`Target`] converts to
+    /// the device's logical sectors).
     pub start: u64,
-    /// Length in sectors.
+    /// Length in sectors (as `start`).
     pub sectors: u64,
     /// Kernel name (`loop0p1`).
     pub name: String,
@@ -843,13 +904,36 @@ mod tests {
     fn partition_names_follow_the_kernel() {
         for (disk, n, want) in [
             ("/dev/mmcblk0", 1, "/dev/mmcblk0p1"),
+            ("/dev/nvme0n1", 1, "/dev/nvme0n1p1"),
             ("/dev/nvme0n1", 12, "/dev/nvme0n1p12"),
+            ("/dev/nvme1n2", 3, "/dev/nvme1n2p3"),
             ("/dev/sda", 3, "/dev/sda3"),
             ("/dev/loop7", 2, "/dev/loop7p2"),
             ("/dev/vdb", 1, "/dev/vdb1"),
         ] {
             assert_eq!(partition_path(Path::new(disk), n), PathBuf::from(want));
         }
+    }
+
+    #[test]
+    fn sysfs_sectors_become_logical_sectors() {
+        let dev = DevNum {
+            major: 259,
+            minor: 1,
+        };
+        let k = |start, sectors| KernelPartition {
+            number: 1,
+            start,
+            sectors,
+            name: "nvme0n1p1".into(),
+            dev,
+        };
+        let mut parts = [k(48, 8 * 1000)];
+        in_logical_sectors(&mut parts, 4096);
+        assert_eq!((parts[0].start, parts[0].sectors), (6, 1000));
+        let mut parts = [k(34, 1000)];
+        in_logical_sectors(&mut parts, 512);
+        assert_eq!((parts[0].start, parts[0].sectors), (34, 1000));
     }
 
     #[test]

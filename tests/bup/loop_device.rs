@@ -97,3 +97,87 @@ fn tx2_update_on_loop_devices() {
         .iter()
         .all(|&b| b == 0));
 }
+
+/// Issue 12 items 7 and 8 on block devices: stale bytes after data that
+/// already matches, and an empty entry, leave data then zeros; the whole
+/// boot devices and user disk equal the model afterwards.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn stale_tails_and_empty_entries_on_loop_devices() {
+    crate::support::require_root(&["losetup", "partx", "sgdisk"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let images = boot_images(dir, &[4 * MIB, 4 * MIB]);
+    let part = |n: &str| tx2_boot().into_iter().find(|p| p.name == n).unwrap();
+    let mb2 = data("mb2", 7000);
+    let kernel = data("kernel", 200_000);
+    let mut lin = Linear::read(&images);
+    lin.put_table(&tx2_boot());
+    for n in ["mb2_b", "VER_b"] {
+        lin.put(part(n).offset, &vec![0xA5; part(n).size as usize]);
+    }
+    lin.put(part("mb2_b").offset, &mb2);
+    lin.save(&images);
+    let user = UserDisk::new(dir, &[("kernel", 256 * 1024), ("kernel_b", 256 * 1024)]);
+    let mut bytes = std::fs::read(&user.path).unwrap();
+    let k = user.partition("kernel_b");
+    bytes[k.offset as usize..(k.offset + k.size) as usize].fill(0xA5);
+    bytes[k.offset as usize..][..kernel.len()].copy_from_slice(&kernel);
+    std::fs::write(&user.path, &bytes).unwrap();
+    let payload = dir.join("payload");
+    std::fs::write(
+        &payload,
+        crate::support::bup::payload(&[
+            ("mb2", mb2.clone(), 0, ""),
+            ("kernel", kernel.clone(), 0, ""),
+            ("VER", Vec::new(), 0, SPEC),
+        ]),
+    )
+    .unwrap();
+    let mut want_boot = Linear::read(&images);
+    want_boot.fill_partition(&part("mb2_b"), &mb2);
+    want_boot.fill_partition(&part("VER_b"), &[]);
+    let mut want_user = bytes.clone();
+    want_user[k.offset as usize..(k.offset + k.size) as usize].fill(0);
+    want_user[k.offset as usize..][..kernel.len()].copy_from_slice(&kernel);
+
+    let boot: Vec<Loop> = images.iter().map(|i| Loop::attach(i)).collect();
+    let disk = Loop::attach(&user.path);
+    let o = output(Command::new("partx").arg("-a").arg(&disk.0));
+    assert!(o.status.success(), "partx -a: {}", stderr(&o));
+    let write = || {
+        let mut cmd = sysinstall();
+        cmd.args([
+            "bup", "write", "--slot", "b", "--soc", "t186", "--tnspec", TNSPEC,
+        ])
+        .arg(&payload)
+        .arg("--user-device")
+        .arg(&disk.0);
+        for b in &boot {
+            cmd.arg("--boot-device").arg(&b.0);
+        }
+        output(&mut cmd)
+    };
+    let o = write();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("3 written and verified"), "{out}");
+    let o = write();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 written and verified"),
+        "{}",
+        stdout(&o)
+    );
+
+    drop(boot);
+    drop(disk);
+    assert!(
+        Linear::read(&images) == want_boot,
+        "boot devices differ from the model"
+    );
+    assert!(
+        std::fs::read(&user.path).unwrap() == want_user,
+        "user disk differs from the model"
+    );
+}

@@ -357,6 +357,27 @@ fn bad_payloads_leave_every_image_unchanged() {
     std::fs::write(&bad_bct, crate::support::bup::payload(&e)).unwrap();
     refused(&fx, &bad_bct, &[], "BlockSizeLog2 differs");
 
+    // A BCT without mb1 (issue 12 item 6): REF writes the BCT, fails on
+    // the missing mb1 and leaves the BR-BCT changed; refused before any
+    // write, naming the missing entry. Same with bup check (exit 1).
+    let no_mb1 = fx.dir.join("no-mb1");
+    let e: Vec<_> = entries().into_iter().filter(|e| e.0 != "mb1").collect();
+    std::fs::write(&no_mb1, crate::support::bup::payload(&e)).unwrap();
+    refused(&fx, &no_mb1, &[], "BCT needs an mb1 entry");
+    let o = output(
+        sysinstall()
+            .args(["bup", "check"])
+            .arg(&no_mb1)
+            .arg("--sysroot")
+            .arg(&fx.root),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("FAIL: BCT needs an mb1 entry"),
+        "{}",
+        stdout(&o)
+    );
+
     // No entries: REF would still switch slots.
     let empty = fx.dir.join("empty");
     std::fs::write(&empty, crate::support::bup::payload(&[])).unwrap();
@@ -506,4 +527,234 @@ fn the_installer_update_switches_the_slot_it_wrote() {
     assert_eq!(got.get(part("SMD").offset, 191), smd_bytes(&SMD_TO_B));
     assert_eq!(got.get(part("SMD_b").offset, 191), smd_bytes(&SMD_TO_B));
     assert_eq!(got.get(part("mb1_b").offset, 9000), entry("mb1"));
+}
+
+/// Bytes that are nobody's data: what a used device holds where nothing
+/// is written.
+const PATTERN: u8 = 0xA5;
+
+/// Issue 12 items 7 and 8, update mode: where the data already matches but
+/// old bytes follow it, and where an entry is empty, the partitions end up
+/// as tegra-bootloader-update leaves them (data, then zeros to the end);
+/// the whole boot devices and user area equal the model, and a second run
+/// writes nothing.
+#[test]
+fn update_leaves_data_then_zeros_over_stale_tails_and_empty_entries() {
+    require_sgdisk();
+    let fx = fixture(true);
+    // badpage-fw (boot) and kernel-dtb (user) come empty in this payload.
+    let e: Vec<_> = entries()
+        .into_iter()
+        .map(|(n, d, op, spec)| {
+            let d = if n == "badpage-fw" || n == "kernel-dtb" {
+                Vec::new()
+            } else {
+                d
+            };
+            (n, d, op, spec)
+        })
+        .collect();
+    let payload = fx.dir.join("empty-entries");
+    std::fs::write(&payload, crate::support::bup::payload(&e)).unwrap();
+    let entry = |name: &str| -> Vec<u8> {
+        e.iter()
+            .rev()
+            .find(|(n, _, op, spec)| *n == name && *op != 1 && (spec.is_empty() || *spec == B01))
+            .unwrap()
+            .1
+            .clone()
+    };
+
+    // Slot B as an earlier update left it: the right data, stale bytes after.
+    let (mut boot, mut user) = fx.state();
+    for name in ["mb2_b", "VER_b", "badpage-fw_b"] {
+        let p = part(name);
+        boot.put(p.offset, &vec![PATTERN; p.size as usize]);
+    }
+    boot.put(part("mb2_b").offset, &entry("mb2"));
+    boot.put(part("VER_b").offset, &entry("VER"));
+    boot.save(&fx.boot);
+    for name in ["kernel_b", "kernel-dtb_b"] {
+        let p = fx.user.partition(name);
+        user[p.offset as usize..(p.offset + p.size) as usize].fill(PATTERN);
+    }
+    let k = fx.user.partition("kernel_b");
+    user[k.offset as usize..][..entry("kernel").len()].copy_from_slice(&entry("kernel"));
+    std::fs::write(&fx.user.path, &user).unwrap();
+
+    let (mut want_boot, mut want_user) = fx.state();
+    let o = fx.write(&payload, &[]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    for name in [
+        "spe-fw",
+        "mts-preboot",
+        "MB1_BCT",
+        "VER",
+        "badpage-fw",
+        "mb2",
+        "mb1",
+    ] {
+        want_boot.fill_partition(&part(&format!("{name}_b")), &entry(name));
+    }
+    want_boot.fill_partition(&part("mb1"), &entry("mb1"));
+    for at in [3584, 16384, 0] {
+        want_boot.put(at, &entry("BCT"));
+    }
+    want_boot.put(part("SMD").offset, &smd_bytes(&SMD_TO_B));
+    want_boot.put(part("SMD_b").offset, &smd_bytes(&SMD_TO_B));
+    fx.user_put(&mut want_user, "kernel_b", &entry("kernel"));
+    fx.user_put(&mut want_user, "kernel-dtb_b", &entry("kernel-dtb"));
+    let (got_boot, got_user) = fx.state();
+    assert!(got_boot == want_boot, "boot devices differ from the model");
+    assert!(got_user == want_user, "user area differs from the model");
+    let b = part("badpage-fw_b");
+    assert!(got_boot
+        .get(b.offset, b.size as usize)
+        .iter()
+        .all(|&x| x == 0));
+
+    fx.age_all();
+    let o = fx.write(&payload, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 written and verified"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(fx.unchanged_since_aged(), "the second run wrote");
+}
+
+/// The TX2 rig's layout as an XML: the boot area placed at its documented
+/// offsets, the user area with the rig's partitions (its size comes from
+/// the user device).
+fn tx2_xml(fx: &Fx) -> PathBuf {
+    let mut x = String::from("<?xml version=\"1.0\"?>\n<partition_layout version=\"01.00.0000\">\n  <device type=\"sdmmc_boot\" instance=\"3\" sector_size=\"512\" num_sectors=\"16384\">\n");
+    for p in tx2_boot() {
+        x.push_str(&format!(
+            "    <partition name=\"{}\" type=\"data\"><size>{}</size><start_location>{}</start_location></partition>\n",
+            p.name, p.size, p.offset
+        ));
+    }
+    x.push_str("  </device>\n  <device type=\"sdmmc_user\" instance=\"3\" sector_size=\"512\">\n    <partition name=\"master_boot_record\" type=\"protective_master_boot_record\"><size>512</size></partition>\n    <partition name=\"primary_gpt\" type=\"primary_gpt\"><size>16896</size></partition>\n");
+    for (name, size) in USER {
+        x.push_str(&format!(
+            "    <partition name=\"{name}\" type=\"data\"><size>{size}</size></partition>\n"
+        ));
+    }
+    x.push_str("  </device>\n</partition_layout>\n");
+    let path = fx.dir.join("tx2.xml");
+    std::fs::write(&path, x).unwrap();
+    path
+}
+
+/// Issue 12 item 8, "Done when": `bup write --initialize` over boot devices
+/// and user partitions full of old bytes leaves exactly what a fresh
+/// tegra-bootloader-update run leaves: every written partition its data
+/// then zeros, the BCT copies, 191 bytes of slot metadata, the table's
+/// header and entries, and the old bytes everywhere nothing is written.
+#[test]
+fn reinitialize_over_a_used_device_leaves_what_tegra_bootloader_update_leaves() {
+    require_sgdisk();
+    let fx = fixture(false);
+    let (mut boot, mut user) = fx.state();
+    for dev in &mut boot.0 {
+        dev.fill(PATTERN);
+    }
+    // A board flashed with this release over a longer one: slot A's data is
+    // already the payload's, with the old bytes after it.
+    for name in ["mb2", "mb1", "spe-fw", "VER"] {
+        boot.put(part(name).offset, &entry(name));
+    }
+    boot.save(&fx.boot);
+    for (name, _) in USER {
+        let p = fx.user.partition(name);
+        user[p.offset as usize..(p.offset + p.size) as usize].fill(PATTERN);
+    }
+    let k = fx.user.partition("kernel");
+    user[k.offset as usize..][..entry("kernel").len()].copy_from_slice(&entry("kernel"));
+    std::fs::write(&fx.user.path, &user).unwrap();
+    let xml = tx2_xml(&fx);
+    let layout = xml.display().to_string();
+    let args = ["--initialize", "--layout", layout.as_str()];
+
+    let (mut want_boot, mut want_user) = fx.state();
+    let o = fx.write(&fx.payload, &args);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("slot A marked active"),
+        "{}",
+        stdout(&o)
+    );
+    for name in [
+        "spe-fw",
+        "mts-preboot",
+        "MB1_BCT",
+        "VER",
+        "badpage-fw",
+        "mb2",
+        "mb1",
+    ] {
+        want_boot.fill_partition(&part(name), &entry(name));
+        want_boot.fill_partition(&part(&format!("{name}_b")), &entry(name));
+    }
+    want_boot.fill_partition(&part("dram-ecc-fw"), &entry("dram-ecc-fw"));
+    for at in [3584, 16384, 0] {
+        want_boot.put(at, &entry("BCT"));
+    }
+    want_boot.put(part("SMD").offset, &smd_bytes(&SMD_INIT));
+    want_boot.put(part("SMD_b").offset, &smd_bytes(&SMD_INIT));
+    for (name, data) in [
+        ("kernel", "kernel"),
+        ("kernel_b", "kernel"),
+        ("kernel-dtb", "kernel-dtb"),
+        ("kernel-dtb_b", "kernel-dtb"),
+        ("eks", "eks"),
+    ] {
+        fx.user_put(&mut want_user, name, &entry(data));
+    }
+    // The table: REF writes the 92 header bytes and the entry array only
+    // (the rest of their sectors keeps the old bytes); its GUIDs are random,
+    // so the model takes its bytes once they read back as the layout's.
+    let (got_boot, got_user) = fx.state();
+    let len = 8 * MIB;
+    let header = got_boot.get(len - 512, 512);
+    assert!(
+        header[92..].iter().all(|&b| b == PATTERN),
+        "only 92 bytes written"
+    );
+    let h = sysinstall::gpt::GptHeader::decode(&header).unwrap();
+    let array = got_boot.get(16351 * 512, 16384);
+    let names: Vec<String> = h
+        .decode_entries(&array)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.name)
+        .collect();
+    let want_names: Vec<String> = tx2_boot().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, want_names);
+    want_boot.put(16351 * 512, &array);
+    want_boot.put(len - 512, &header[..92]);
+    // Untouched: UBENV, the gaps, the rest of the BCT partition.
+    let ubenv = part("UBENV");
+    assert!(got_boot
+        .get(ubenv.offset, ubenv.size as usize)
+        .iter()
+        .all(|&b| b == PATTERN));
+    assert!(got_boot
+        .get(3584 * 2, 16384 - 3584 * 2)
+        .iter()
+        .all(|&b| b == PATTERN));
+    assert!(got_boot == want_boot, "boot devices differ from the model");
+    assert!(got_user == want_user, "user area differs from the model");
+
+    // Again: everything is in place, nothing is written.
+    fx.age_all();
+    let o = fx.write(&fx.payload, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 written and verified"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(fx.unchanged_since_aged(), "the second run wrote");
 }

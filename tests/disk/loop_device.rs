@@ -301,22 +301,32 @@ fn nodes_are_made_when_nothing_creates_them() {
     }
 }
 
+/// Attaches `img` as a loop device of 4096-byte logical sectors (a 4Kn
+/// disk).
+fn attach_4kn(img: &Path) -> LoopDevice {
+    let o = output(
+        Command::new("losetup")
+            .args(["-f", "--show", "--sector-size", "4096"])
+            .arg(img),
+    );
+    assert!(
+        o.status.success(),
+        "losetup --sector-size 4096: {}",
+        stderr(&o)
+    );
+    LoopDevice {
+        path: PathBuf::from(crate::support::stdout(&o).trim()),
+    }
+}
+
 #[test]
 #[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
-fn sector_sizes_other_than_512_are_refused() {
+fn a_512_byte_sector_table_on_a_4096_byte_sector_disk_is_refused() {
     require_root(&["losetup"]);
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     sparse_image(&img, N * 512);
-    let o = output(
-        Command::new("losetup")
-            .args(["-f", "--show", "--sector-size", "4096"])
-            .arg(&img),
-    );
-    assert!(o.status.success(), "losetup --sector-size: {}", stderr(&o));
-    let lo = LoopDevice {
-        path: PathBuf::from(crate::support::stdout(&o).trim()),
-    };
+    let lo = attach_4kn(&img);
     let before = sha256_file(&img);
     let err = format!(
         "{:#}",
@@ -329,10 +339,139 @@ fn sector_sizes_other_than_512_are_refused() {
         .unwrap_err()
     );
     assert!(
-        err.contains("4096-byte logical sectors; only 512 is supported"),
+        err.contains(&format!(
+            "the layout was placed for 512-byte sectors, but {} has 4096-byte logical sectors",
+            lo.path.display()
+        )),
         "{err}"
     );
+    // From the command line: the layout is refused when it is loaded.
+    let xml = dir.path().join("l.xml");
+    std::fs::write(&xml, layout_xml(512, "16896")).unwrap();
+    for args in [
+        vec!["layout".to_owned(), xml.display().to_string()],
+        vec![
+            "plan".to_owned(),
+            "--layout".to_owned(),
+            xml.display().to_string(),
+        ],
+    ] {
+        let o = output(
+            crate::support::sysinstall()
+                .args(&args)
+                .arg("--device")
+                .arg(&lo.path),
+        );
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the layout's sector size is 512 bytes, but"),
+            "{}",
+            stderr(&o)
+        );
+    }
     assert_eq!(sha256_file(&img), before);
+}
+
+/// A layout of one user device with `sector_size` and a primary GPT of `pg`
+/// bytes: kernel 4 MiB (16 KiB aligned), esp 8 MiB (EFI type), APP filling.
+fn layout_xml(sector_size: u64, pg: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<partition_layout version=\"01.00.0000\">\n\
+         <device type=\"nvme\" instance=\"0\" sector_size=\"{sector_size}\" num_sectors=\"EXT_NUM_SECTORS\">\n\
+         <partition name=\"master_boot_record\" type=\"protective_master_boot_record\"><size>512</size></partition>\n\
+         <partition name=\"primary_gpt\" type=\"primary_gpt\"><size>{pg}</size></partition>\n\
+         <partition name=\"kernel\" id=\"2\" type=\"kernel\"><size>4194304</size><align_boundary>16384</align_boundary></partition>\n\
+         <partition name=\"esp\" type=\"data\"><size>8388608</size><partition_type_guid>C12A7328-F81F-11D2-BA4B-00A0C93EC93B</partition_type_guid></partition>\n\
+         <partition name=\"APP\" id=\"1\" type=\"data\"><allocation_attribute>0x808</allocation_attribute><align_boundary>16384</align_boundary></partition>\n\
+         <partition name=\"secondary_gpt\" type=\"secondary_gpt\"><size>0xFFFFFFFFFFFFFFFF</size></partition>\n\
+         </device>\n</partition_layout>\n"
+    )
+}
+
+/// A 4Kn disk: `sysinstall partition` places and writes the table in
+/// 4096-byte sectors, the kernel's partitions (BLKPG) sit on the right
+/// bytes, and sgdisk, reading the loop device in its own unit, agrees.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_4096_byte_sector_disk_is_partitioned_in_its_unit_and_sgdisk_agrees() {
+    require_root(&["losetup", "sgdisk"]);
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    sparse_image(&img, N * 512);
+    let lo = attach_4kn(&img);
+    let n4 = N / 8;
+    let xml = dir.path().join("nvme.xml");
+    std::fs::write(&xml, layout_xml(4096, "20480")).unwrap();
+    let o = output(
+        crate::support::sysinstall()
+            .args(["partition", "--yes", "--layout"])
+            .arg(&xml)
+            .arg("--device")
+            .arg(&lo.path),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // kernel: LBA 8 (6 rounded up to 4 sectors), 1024 sectors; esp right
+    // after; APP 16 KiB aligned to the last usable sector N - 6.
+    let want: Vec<Row> = vec![
+        (1, 3080, n4 - 6, "0700".into(), "APP".into()),
+        (2, 8, 1031, "0700".into(), "kernel".into()),
+        (3, 1032, 3079, "EF00".into(), "esp".into()),
+    ];
+    let print = sgdisk_print(&lo.path);
+    assert!(
+        print.contains("Sector size (logical/physical): 4096/4096 bytes"),
+        "{print}"
+    );
+    assert_eq!(parse_rows(&print), want, "{print}");
+    assert_eq!(
+        number_after(&print, "First usable sector is "),
+        6,
+        "{print}"
+    );
+    assert_eq!(
+        number_after(&print, "last usable sector is "),
+        n4 - 6,
+        "{print}"
+    );
+    assert_eq!(number_after(&print, "holds up to "), 128, "{print}");
+    let verify = sgdisk_verify(&lo.path);
+    assert!(verify.contains("No problems found"), "{verify}");
+
+    // The kernel counts 512-byte sectors in sysfs.
+    assert_eq!(
+        kernel_view(&lo.path),
+        [
+            (1, 3080 * 8, (n4 - 6 - 3080 + 1) * 8),
+            (2, 64, 1024 * 8),
+            (3, 1032 * 8, 2048 * 8)
+        ]
+    );
+    // p2 addresses byte 8 × 4096 of the disk.
+    let marker = b"4kn-kernel";
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(lo.part(2))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, marker).and_then(|_| f.sync_all()))
+        .unwrap();
+    let bytes = std::fs::read(&img).unwrap();
+    assert_eq!(&bytes[8 * 4096..8 * 4096 + marker.len()], marker);
+    // The primary header at byte 4096, the backup in the last 4 KiB.
+    assert_eq!(&bytes[4096..4104], b"EFI PART");
+    assert_eq!(&bytes[bytes.len() - 4096..bytes.len() - 4088], b"EFI PART");
+
+    // plan: in place; a second partition run changes nothing.
+    let o = output(
+        crate::support::sysinstall()
+            .args(["plan", "--format", "json", "--layout"])
+            .arg(&xml)
+            .arg("--device")
+            .arg(&lo.path),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["in_place"], true, "{v}");
+    assert_eq!(v["disk_sectors"], n4);
 }
 
 #[test]

@@ -238,8 +238,16 @@ fn bad_input_leaves_the_disk_unchanged() {
     // A payload whose mb2 image is larger than the demo layout's mb2 (256 KiB).
     let big_bup = p_big(d, &rig.layout);
     let conf = write(d, "site.conf", b"layout = /x\nfrobnicate = yes\n");
-    let small_boot = d.join("small-boot.img");
-    crate::support::sparse_image(&small_boot, 1 << 20);
+    let small_boot = [d.join("small-boot0.img"), d.join("small-boot1.img")];
+    for b in &small_boot {
+        crate::support::sparse_image(b, 1 << 20);
+    }
+    let boot0 = rig.boot[0].display().to_string();
+    let boot1 = rig.boot[1].display().to_string();
+    let boot0_link = d.join("boot0-link").display().to_string();
+    std::os::unix::fs::symlink(&rig.boot[0], &boot0_link).unwrap();
+    let target = rig.lo.path.display().to_string();
+    let image = rig.image.display().to_string();
     // Tarballs an attacker could hand over.
     let evil = d.join("evil");
     sh(&format!(
@@ -389,9 +397,59 @@ fn bad_input_leaves_the_disk_unchanged() {
         ),
         case(
             "boot device missing",
-            &["--boot-device", "/nonexistent/boot0", &rootfs],
+            &[
+                "--boot-device",
+                "/nonexistent/boot0",
+                "--boot-device",
+                &boot1,
+                &rootfs,
+            ],
             3,
             "/nonexistent/boot0",
+        ),
+        case(
+            "the same boot device twice",
+            &["--boot-device", &boot0, "--boot-device", &boot0, &rootfs],
+            3,
+            "are the same storage",
+        ),
+        case(
+            "one boot device under two names",
+            &["--boot-device", &boot0, "--boot-device", &boot0_link, &rootfs],
+            3,
+            "are the same storage",
+        ),
+        case(
+            "the target disk as a boot device",
+            &["--boot-device", &target, "--boot-device", &boot1, &rootfs],
+            3,
+            "is the target disk",
+        ),
+        case(
+            "the target's image file as a boot device",
+            &["--boot-device", &boot0, "--boot-device", &image, &rootfs],
+            3,
+            "is the target disk",
+        ),
+        case(
+            "one boot device for an eMMC layout",
+            &["--boot-device", &boot0, &rootfs],
+            3,
+            "1 boot device(s) were given",
+        ),
+        case(
+            "three boot devices",
+            &[
+                "--boot-device",
+                &boot0,
+                "--boot-device",
+                &boot1,
+                "--boot-device",
+                &boot0_link,
+                &rootfs,
+            ],
+            3,
+            "3 boot devices given",
         ),
         case(
             "--events-fd not open",
@@ -458,8 +516,8 @@ fn bad_input_leaves_the_disk_unchanged() {
         assert_eq!(rig.state(), before);
     }
 
-    // A boot device smaller than the layout's boot partitions: the pair is
-    // replaced by one 1 MiB image.
+    // Boot devices smaller than the layout's boot partitions: two 1 MiB
+    // images.
     {
         let before = rig.state();
         let o = output(
@@ -470,7 +528,9 @@ fn bad_input_leaves_the_disk_unchanged() {
                 .arg("--device")
                 .arg(&rig.lo.path)
                 .arg("--boot-device")
-                .arg(&small_boot)
+                .arg(&small_boot[0])
+                .arg("--boot-device")
+                .arg(&small_boot[1])
                 .args(["--tnspec", crate::support::rig::TNSPEC])
                 .arg(&rig.rootfs),
         );

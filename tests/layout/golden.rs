@@ -495,3 +495,79 @@ fn project_layouts_equal_nvidia_tables() {
     assert_eq!(span("APP"), (40, 29360167));
     assert_eq!(span("UDA"), (30369576, 30777310));
 }
+
+/// The project's Orin Nano NVMe layout (R36.2 as documented): the QSPI is
+/// read as the boot device and never placed on the disk; the NVMe takes the
+/// real disk's size; `partition` writes the NVMe's GPT and nothing of the
+/// QSPI.
+#[test]
+fn orin_nano_nvme_layout_reads_the_qspi_and_writes_only_the_disk() {
+    let xml = crate::support::repo().join("layouts/jetson-orin-nano-devkit-nvme.xml");
+    // A 512 GB NVMe instead of the layout's 256 GB: the same places, more free space.
+    let n = 1_000_215_216u64;
+    let doc = layout_json(&xml, &[], Some(n));
+    check_invariants(&doc, "orin nano nvme");
+    assert_eq!(doc["disk_sectors"], n);
+    let parts = doc["partitions"].as_array().unwrap();
+    let find = |name: &str| parts.iter().find(|p| p["name"] == name).unwrap();
+    assert_eq!(find("APP")["number"], 1);
+    assert_eq!(find("A_kernel")["number"], 2);
+    assert_eq!(find("A_kernel")["start_lba"], 40);
+    assert_eq!(
+        find("esp")["type_guid"],
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    );
+    let app_start = find("APP")["start_lba"].as_u64().unwrap();
+    assert_eq!(app_start * 512 % 16384, 0);
+    assert!(parts
+        .iter()
+        .all(|p| p["start_lba"].as_u64().unwrap() <= app_start));
+    let boot = &doc["boot_device"];
+    assert_eq!(boot["kind"], "spi");
+    assert_eq!(boot["num_sectors"], 131072);
+    let boot_names: Vec<&str> = boot["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["BCT", "A_mb1", "B_pva-fw", "uefi_variables", "A_VER"] {
+        assert!(boot_names.contains(&name), "{name}: {boot_names:?}");
+        assert!(
+            parts.iter().all(|p| p["name"] != name),
+            "{name} on the disk"
+        );
+    }
+
+    // Partitioned onto an image file standing in for the NVMe.
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nvme.img");
+    let size = 64u64 << 30;
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let o = output(
+        sysinstall()
+            .args(["partition", "--yes", "--layout"])
+            .arg(&xml)
+            .arg("--device")
+            .arg(&img),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut f = std::fs::File::open(&img).unwrap();
+    let gpt = sysinstall::gpt::read::read(&mut f, size / 512)
+        .unwrap()
+        .unwrap();
+    assert_eq!(gpt.other_copy_problem, None);
+    assert_eq!(gpt.header.last_usable_lba, size / 512 - 34);
+    let names: Vec<&str> = gpt.entries.iter().map(|(_, e)| e.name.as_str()).collect();
+    let want: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, want);
+    let o = output(
+        sysinstall()
+            .args(["plan", "--format", "json", "--layout"])
+            .arg(&xml)
+            .arg("--device")
+            .arg(&img),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["in_place"], true, "{v}");
+}

@@ -19,6 +19,10 @@ use sysinstall::layout::{BootArea, BootPartition, Layout, Partition, PartitionTa
 
 pub const MIB: u64 = 1 << 20;
 
+/// The bup tests drive the binary through these as well.
+#[allow(unused_imports)]
+pub use super::{output, stderr, stdout, sysinstall};
+
 include!("../../src/bup/test_tables.rs");
 
 /// A layout for `soc`: the user area of a `disk_bytes` disk holding `user`
@@ -275,25 +279,4 @@ pub fn age(path: &Path) {
 
 pub fn mtime(path: &Path) -> std::time::SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
-}
-
-/// The binary under test. (Our own copy of `common::sysinstall`:
-/// tests/common/mod.rs does not compile at the moment, see the report.)
-pub fn sysinstall() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sysinstall"));
-    c.env("RUST_BACKTRACE", "0").env_remove("SYSINSTALL_LOG");
-    c
-}
-
-pub fn output(cmd: &mut Command) -> std::process::Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-pub fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
