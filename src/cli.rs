@@ -421,6 +421,12 @@ pub struct InstallArgs {
     #[arg(long)]
     pub no_fsck: bool,
 
+    /// Install without writing the boot partitions (or switching slots):
+    /// needed when the rootfs carries no bootloader update payload and none
+    /// is given with --bup; the board keeps booting its old boot chain.
+    #[arg(long)]
+    pub no_bootloader: bool,
+
     /// After unpacking, list both slot trees (contents hashed) and fail if they differ.
     #[arg(long)]
     pub verify_slots: bool,

@@ -52,7 +52,7 @@ fn finish(
             }
             (
                 exit::SUCCESS,
-                report::pass_line(summary.artifact.as_deref()),
+                report::pass_line(summary.artifact.as_deref(), summary.boot_note.as_deref()),
             )
         }
         Err(err) => {
@@ -185,6 +185,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         keep_data: a.keep_data,
         dry_run: a.dry_run,
         no_fsck: a.no_fsck,
+        no_bootloader: a.no_bootloader,
         mkfs_options: a.mkfs_options.clone(),
         verify_slots: a.verify_slots,
         restart: a.restart,

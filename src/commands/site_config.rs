@@ -30,6 +30,7 @@ pub const KEYS: &[&str] = &[
     "rootfs-sha256",
     "keep-data",
     "no-fsck",
+    "no-bootloader",
     "mkfs-options",
     "progress",
     "tnspec",
@@ -150,6 +151,7 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
             }
             "keep-data" => args.keep_data |= boolean(e, file)?,
             "no-fsck" => args.no_fsck |= boolean(e, file)?,
+            "no-bootloader" => args.no_bootloader |= boolean(e, file)?,
             "tnspec" => {
                 args.board.tnspec.get_or_insert_with(v);
             }

@@ -98,6 +98,8 @@ pub struct InstallOptions {
     pub dry_run: bool,
     /// Skip `e2fsck -p` after unpacking.
     pub no_fsck: bool,
+    /// Leave the boot partitions (and the slot switch) alone.
+    pub no_bootloader: bool,
     /// `--mkfs-options`: `[NAME:]ARGS`.
     pub mkfs_options: Vec<String>,
     /// `--verify-slots`: compare the two slot trees after unpacking.

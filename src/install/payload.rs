@@ -1,14 +1,15 @@
 //! Where the install's bootloader update payload (BUP) comes from: given
-//! with `--bup`, taken from the new rootfs (captured while the tarball is
-//! scanned or unpacked, or read back from a slot an earlier run finished),
-//! and checked for this board before it is used.
+//! with `--bup`, or taken from the new rootfs while the preflight reads it;
+//! either way checked for this board before anything is written. A rootfs
+//! that can be read only once (standard input, a pipe) cannot give its
+//! payload before the disk is erased, so it needs `--bup` (or
+//! `--no-bootloader`).
 
 use super::journal::InstallMode;
 use super::InstallOptions;
 use crate::bup::update::{self, IdentityRequest};
 use crate::layout::{Layout, Soc};
 use crate::rootfs::{self, Capture};
-use crate::sys::mount::Mount;
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
 
@@ -22,13 +23,10 @@ pub const MAX_BUP_BYTES: u64 = 256 << 20;
 /// Where the payload for the boot partitions comes from.
 #[derive(Debug, Clone)]
 pub enum BupSource {
-    /// None given and none in the rootfs: the boot partitions are left alone.
+    /// `--no-bootloader`: the boot partitions are left alone.
     None,
     /// A file (`--bup`, or the payload extracted from the rootfs).
     File(PathBuf),
-    /// In a streamed rootfs: captured during the unpack, checked before the
-    /// boot partitions are written.
-    Deferred,
 }
 
 /// Where a mode takes its payload from inside the rootfs, in order of preference.
@@ -97,20 +95,4 @@ pub fn check(
         identity.tnspec,
         identity.tnspec_source
     ))
-}
-
-/// The payload from a slot an earlier run finished (a streamed rootfs is
-/// not unpacked again on resume): the slot is mounted read-only without
-/// replaying its journal.
-pub fn read_from_slot(node: &Path, mountpoint: &Path, mode: InstallMode) -> Option<Vec<u8>> {
-    let m = Mount::ext4_inspect(node, mountpoint).ok()?;
-    let bytes = paths(mode).iter().find_map(|p| {
-        let full = rootfs::post::resolve_in_tree(m.path(), Path::new(p)).ok()?;
-        let meta = std::fs::metadata(&full).ok()?;
-        (meta.len() <= MAX_BUP_BYTES)
-            .then(|| std::fs::read(&full).ok())
-            .flatten()
-    });
-    let _ = m.unmount();
-    bytes
 }

@@ -58,6 +58,11 @@ pub struct Preflight {
     pub content: [u8; 32],
     /// The rootfs's SHA-256, when known before the unpack.
     pub rootfs_sha256: Option<[u8; 32]>,
+    /// Where that hash came from, for the message when the unpack reads
+    /// other bytes.
+    pub rootfs_sha256_from: String,
+    /// The rootfs, when it can be read only once (opened, not read yet).
+    pub rootfs_stream: Option<Source>,
     /// Where the payload comes from.
     pub bup: BupSource,
     /// DATA, saved for `--keep-data`.
@@ -69,11 +74,17 @@ pub struct Preflight {
 /// What reading the rootfs before the install found.
 struct RootfsCheck {
     finding: RootfsFinding,
+    /// Its SHA-256, when known before the unpack (read by the preflight,
+    /// given, or beside it).
     sha256: Option<[u8; 32]>,
     /// `sha256:…` when the hash is known, else the source itself.
     identity: String,
     captured: Vec<rootfs::Captured>,
-    local: bool,
+    /// True when the preflight read it through (a file or a URL).
+    scanned: bool,
+    /// A source that can be read only once, opened and not read: the
+    /// unpack reads this very one (reopening a pipe would find no writer).
+    stream: Option<Source>,
 }
 
 /// Finds and checks everything; nothing is written.
@@ -89,20 +100,29 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let boot_devices = boot_devices(opts, disk.path(), &layout)?;
     let running = running_slot(opts, &boot_devices, &layout);
     let mismatch = boot_mismatch(&layout, soc, &plan, &boot_devices);
-    let decision = decide::decide(
-        &Facts {
-            device: &shown,
-            plan: &plan,
-            filesystems: &fs,
-            soc,
-            journal: journal.as_ref(),
-            running: running.as_ref(),
-            boot_mismatch: mismatch.as_deref(),
-        },
-        &opts.request(),
-    )?;
+    let mut facts = Facts {
+        device: &shown,
+        plan: &plan,
+        filesystems: &fs,
+        soc,
+        journal: journal.as_ref(),
+        running: running.as_ref(),
+        boot_mismatch: mismatch.as_deref(),
+    };
+    let mut decision = decide::decide(&facts, &opts.request())?;
     check_tools()?;
-    let rootfs = check_rootfs(opts, events, &fs)?;
+    let mut rootfs = check_rootfs(opts, events, &fs)?;
+    // An interrupted install of something else is not finished: decided
+    // again as if there were no journal.
+    let content = content_id(opts, &layout, &rootfs.identity);
+    let resume = decide::resume(&decision, &content);
+    if decision.journal.is_some() && resume.is_none() {
+        let why = "the interrupted install was of another image or layout: starting over";
+        events.message("warn", why);
+        facts.journal = None;
+        decision = decide::decide(&facts, &opts.request())?;
+        decision.why = format!("{why}; {}", decision.why);
+    }
     let (bup, payload_finding) =
         locate_payload(opts, &rundir, &layout, soc, &rootfs, decision.mode)?;
     let boot_line = match bup {
@@ -124,14 +144,6 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         _ => None,
     };
     check_data_tarball(opts, events)?;
-    let content = content_id(opts, &layout, &rootfs.identity);
-    let resume = decide::resume(&decision, &content);
-    if decision.journal.is_some() && resume.is_none() {
-        events.message(
-            "warn",
-            "the interrupted install was of another image or layout: starting over",
-        );
-    }
     let data = fs.iter().find(|f| f.role == FsRole::Data);
     let report = report::preflight(&PreflightView {
         device: &shown,
@@ -159,6 +171,12 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         resume,
         content,
         rootfs_sha256: rootfs.sha256,
+        rootfs_stream: rootfs.stream.take(),
+        rootfs_sha256_from: if rootfs.scanned {
+            format!("the preflight's read of {}", opts.rootfs)
+        } else {
+            "--rootfs-sha256".into()
+        },
         bup,
         saved_data,
         report,
@@ -325,8 +343,10 @@ fn tool_exists(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
 
-/// Opens the rootfs; a local file is read through once (hash, every member,
-/// the payload inside, the size against the slots).
+/// Opens the rootfs. What can be read twice (a file, an http(s) URL) is
+/// read through once now: its hash, every member, the payload inside, the
+/// size against the slots; the install then checks that it reads the same
+/// bytes again. Standard input and pipes are read once, by the install.
 fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Result<RootfsCheck> {
     let source = Source::open(
         &opts.rootfs,
@@ -341,7 +361,7 @@ fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Re
         Some(h) => format!("sha256:{}", rootfs::source::hex(&h)),
         None => format!("source:{}", opts.rootfs),
     };
-    if source.local_path().is_none() {
+    if !source.rereadable() {
         let sha256 = source.expected_sha256();
         return Ok(RootfsCheck {
             finding: RootfsFinding::Streamed {
@@ -351,7 +371,8 @@ fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Re
             sha256,
             identity: identity(sha256),
             captured: Vec::new(),
-            local: false,
+            scanned: false,
+            stream: Some(source),
         });
     }
     let captures = if opts.bup.is_none() {
@@ -382,7 +403,8 @@ fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Re
         sha256,
         identity: identity(sha256),
         captured: scan.captured,
-        local: true,
+        scanned: true,
+        stream: None,
     })
 }
 
@@ -403,8 +425,9 @@ fn check_fits(described: &str, tar_bytes: u64, fs: &[Fs]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The payload: given, inside the (scanned) rootfs, or later from a stream;
-/// a file is checked for this board now.
+/// The payload: given, or inside the rootfs the preflight read, checked
+/// for this board now. Without one the board would go on booting its old
+/// boot chain, so that takes `--no-bootloader`.
 fn locate_payload(
     opts: &InstallOptions,
     rundir: &Path,
@@ -413,23 +436,36 @@ fn locate_payload(
     rootfs: &RootfsCheck,
     mode: InstallMode,
 ) -> anyhow::Result<(BupSource, PayloadFinding)> {
-    let bup = match (&opts.bup, rootfs.local) {
-        (Some(p), _) => BupSource::File(p.clone()),
-        (None, true) => match payload::pick(&rootfs.captured, mode) {
-            Some(bytes) => BupSource::File(payload::stash(rundir, &bytes)?),
-            None => BupSource::None,
+    let found = match (&opts.bup, opts.no_bootloader) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.clone()),
+        (None, false) => match payload::pick(&rootfs.captured, mode) {
+            Some(bytes) => Some(payload::stash(rundir, &bytes)?),
+            None if rootfs.scanned => bail!(
+                "{} has no bootloader update payload ({}) and none was given with --bup: \
+                 the board would not boot the new release; give --bup FILE, or --no-bootloader \
+                 to install without writing the boot partitions",
+                opts.rootfs,
+                payload::paths(mode).join(" or ")
+            ),
+            None => bail!(
+                "{} can be read only once, so the payload inside it cannot be checked for this \
+                 board before the disk is erased: give the payload with --bup FILE (or \
+                 --no-bootloader to leave the boot partitions alone)",
+                opts.rootfs
+            ),
         },
-        (None, false) => BupSource::Deferred,
     };
-    let finding = match &bup {
-        BupSource::File(p) => PayloadFinding::Checked {
-            path: p.clone(),
-            summary: payload::check(opts, layout, soc, p)?,
-        },
-        BupSource::Deferred => PayloadFinding::Deferred,
-        BupSource::None => PayloadFinding::None,
-    };
-    Ok((bup, finding))
+    Ok(match found {
+        Some(p) => {
+            let summary = payload::check(opts, layout, soc, &p)?;
+            (
+                BupSource::File(p.clone()),
+                PayloadFinding::Checked { path: p, summary },
+            )
+        }
+        None => (BupSource::None, PayloadFinding::None),
+    })
 }
 
 /// The boot devices the payload goes to: opened, sized, and in update mode

@@ -5,7 +5,6 @@
 
 use super::decide::{DataHandling, Decision};
 use super::journal::{InstallMode, Record};
-use super::payload::BUP_UPDATE;
 use super::slot_partition;
 use crate::exit;
 use crate::repartition::Plan;
@@ -48,9 +47,7 @@ pub enum PayloadFinding {
         /// The check's summary.
         summary: String,
     },
-    /// Taken from a streamed rootfs later.
-    Deferred,
-    /// None: the boot partitions are left alone.
+    /// `--no-bootloader`: the boot partitions are left alone.
     None,
 }
 
@@ -171,10 +168,9 @@ fn payload_line(p: &PayloadFinding) -> String {
         PayloadFinding::Checked { path, summary } => {
             format!("Payload:  {} — {summary}", path.display())
         }
-        PayloadFinding::Deferred => "Payload:  taken from the rootfs as it is unpacked; checked before the boot partitions are written".into(),
-        PayloadFinding::None => format!(
-            "Payload:  none (no --bup, and the rootfs has no {BUP_UPDATE}): the boot partitions are left alone"
-        ),
+        PayloadFinding::None => {
+            "Payload:  none (--no-bootloader): the boot partitions are left alone and the slots are not switched".into()
+        }
     }
 }
 
@@ -194,12 +190,14 @@ fn data_line(name: &str, data: DataHandling, tarball: Option<&str>) -> String {
     )
 }
 
-/// The last line of a successful install.
-pub fn pass_line(artifact: Option<&str>) -> String {
-    format!(
-        "PASS: successful installation of {}",
-        artifact.unwrap_or("the rootfs")
-    )
+/// The last line of a successful install; `boot_note` says when the boot
+/// partitions were left alone.
+pub fn pass_line(artifact: Option<&str>, boot_note: Option<&str>) -> String {
+    let what = artifact.unwrap_or("the rootfs");
+    match boot_note {
+        Some(note) => format!("PASS: successful installation of {what} ({note})"),
+        None => format!("PASS: successful installation of {what}"),
+    }
 }
 
 /// The last line of a failed install, with what the exit code means for

@@ -12,10 +12,9 @@
 //! not finished. The bootloader is switched (slot metadata) last.
 
 use super::journal::{self, InstallMode, Record};
-use super::payload::{self, BupSource};
+use super::payload::BupSource;
 use super::preflight::{boot_update_options, slot_byte, Preflight};
-use super::{node, slot_partition, Fs, FsRole, InstallOptions, Summary};
-use crate::bup::board::Slot;
+use super::{node, Fs, FsRole, InstallOptions, Summary};
 use crate::bup::exec::StepAction;
 use crate::bup::update::{self, Request};
 use crate::disk::{self, PartitionNode};
@@ -40,8 +39,6 @@ pub struct Run<'a> {
     summary: &'a mut Summary,
     record: Record,
     nodes: Vec<PartitionNode>,
-    /// Members captured from a streamed rootfs (its payload).
-    captured: Vec<rootfs::Captured>,
 }
 
 /// Runs every step.
@@ -69,7 +66,6 @@ pub fn execute(
         summary,
         record,
         nodes: Vec::new(),
-        captured: Vec::new(),
     };
     run.steps().map_err(|e| match interrupt::received() {
         // A tool killed by the same Ctrl-C fails on its own; say why.
@@ -149,14 +145,23 @@ impl Run<'_> {
             if !self.pre.decision.create.contains(&f.name) {
                 continue;
             }
-            let finished = sys_probe(&self.node_of(f))
-                .ext()
-                .is_some_and(|sb| self.record.is_done(&sb.last_mounted) && sb.label == f.name);
+            // A slot of a rootfs that cannot be identified before it is read
+            // (standard input without a hash) is never kept: the stream may
+            // not be the one the earlier run read, and slots of two images
+            // must never be mixed.
+            let keepable = self.pre.rootfs_sha256.is_some() || !matches!(f.role, FsRole::Slot(_));
+            let finished = keepable
+                && sys_probe(&self.node_of(f))
+                    .ext()
+                    .is_some_and(|sb| self.record.is_done(&sb.last_mounted) && sb.label == f.name);
             if finished {
                 self.summary.resumed.push(f.name.clone());
             } else {
                 todo.push(f.clone());
             }
+        }
+        if self.summary.resumed.iter().any(|n| n.starts_with("APP")) {
+            self.summary.artifact = self.record.artifact.clone();
         }
         if !self.summary.resumed.is_empty() {
             self.events.message(
@@ -209,19 +214,12 @@ impl Run<'_> {
         let rep = rootfs::unpack(
             self.rootfs_source()?,
             &dirs,
-            &UnpackOptions {
-                capture: match self.pre.bup {
-                    BupSource::Deferred => payload::captures(),
-                    _ => Vec::new(),
-                },
-                ..UnpackOptions::default()
-            },
+            &UnpackOptions::default(),
             self.events,
         )
         .with_context(|| format!("unpacking {} into {}", self.opts.rootfs, names.join(", ")))?;
         self.events.step_end(Verdict::Ok);
         self.summary.rootfs_sha256 = Some(rep.sha256.clone());
-        self.captured = rep.captured;
         failpoint::hit("unpacked");
         let now = SystemTime::now();
         for f in &slots {
@@ -243,6 +241,10 @@ impl Run<'_> {
         for m in mounts {
             m.unmount()?;
         }
+        // What a re-run that keeps these slots reports.
+        self.record.stream_sha256 = rootfs::source::parse_hex(&rep.sha256);
+        self.record.artifact = self.summary.artifact.clone();
+        self.store_journal(true)?;
         for f in &slots {
             self.check_and_mark(f)?;
         }
@@ -253,8 +255,13 @@ impl Run<'_> {
         self.pre.rundir.join("mnt").join(name)
     }
 
-    /// The rootfs again, with the hash the preflight found (or was given).
-    fn rootfs_source(&self) -> anyhow::Result<Source> {
+    /// The rootfs: the stream the preflight opened, or the file or URL
+    /// again with the hash the preflight found (or was given), so that the
+    /// unpack must read the same bytes.
+    fn rootfs_source(&mut self) -> anyhow::Result<Source> {
+        if let Some(s) = self.pre.rootfs_stream.take() {
+            return Ok(s);
+        }
         Source::open(
             &self.opts.rootfs,
             &SourceOptions {
@@ -263,6 +270,7 @@ impl Run<'_> {
                     .rootfs_sha256
                     .map(|h| rootfs::source::hex(&h))
                     .or_else(|| self.opts.rootfs_sha256.clone()),
+                sha256_from: Some(self.pre.rootfs_sha256_from.clone()),
                 events: self.events.clone(),
                 ..SourceOptions::default()
             },
@@ -324,39 +332,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The payload this run writes: the preflight's file, or one taken from
-    /// the streamed rootfs (captured now, or read back from the slot an
-    /// earlier run finished) and checked before use.
-    fn payload(&mut self) -> anyhow::Result<Option<PathBuf>> {
-        match &self.pre.bup {
-            BupSource::File(p) => Ok(Some(p.clone())),
-            BupSource::None => Ok(None),
-            BupSource::Deferred => {
-                let mode = self.pre.decision.mode;
-                let bytes = payload::pick(&self.captured, mode).or_else(|| {
-                    let slot = match mode {
-                        InstallMode::Initial => Slot::A,
-                        InstallMode::Update => self.pre.decision.target,
-                    };
-                    let f = self
-                        .pre
-                        .fs
-                        .iter()
-                        .find(|f| f.name == slot_partition(slot))?;
-                    payload::read_from_slot(&self.node_of(f), &self.mountpoint("payload"), mode)
-                });
-                let Some(b) = bytes else { return Ok(None) };
-                let p = payload::stash(&self.pre.rundir, &b)?;
-                payload::check(self.opts, &self.pre.layout, self.pre.soc, &p)?;
-                Ok(Some(p))
-            }
-        }
-    }
-
     /// The boot partitions, verified; then the slot metadata: the switch.
     fn write_boot(&mut self) -> anyhow::Result<()> {
-        let Some(p) = self.payload()? else {
-            let note = "no bootloader update payload: the boot partitions were left alone";
+        let BupSource::File(p) = self.pre.bup.clone() else {
+            let note = "--no-bootloader: the boot partitions were left alone";
             self.summary.boot_note = Some(note.into());
             self.events.message("warn", note);
             return Ok(());

@@ -34,6 +34,16 @@ const MAX_CHUNK_LINE: usize = 1024;
 /// Longest delay between retries.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+/// A response status the client does not go on with (4xx, 5xx).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("HTTP {code} {reason}")]
+pub struct HttpStatus {
+    /// The status code.
+    pub code: u16,
+    /// Its reason phrase.
+    pub reason: String,
+}
+
 /// Options of an HTTP source.
 #[derive(Clone)]
 pub struct HttpOptions {
@@ -45,6 +55,11 @@ pub struct HttpOptions {
     pub timeout: Duration,
     /// Where retries are reported.
     pub events: Events,
+    /// Resume a broken download even when the server gave no validator
+    /// (`ETag`, `Last-Modified`) to prove the file did not change: only
+    /// when the stream's SHA-256 is known and checked, which catches a
+    /// splice. Otherwise such a download fails instead of resuming.
+    pub resume_without_validator: bool,
 }
 
 /// A parsed `http://` or `https://` URL.
@@ -391,6 +406,14 @@ impl HttpReader {
 
     /// Sends the GET (with Range when resuming) and prepares the body.
     fn connect(&mut self) -> Result<()> {
+        if self.pos > 0 && self.validator.is_none() && !self.opts.resume_without_validator {
+            bail!(
+                "the download broke at byte {} and the server gave no ETag or Last-Modified to prove \
+                 that a resumed download continues the same file (give --rootfs-sha256, or URL.sha256 \
+                 beside it, to resume anyway)",
+                self.pos
+            );
+        }
         let mut url = self.url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let mut conn = open_conn(&url, self.opts.timeout)?;
@@ -431,7 +454,10 @@ impl HttpReader {
                     return Ok(());
                 }
                 s => {
-                    let e = anyhow!("HTTP {s} {}", head.reason);
+                    let e = anyhow::Error::new(HttpStatus {
+                        code: s,
+                        reason: head.reason.clone(),
+                    });
                     return Err(if s >= 500 || s == 408 || s == 429 {
                         retryable(e)
                     } else {
@@ -459,6 +485,9 @@ impl HttpReader {
             let mut body = Body { r, framing };
             if head.status == 206 {
                 let cr = head.get("content-range").and_then(parse_content_range);
+                if validator.is_some() && validator != self.validator {
+                    bail!("the file changed on the server while it was being downloaded (validator {:?} became {:?})", self.validator, validator);
+                }
                 match cr {
                     Some((start, total)) if start == self.pos => {
                         if self.total.is_none() {

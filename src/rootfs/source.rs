@@ -1,7 +1,7 @@
 //! Where a tarball comes from: a local path, `file://`, `http://`,
 //! `https://`, or `-` for stdin; and the SHA-256 it must have.
 
-use super::http::{HttpOptions, HttpReader};
+use super::http::{HttpOptions, HttpReader, HttpStatus};
 use crate::events::Events;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -16,6 +16,9 @@ pub struct SourceOptions {
     /// Expected SHA-256 of the (compressed) stream, as given by the user;
     /// overrides a `NAME.sha256` file beside a local tarball.
     pub sha256: Option<String>,
+    /// Where `sha256` comes from, for the message on a mismatch (default:
+    /// `--rootfs-sha256`).
+    pub sha256_from: Option<String>,
     /// Look for `NAME.sha256` beside a local file when `sha256` is not given.
     pub sidecar: bool,
     /// HTTP: retries after a failure, each resuming where the last stopped.
@@ -32,6 +35,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             sha256: None,
+            sha256_from: None,
             sidecar: true,
             retries: 5,
             retry_delay: Duration::from_secs(1),
@@ -42,8 +46,13 @@ impl Default for SourceOptions {
 }
 
 enum Kind {
+    /// A regular file: can be read again.
     File(PathBuf),
+    /// A FIFO, a character device, a socket (`<(curl ...)`): read once.
+    Pipe(PathBuf),
+    /// `-`.
     Stdin,
+    /// `http://` or `https://`: can be fetched again.
     Http(String),
 }
 
@@ -57,18 +66,29 @@ pub struct Source {
 }
 
 impl Source {
-    /// Opens `spec`: a path, `file://PATH`, `http(s)://URL` or `-`.
+    /// Opens `spec`: a path, `file://PATH`, `http(s)://URL` or `-`. The
+    /// expected SHA-256 is `opts.sha256`, else the `.sha256` file beside a
+    /// local file or URL.
     pub fn open(spec: &str, opts: &SourceOptions) -> Result<Source> {
-        let explicit = opts
+        let mut expected = opts
             .sha256
             .as_deref()
             .map(|h| {
-                parse_hex(h).ok_or_else(|| anyhow!("--rootfs-sha256 {h:?} is not 64 hex digits"))
+                parse_hex(h)
+                    .map(|x| {
+                        let from = opts.sha256_from.as_deref().unwrap_or("--rootfs-sha256");
+                        (x, from.to_owned())
+                    })
+                    .ok_or_else(|| anyhow!("--rootfs-sha256 {h:?} is not 64 hex digits"))
             })
             .transpose()?;
+        let is_http = spec.starts_with("http://") || spec.starts_with("https://");
+        if expected.is_none() && opts.sidecar && is_http {
+            expected = fetch_sidecar(spec, opts)?;
+        }
         let (kind, reader, len): (Kind, Box<dyn Read + Send>, Option<u64>) = if spec == "-" {
             (Kind::Stdin, Box::new(io::stdin()), None)
-        } else if spec.starts_with("http://") || spec.starts_with("https://") {
+        } else if is_http {
             let http = HttpReader::open(
                 spec,
                 HttpOptions {
@@ -76,6 +96,7 @@ impl Source {
                     retry_delay: opts.retry_delay,
                     timeout: opts.timeout,
                     events: opts.events.clone(),
+                    resume_without_validator: expected.is_some(),
                 },
             )
             .with_context(|| format!("downloading {spec}"))?;
@@ -97,34 +118,41 @@ impl Source {
             if md.is_dir() {
                 bail!("{} is a directory, not a tarball", path.display());
             }
-            let len = md.is_file().then_some(md.len());
-            (Kind::File(path), Box::new(file), len)
+            if md.is_file() {
+                if expected.is_none() && opts.sidecar {
+                    expected = read_sidecar(&path)?.map(|(h, f)| (h, f.display().to_string()));
+                }
+                (Kind::File(path), Box::new(file), Some(md.len()))
+            } else {
+                (Kind::Pipe(path), Box::new(file), None)
+            }
         };
-        let mut source = Source {
+        let (expected, expected_from) = match expected {
+            Some((h, from)) => (Some(h), from),
+            None => (None, "--rootfs-sha256".to_owned()),
+        };
+        Ok(Source {
             kind,
             reader: Some(reader),
             len,
-            expected: explicit,
-            expected_from: "--rootfs-sha256".into(),
-        };
-        if source.expected.is_none() && opts.sidecar {
-            if let Kind::File(path) = &source.kind {
-                if let Some((hash, file)) = read_sidecar(path)? {
-                    source.expected = Some(hash);
-                    source.expected_from = file.display().to_string();
-                }
-            }
-        }
-        Ok(source)
+            expected,
+            expected_from,
+        })
     }
 
     /// A human name for messages.
     pub fn describe(&self) -> String {
         match &self.kind {
-            Kind::File(p) => p.display().to_string(),
+            Kind::File(p) | Kind::Pipe(p) => p.display().to_string(),
             Kind::Stdin => "standard input".into(),
             Kind::Http(u) => u.clone(),
         }
+    }
+
+    /// True when the same bytes can be read a second time (a regular file,
+    /// an http(s) URL); false for standard input and pipes.
+    pub fn rereadable(&self) -> bool {
+        matches!(self.kind, Kind::File(_) | Kind::Http(_))
     }
 
     /// The local file, if the source is one.
@@ -242,6 +270,55 @@ fn read_sidecar(path: &Path) -> Result<Option<([u8; 32], PathBuf)>> {
             side.display()
         )
     })?;
+    Ok(Some((hash, side)))
+}
+
+/// Longest `URL.sha256` read.
+const MAX_SIDECAR: u64 = 64 << 10;
+
+/// Fetches `URL.sha256` beside an http(s) URL: absent (404, 410) is no
+/// hash; any other failure is an error, so that a checksum that exists is
+/// never skipped silently.
+fn fetch_sidecar(url: &str, opts: &SourceOptions) -> Result<Option<([u8; 32], String)>> {
+    let side = format!("{url}.sha256");
+    let reader = match HttpReader::open(
+        &side,
+        HttpOptions {
+            retries: opts.retries,
+            retry_delay: opts.retry_delay,
+            timeout: opts.timeout,
+            events: opts.events.clone(),
+            resume_without_validator: false,
+        },
+    ) {
+        Ok(r) => r,
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<HttpStatus>(),
+                    Some(HttpStatus {
+                        code: 404 | 410,
+                        ..
+                    })
+                )
+            }) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).with_context(|| format!("downloading {side}")),
+    };
+    let mut text = String::new();
+    reader
+        .take(MAX_SIDECAR)
+        .read_to_string(&mut text)
+        .with_context(|| format!("downloading {side}"))?;
+    let name = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or_default();
+    let hash = parse_sha256sum(&text, name)
+        .ok_or_else(|| anyhow!("{side}: no SHA-256 for {name} (expected sha256sum format)"))?;
     Ok(Some((hash, side)))
 }
 

@@ -13,3 +13,4 @@ mod interrupt;
 mod loop_device;
 mod refusals;
 mod safety;
+mod streams;

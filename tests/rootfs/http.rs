@@ -1,6 +1,7 @@
 //! HTTP sources against a small server on 127.0.0.1: streaming, a dropped
-//! connection resumed with Range, a server that ignores Range, retries running
-//! out, HTTP errors, and the SHA-256 check on a stream.
+//! connection resumed with Range (only when the file is proven the same), a
+//! server that ignores Range, retries running out, HTTP errors, the SHA-256
+//! check on a stream, and `URL.sha256` beside the URL.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +24,20 @@ enum Behaviour {
     /// The first request is redirected (302, relative Location) to a path
     /// that serves the file.
     RedirectOnce,
+    /// Like `DropOnceThenRange`, but the resumed response is of another
+    /// version of the file (another ETag).
+    DropOnceThenChanged(usize),
+}
+
+/// What the server answers for `URL.sha256`.
+#[derive(Clone)]
+enum Sidecar {
+    /// 404.
+    Absent,
+    /// This text.
+    Text(String),
+    /// 500, every time.
+    Broken,
 }
 
 struct Server {
@@ -31,6 +46,12 @@ struct Server {
 }
 
 fn serve(body: Vec<u8>, how: Behaviour, connections: usize) -> Server {
+    serve_with(body, how, connections, Sidecar::Absent)
+}
+
+/// Serves `body` for `connections` requests of the file (requests of
+/// `URL.sha256` are answered by `sidecar` and not counted or logged).
+fn serve_with(body: Vec<u8>, how: Behaviour, connections: usize, sidecar: Sidecar) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://{}/images/rootfs.tar.zst",
@@ -40,14 +61,34 @@ fn serve(body: Vec<u8>, how: Behaviour, connections: usize) -> Server {
     let log = requests.clone();
     std::thread::spawn(move || {
         let body = Arc::new(body);
-        for (n, conn) in listener.incoming().take(connections).enumerate() {
-            let Ok(conn) = conn else { return };
+        let mut n = 0;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
             let head = read_head(&conn);
+            if head.starts_with("GET /images/rootfs.tar.zst.sha256 ") {
+                let _ = match &sidecar {
+                    Sidecar::Absent => {
+                        conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    }
+                    Sidecar::Broken => conn.write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+                    ),
+                    Sidecar::Text(s) => conn.write_all(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{s}", s.len())
+                            .as_bytes(),
+                    ),
+                };
+                continue;
+            }
+            if n == connections {
+                return;
+            }
             log.lock().unwrap().push(head.clone());
             let body = body.clone();
             // One thread per connection: a stalled response must not keep
             // the next request waiting.
             std::thread::spawn(move || respond(conn, &head, &body, how, n));
+            n += 1;
         }
     });
     Server { url, requests }
@@ -95,11 +136,17 @@ fn respond(mut conn: TcpStream, head: &str, body: &[u8], how: Behaviour, n: usiz
         }
         Behaviour::DropOnceThenRange(cut)
         | Behaviour::AlwaysDrop(cut)
-        | Behaviour::StallOnceThenRange(cut) => {
+        | Behaviour::StallOnceThenRange(cut)
+        | Behaviour::DropOnceThenChanged(cut) => {
             let start = range_start.unwrap_or(0);
+            let etag = if matches!(how, Behaviour::DropOnceThenChanged(_)) && n > 0 {
+                "v2"
+            } else {
+                "v1"
+            };
             let head = if start > 0 {
                 format!(
-                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: \"v1\"\r\n\r\n",
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: \"{etag}\"\r\n\r\n",
                     body.len() - start,
                     body.len() - 1,
                     body.len()
@@ -220,10 +267,80 @@ fn a_server_without_range_support_is_resumed_by_skipping() {
     let (body, sha) = tarball();
     let server = serve(body, Behaviour::DropOnceIgnoreRange(1_234_567), 2);
     let d = dests();
-    let (code, out, err) = unpack(&server.url, d.path(), &[]);
+    let (code, out, err) = unpack(&server.url, d.path(), &["--rootfs-sha256", &sha]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("sha256 {sha}")), "{out}");
     assert!(err.contains("retry 1/5"), "{err}");
+}
+
+/// Without an ETag or Last-Modified nothing proves that the bytes after a
+/// break belong to the same file: without a checksum to catch a splice,
+/// the download fails instead of resuming.
+#[test]
+fn a_break_without_a_validator_or_a_checksum_is_not_resumed() {
+    let (body, _) = tarball();
+    let server = serve(body, Behaviour::DropOnceIgnoreRange(1_234_567), 2);
+    let d = dests();
+    let (code, _, err) = unpack(&server.url, d.path(), &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("gave no ETag or Last-Modified") && err.contains("byte 1234567"),
+        "{err}"
+    );
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+}
+
+/// A 206 whose validator is not the first response's is another file.
+#[test]
+fn a_resumed_response_of_another_version_is_refused() {
+    let (body, _) = tarball();
+    let server = serve(body, Behaviour::DropOnceThenChanged(700_000), 2);
+    let d = dests();
+    let (code, _, err) = unpack(&server.url, d.path(), &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("the file changed on the server"), "{err}");
+}
+
+#[test]
+fn url_sha256_beside_the_url_is_used() {
+    let (body, sha) = tarball();
+    // The right hash: verified, and the message says where it came from.
+    let server = serve_with(
+        body.clone(),
+        Behaviour::DropOnceThenRange(usize::MAX),
+        1,
+        Sidecar::Text(format!("{sha}  rootfs.tar.zst\n")),
+    );
+    let d = dests();
+    let (code, out, err) = unpack(&server.url, d.path(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("sha256 {sha} (verified)")), "{out}");
+    // Another hash: the stream is refused, naming the .sha256 URL.
+    let server = serve_with(
+        body.clone(),
+        Behaviour::DropOnceThenRange(usize::MAX),
+        1,
+        Sidecar::Text(format!("{}  rootfs.tar.zst\n", "ab".repeat(32))),
+    );
+    let d = dests();
+    let (code, _, err) = unpack(&server.url, d.path(), &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("SHA-256 mismatch")
+            && err.contains(&format!("{}.sha256 expects abab", server.url)),
+        "{err}"
+    );
+    // A checksum file that exists but cannot be had is not skipped.
+    let server = serve_with(
+        body,
+        Behaviour::DropOnceThenRange(usize::MAX),
+        1,
+        Sidecar::Broken,
+    );
+    let d = dests();
+    let (code, _, err) = unpack(&server.url, d.path(), &["--retries", "0"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(".sha256") && err.contains("HTTP 500"), "{err}");
 }
 
 #[test]

@@ -20,6 +20,7 @@
 pub mod bup;
 pub mod disk;
 pub mod hostile;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -201,9 +201,14 @@ impl Rig {
         c
     }
 
-    /// `sysinstall install` for this rig without `--yes`: it asks, and with
-    /// no terminal to answer it refuses.
-    pub fn install_cmd_unconfirmed(&self) -> Command {
+    /// `sysinstall install --yes` for this rig, as another board (`--tnspec`).
+    pub fn install_cmd_as(&self, tnspec: &str) -> Command {
+        let mut c = self.base_cmd();
+        c.args(["--tnspec", tnspec, "--progress", "none", "--yes"]);
+        c
+    }
+
+    fn base_cmd(&self) -> Command {
         let mut c = sysinstall();
         c.env("SYSINSTALL_RUNDIR", self.dir.path().join("run"))
             .arg("install")
@@ -214,8 +219,15 @@ impl Rig {
             .arg("--boot-device")
             .arg(&self.boot[0])
             .arg("--boot-device")
-            .arg(&self.boot[1])
-            .args(["--tnspec", TNSPEC, "--progress", "none"]);
+            .arg(&self.boot[1]);
+        c
+    }
+
+    /// `sysinstall install` for this rig without `--yes`: it asks, and with
+    /// no terminal to answer it refuses.
+    pub fn install_cmd_unconfirmed(&self) -> Command {
+        let mut c = self.base_cmd();
+        c.args(["--tnspec", TNSPEC, "--progress", "none"]);
         c
     }
 
@@ -309,42 +321,45 @@ impl Rig {
     }
 }
 
-/// SHA-256 over the (offset, bytes) of every allocated region of a sparse
-/// file: equal digests mean equal contents, at the cost of reading only
-/// what is there.
+/// SHA-256 over the (index, bytes) of every non-zero 1 MiB chunk of a sparse
+/// file, reading only the chunks that hold allocated regions: equal digests
+/// mean equal contents, whatever extents the host filesystem happens to
+/// use for them (its delayed allocation changes those in the background).
 pub fn hash_allocated(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Seek, SeekFrom};
     use std::os::fd::AsRawFd;
+    const CHUNK: u64 = 1 << 20;
     let mut f = std::fs::File::open(path).unwrap();
     let len = f.metadata().unwrap().len();
     let fd = f.as_raw_fd();
     let mut h = Sha256::new();
-    let mut pos: i64 = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    while (pos as u64) < len {
+    let mut next = 0u64; // the first chunk not hashed yet
+    let mut buf = vec![0u8; CHUNK as usize];
+    loop {
+        let from = (next * CHUNK) as i64;
+        if from as u64 >= len {
+            break;
+        }
         // SAFETY: lseek on an open descriptor we own.
-        let data = unsafe { nix::libc::lseek(fd, pos, nix::libc::SEEK_DATA) };
+        let data = unsafe { nix::libc::lseek(fd, from, nix::libc::SEEK_DATA) };
         if data < 0 {
             break;
         }
         // SAFETY: as above.
-        let hole = unsafe { nix::libc::lseek(fd, data, nix::libc::SEEK_HOLE) };
-        f.seek(SeekFrom::Start(data as u64)).unwrap();
-        let mut left = (hole - data) as u64;
-        let mut off = data as u64;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
+        let hole = unsafe { nix::libc::lseek(fd, data, nix::libc::SEEK_HOLE) } as u64;
+        let (first, end) = (data as u64 / CHUNK, hole.div_ceil(CHUNK));
+        for i in first.max(next)..end {
+            let n = (len - i * CHUNK).min(CHUNK) as usize;
+            f.seek(SeekFrom::Start(i * CHUNK)).unwrap();
             f.read_exact(&mut buf[..n]).unwrap();
             // Zero blocks a loop device happened to allocate are not content.
             if buf[..n].iter().any(|&b| b != 0) {
-                h.update(off.to_le_bytes());
+                h.update(i.to_le_bytes());
                 h.update(&buf[..n]);
             }
-            off += n as u64;
-            left -= n as u64;
         }
-        pos = hole;
+        next = end;
     }
     format!("{:x}", h.finalize())
 }

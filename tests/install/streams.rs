@@ -1,0 +1,245 @@
+//! Where the rootfs comes from (root tier, loop devices): a rootfs without a
+//! bootloader payload, a pipe, a URL, standard input; and a resume that
+//! must never leave the two slots with two different images.
+
+use crate::support::http::FileServer;
+use crate::support::rig::{hash_allocated, make_bup, make_rootfs, Rig};
+use crate::support::{output, require_root, stderr, stdout};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const TOOLS: &[&str] = &[
+    "losetup", "partx", "sgdisk", "mke2fs", "e2fsck", "tune2fs", "zstd", "setfacl", "setfattr",
+    "python3", "mkfifo",
+];
+
+fn boot_state(rig: &Rig) -> Vec<String> {
+    rig.boot.iter().map(|b| hash_allocated(b)).collect()
+}
+
+/// A small rootfs without a payload.
+fn rootfs_without_payload(dir: &Path) -> PathBuf {
+    let out = dir.join("nopayload.tar.zst");
+    let sh = format!(
+        "set -e; t={t}; mkdir -p $t/etc $t/bin; \
+         printf 'PRETTY_NAME=\"no payload\"\\n' > $t/etc/os-release; echo x > $t/bin/x; \
+         tar --numeric-owner -cpf - -C $t . | zstd -q > {out}",
+        t = dir.join("nopayload").display(),
+        out = out.display()
+    );
+    let o = output(Command::new("sh").arg("-c").arg(sh));
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+fn assert_refused(o: &Output, says: &str) {
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(o), stderr(o));
+    let fail = stdout(o);
+    assert!(fail.contains(says), "{fail}");
+    assert!(fail.contains("(nothing on the disk was changed)"), "{fail}");
+}
+
+fn assert_passed(o: &Output) {
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(o), stderr(o));
+    assert!(stdout(o).contains("PASS: successful installation of"));
+}
+
+/// Runs the install with `bytes` on stdin (or written into the FIFO it reads).
+fn with_input(cmd: &mut Command, bytes: Vec<u8>, fifo: Option<&Path>) -> Output {
+    let mut child = cmd
+        .stdin(if fifo.is_some() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = match fifo {
+        Some(f) => {
+            let f = f.to_owned();
+            std::thread::spawn(move || {
+                if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(f) {
+                    let _ = w.write_all(&bytes);
+                }
+            })
+        }
+        None => {
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            })
+        }
+    };
+    let o = child.wait_with_output().unwrap();
+    if let Some(f) = fifo {
+        // A writer still waiting for a reader: give it one, so it ends.
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(f);
+    }
+    writer.join().unwrap();
+    o
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_rootfs_without_a_payload_needs_no_bootloader() {
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let tarball = rootfs_without_payload(rig.dir.path());
+    let before = rig.state();
+    let o = output(rig.install_cmd().arg(&tarball));
+    assert_refused(&o, "has no bootloader update payload");
+    assert!(stdout(&o).contains("--no-bootloader"), "{}", stdout(&o));
+    assert_eq!(rig.state(), before);
+
+    let boot = boot_state(&rig);
+    let o = output(
+        rig.install_cmd()
+            .args(["--no-bootloader", "--events", "json"])
+            .arg(&tarball),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "PASS: successful installation of no payload (--no-bootloader: the boot partitions were left alone)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["result"], "pass");
+    assert_eq!(
+        summary["boot_note"],
+        "--no-bootloader: the boot partitions were left alone"
+    );
+    assert_eq!(boot_state(&rig), boot, "the boot partitions were written");
+    let (img, lj) = (
+        rig.image.to_str().unwrap(),
+        rig.layout_json.to_str().unwrap(),
+    );
+    for slot in ["APP", "APP_b"] {
+        rig.check(&["tree", img, lj, slot, tarball.to_str().unwrap()]);
+    }
+}
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_pipe_is_read_once_and_needs_its_payload_given() {
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let fifo = rig.dir.path().join("rootfs.fifo");
+    let o = output(Command::new("mkfifo").arg(&fifo));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&rig.rootfs).unwrap();
+    let before = rig.state();
+    let o = with_input(rig.install_cmd().arg(&fifo), bytes.clone(), Some(&fifo));
+    assert_refused(&o, "can be read only once");
+    assert_eq!(rig.state(), before);
+
+    let o = with_input(
+        rig.install_cmd().arg("--bup").arg(&rig.bup).arg(&fifo),
+        bytes,
+        Some(&fifo),
+    );
+    assert_passed(&o);
+    assert!(
+        stderr(&o).contains("(streamed; no checksum given)"),
+        "{}",
+        stderr(&o)
+    );
+    rig.verify_initial(&rig.rootfs);
+}
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_url_is_checked_for_this_board_before_the_disk_is_touched() {
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let server = FileServer::start("rootfs.tar.zst", std::fs::read(&rig.rootfs).unwrap());
+    let before = rig.state();
+    let o = output(
+        rig.install_cmd_as("2888-400-0001-D.0-1-2-jetson-agx-xavier-devkit-mmcblk0p1")
+            .arg(&server.url),
+    );
+    assert_refused(&o, "missing entries");
+    assert_eq!(rig.state(), before);
+
+    let o = output(rig.install_cmd().arg(&server.url));
+    assert_passed(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("Rootfs:   {}: zstd", server.url)),
+        "the URL is read in the preflight: {err}"
+    );
+    rig.verify_initial(&rig.rootfs);
+}
+
+/// The earlier run finished APP, then died; the source now gives another
+/// image. The re-run must not keep APP and fill APP_b with the new one.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_resume_never_mixes_two_images() {
+    require_root(TOOLS);
+    let mut rig = Rig::new();
+    let d = rig.dir.path().to_owned();
+    let (bup2, _) = make_bup(&d, &rig.layout, "payload-v2", "v2");
+    let rootfs2 = make_rootfs(&d, &bup2, "v2");
+    let v1 = std::fs::read(&rig.rootfs).unwrap();
+    let v2 = std::fs::read(&rootfs2).unwrap();
+    let (img, lj) = (
+        rig.image.to_str().unwrap().to_owned(),
+        rig.layout_json.to_str().unwrap().to_owned(),
+    );
+    let killed = |o: &Output| {
+        assert_eq!(o.status.signal(), Some(9), "{}{}", stdout(o), stderr(o));
+    };
+
+    // A `latest` URL, no checksum: the preflight reads it, so the re-run
+    // knows it changed and starts over.
+    let server = FileServer::start("latest.tar.zst", v1.clone());
+    let o = output(
+        rig.install_cmd()
+            .env("SYSINSTALL_FAILPOINT", "before-mark-APP_b")
+            .arg(&server.url),
+    );
+    killed(&o);
+    server.replace(v2.clone());
+    let o = output(rig.install_cmd().arg(&server.url));
+    assert_passed(&o);
+    assert!(
+        stderr(&o).contains("starting over"),
+        "the journal was of v1: {}",
+        stderr(&o)
+    );
+    for slot in ["APP", "APP_b"] {
+        rig.check(&["tree", &img, &lj, slot, rootfs2.to_str().unwrap()]);
+    }
+
+    // Standard input, no checksum: it cannot be identified, so no slot of
+    // the earlier run is kept.
+    rig.reset_disks();
+    let o = with_input(
+        rig.install_cmd()
+            .env("SYSINSTALL_FAILPOINT", "before-mark-APP_b")
+            .arg("--bup")
+            .arg(&rig.bup)
+            .arg("-"),
+        v1,
+        None,
+    );
+    killed(&o);
+    let o = with_input(rig.install_cmd().arg("--bup").arg(&bup2).arg("-"), v2, None);
+    assert_passed(&o);
+    for slot in ["APP", "APP_b"] {
+        rig.check(&["tree", &img, &lj, slot, rootfs2.to_str().unwrap()]);
+    }
+}
