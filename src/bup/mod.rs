@@ -27,6 +27,7 @@ pub mod device;
 pub mod exec;
 pub mod payload;
 pub mod smd;
+pub mod t234;
 pub mod tnspec;
 pub mod update;
 pub mod ver;
