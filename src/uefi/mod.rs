@@ -21,5 +21,7 @@
 //! and writes the system.
 
 pub mod capsule;
+pub mod esrt;
+pub mod varplan;
 pub mod vars;
 pub mod version;
