@@ -22,6 +22,7 @@
 
 pub mod capsule;
 pub mod esrt;
+pub mod preflight;
 pub mod varplan;
 pub mod vars;
 pub mod version;
