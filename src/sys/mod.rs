@@ -10,6 +10,7 @@ pub mod board;
 pub mod cmd;
 pub mod efivarfs;
 pub mod emmc;
+pub mod esrt;
 pub mod holders;
 pub mod mkfs;
 pub mod mount;
