@@ -23,6 +23,7 @@
 pub mod capsule;
 pub mod esrt;
 pub mod preflight;
+pub mod status;
 pub mod varplan;
 pub mod vars;
 pub mod version;
