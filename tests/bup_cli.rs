@@ -78,7 +78,7 @@ fn list_prints_header_and_entries_like_the_generator() {
         "Magic:        NVIDIA__BLOB__V2",
         "Version:      2.1-2021.6-0 (0x01020621)",
         "Header size:  48 bytes",
-        "Entry count:  24",
+        "Entry count:  25",
         "Accessory:    0x0000000000000000",
     ] {
         assert!(out.contains(line), "no '{line}' in:\n{out}");
@@ -755,4 +755,224 @@ fn t234_our_capsule_generator_agrees_with_edk2s_decoder() {
             assert!(log.contains(&line), "{line}\n{log}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// `sysinstall status` against fake sysfs/efivarfs trees. (UEFI's behaviour
+// cannot exist here: the trees hold what it would have left.)
+
+fn efivar(root: &std::path::Path, name: &str, guid: &str, attrs: u32, data: &[u8]) {
+    let d = root.join("sys/firmware/efi/efivars");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut b = attrs.to_le_bytes().to_vec();
+    b.extend_from_slice(data);
+    std::fs::write(d.join(format!("{name}-{guid}")), b).unwrap();
+}
+
+const NV_GUID: &str = "781e084c-a330-417c-b678-38e696380cb9";
+const GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// A board that applied a 36.4.3 capsule to chain B and runs it; chain A
+/// still has 35.6.0.
+fn after_first_pass(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("root");
+    fake_esrt(&root, 0x0024_0403, 0x0024_0403);
+    let e = root.join("sys/firmware/efi/esrt/entries/entry0");
+    std::fs::write(e.join("last_attempt_version"), format!("{}\n", 0x0024_0403)).unwrap();
+    efivar(&root, "BootChainFwCurrent", NV_GUID, 6, &1u32.to_le_bytes());
+    let versions: Vec<u8> = [0x0023_0600u32, 0x0024_0403]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    efivar(&root, "SystemFwVersions", NV_GUID, 6, &versions);
+    efivar(&root, "RootfsStatusSlotA", NV_GUID, 7, &[0; 4]);
+    efivar(&root, "RootfsStatusSlotB", NV_GUID, 7, &[0; 4]);
+    efivar(&root, "TegraPlatformSpec", NV_GUID, 7, AGX_SPEC.as_bytes());
+    efivar(
+        &root,
+        "TegraPlatformCompatSpec",
+        NV_GUID,
+        7,
+        AGX_ENTRY.as_bytes(),
+    );
+    root
+}
+
+fn status(root: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    output(
+        sysinstall()
+            .arg("status")
+            .arg("--sysroot")
+            .arg(root)
+            .args(extra),
+    )
+}
+
+#[test]
+fn status_says_the_capsule_was_applied_and_a_second_pass_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = after_first_pass(dir.path());
+    let o = status(&root, &[]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
+    for line in [
+        "Running chain:     B (firmware 36.4.3, lowest supported 36.4.3)",
+        "Chain A:           35.6.0",
+        "Chain B:           36.4.3",
+        "Last capsule:      36.4.3 applied to chain B (running)",
+        "Capsule requested: no",
+        "Rootfs slots:      A normal, B normal",
+        "Second pass:       needed: chain A has 35.6.0, stage the 36.4.3 capsule (--stage CAPSULE)",
+        "ATTENTION: chain A has firmware 35.6.0, the running chain 36.4.3",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    let o = status(&root, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["report"]["capsule"]["outcome"], "applied");
+    assert_eq!(v["report"]["capsule"]["chain"], "B");
+    assert_eq!(v["report"]["second_pass"]["state"], "needed");
+    assert_eq!(v["report"]["second_pass"]["chain"], "A");
+    assert_eq!(v["report"]["second_pass"]["to"], 0x0024_0403);
+    assert_eq!(v["firmware"]["platform_spec"], AGX_SPEC);
+
+    // A failed capsule and the status it left behind.
+    let e = root.join("sys/firmware/efi/esrt/entries/entry0");
+    std::fs::write(e.join("last_attempt_status"), "6163\n").unwrap();
+    efivar(&root, "BootChainFwStatus", NV_GUID, 7, &3u32.to_le_bytes());
+    let o = status(&root, &[]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out.contains("Last capsule:      36.4.3 NOT applied: Tegra FMP error 6163: BOOT_CHAIN_UPDATE_CANCELED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("BootChainFwStatus: 3 (CANCELED_FOR_FMP_CONFLICT)"),
+        "{out}"
+    );
+
+    // No firmware information at all.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = status(&empty, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no UEFI firmware information under"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn status_stages_the_second_pass_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = after_first_pass(dir.path());
+    // A leftover status (it would cancel the capsule) and a pending switch.
+    efivar(&root, "BootChainFwStatus", NV_GUID, 7, &0u32.to_le_bytes());
+    efivar(&root, "BootChainFwNext", NV_GUID, 7, &0u32.to_le_bytes());
+    let esp = dir.path().join("esp");
+    std::fs::create_dir_all(&esp).unwrap();
+    let bup = agx_firmware().build();
+    let cap = dir.path().join("tegra-bl.cap");
+    let vars = root.join("sys/firmware/efi/efivars");
+    let osi = vars.join(format!("OsIndications-{GLOBAL_GUID}"));
+    let staged = esp.join("EFI/UpdateCapsule/TEGRA_BL.Cap");
+
+    // Refused, nothing changed: another version, another board.
+    std::fs::write(
+        &cap,
+        CapsuleBuilder::new(TEGRA_FMP_IMAGE_TYPE, 0x0024_0402).build(&bup),
+    )
+    .unwrap();
+    let stage = |extra: &[&str]| {
+        let mut a = vec![
+            "--stage",
+            cap.to_str().unwrap(),
+            "--esp",
+            esp.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        status(&root, &a)
+    };
+    let o = stage(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("the capsule carries firmware 36.4.2, the running chain 36.4.3"),
+        "{}",
+        stderr(&o)
+    );
+    let mut nano = Builder::new();
+    nano.format = PayloadFormat::V3;
+    nano.version = 0x0103_0622;
+    for name in FMP_REQUIRED_BASE {
+        nano = nano.entry(name, b"x", 0, "3767-000-0000--1--jetson-orin-nano-devkit-");
+    }
+    std::fs::write(
+        &cap,
+        CapsuleBuilder::new(TEGRA_FMP_IMAGE_TYPE, 0x0024_0403).build(&nano.build()),
+    )
+    .unwrap();
+    let o = stage(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("the payload has no adsp-fw"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!osi.exists() && !staged.exists());
+    assert!(vars.join(format!("BootChainFwStatus-{NV_GUID}")).exists());
+
+    // The running version, for this board: staged.
+    std::fs::write(
+        &cap,
+        CapsuleBuilder::new(TEGRA_FMP_IMAGE_TYPE, 0x0024_0403).build(&bup),
+    )
+    .unwrap();
+    let o = stage(&[]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&staged).unwrap(),
+        std::fs::read(&cap).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&osi).unwrap(),
+        [7, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert!(!vars.join(format!("BootChainFwStatus-{NV_GUID}")).exists());
+    assert!(!vars.join(format!("BootChainFwNext-{NV_GUID}")).exists());
+    for line in [
+        "  delete BootChainFwStatus: done",
+        "  delete BootChainFwNext: done",
+        "  set OsIndications = 0x4: done",
+        "Capsule requested: yes (OsIndications): processed at the next boot",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    // Again (a re-run after a power cut): nothing more to change.
+    let o = stage(&["--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results: Vec<&str> = v["staged"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["already_done", "already_done", "already_done"]);
+
+    // Both chains level: nothing to stage.
+    let versions: Vec<u8> = [0x0024_0403u32; 2]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    efivar(&root, "SystemFwVersions", NV_GUID, 6, &versions);
+    let o = stage(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("Nothing staged: both chains run 36.4.3: no second pass is needed"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -237,7 +237,7 @@ fn t234_esp_on_a_loop_device() {
     vfat::populate(&dev.0, &mnt, &files[1..]).unwrap();
     vfat::verify(&dev.0, &mnt, &files).unwrap();
     std::fs::write(&launcher, b"not what was written").unwrap();
-    let err = vfat::verify(&dev.0, &mnt, &files).unwrap_err().to_string();
+    let err = format!("{:#}", vfat::verify(&dev.0, &mnt, &files).unwrap_err());
     assert!(
         err.contains("EFI/BOOT/BOOTAA64.efi on the ESP") && err.contains("does not hold"),
         "{err}"

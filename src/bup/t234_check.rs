@@ -222,13 +222,18 @@ pub fn check(o: &mut Opened, input: &CheckInput) -> anyhow::Result<Outcome> {
 
     let selection = t234::select(&p.entries, input.specs);
     let board = format!(
-        "{} / {}",
+        "{} / {}{}",
         input
             .specs
             .full
             .as_deref()
             .unwrap_or("(no TegraPlatformSpec)"),
-        input.specs.compat
+        input.specs.compat,
+        if input.specs.compat_source == t234::SpecSource::FirmwareDefault {
+            " (no TegraPlatformCompatSpec: the firmware's default)"
+        } else {
+            ""
+        }
     );
     let empty = FirmwareState::default();
     let firmware = input.firmware.unwrap_or(&empty);

@@ -114,23 +114,51 @@ fn write_one(root: &Path, f: &EspFile) -> Result<u64> {
     Ok(n)
 }
 
+/// Writes `files` into an ESP that is already mounted at `dir` (replacing
+/// files of the same names), syncing each file and its directories.
+/// Returns the bytes written per file.
+pub fn write_into(dir: &Path, files: &[EspFile]) -> Result<Vec<u64>> {
+    for f in files {
+        check_esp_path(&f.path)?;
+    }
+    let mut sizes = Vec::new();
+    for f in files {
+        sizes.push(
+            write_one(dir, f)
+                .with_context(|| format!("writing {} to the ESP {}", f.path, dir.display()))?,
+        );
+    }
+    Ok(sizes)
+}
+
 /// Mounts the FAT filesystem on `device` at `mountpoint`, writes `files`
-/// (replacing files of the same names), syncs each file and its
-/// directories, and unmounts. Returns the bytes written per file.
+/// as [`write_into`] does, and unmounts.
 pub fn populate(device: &Path, mountpoint: &Path, files: &[EspFile]) -> Result<Vec<u64>> {
     for f in files {
         check_esp_path(&f.path)?;
     }
     let m = Mount::vfat(device, mountpoint, false)?;
-    let mut sizes = Vec::new();
-    for f in files {
-        sizes.push(
-            write_one(m.path(), f)
-                .with_context(|| format!("writing {} to the ESP {}", f.path, device.display()))?,
-        );
-    }
+    let sizes = write_into(m.path(), files)
+        .with_context(|| format!("filling the ESP {}", device.display()))?;
     m.unmount()?;
     Ok(sizes)
+}
+
+/// Checks that every file under `dir` holds its source's bytes.
+pub fn compare_in(dir: &Path, files: &[EspFile]) -> Result<()> {
+    for f in files {
+        check_esp_path(&f.path)?;
+        let on_esp = dir.join(&f.path);
+        if !same_bytes(&on_esp, &f.source)? {
+            bail!(
+                "{} on the ESP {} does not hold the bytes of {}",
+                f.path,
+                dir.display(),
+                f.source.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
@@ -165,18 +193,8 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// that every file holds exactly its source's bytes.
 pub fn verify(device: &Path, mountpoint: &Path, files: &[EspFile]) -> Result<()> {
     let m = Mount::vfat(device, mountpoint, true)?;
-    for f in files {
-        check_esp_path(&f.path)?;
-        let on_esp = m.path().join(&f.path);
-        if !same_bytes(&on_esp, &f.source)? {
-            bail!(
-                "{} on the ESP {} does not hold the bytes of {}",
-                f.path,
-                device.display(),
-                f.source.display()
-            );
-        }
-    }
+    compare_in(m.path(), files)
+        .with_context(|| format!("verifying the ESP {}", device.display()))?;
     m.unmount()
 }
 
