@@ -97,7 +97,7 @@ pub enum Refusal {
     },
     /// Images the firmware needs are not in the payload for this board.
     #[error(
-        "the capsule has no {names} for this board ({board}): the firmware would refuse it \
+        "the payload has no {names} for this board ({board}): the firmware would refuse it \
          (status 6151); use a capsule built for this board, or check its TegraPlatformSpec"
     )]
     MissingImages {
@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(v.refusals.len(), 1);
         assert!(v.refusals[0]
             .to_string()
-            .starts_with("the capsule has no VER, MB1_BCT for this board (3701-500-0000-J.0-1-1"));
+            .starts_with("the payload has no VER, MB1_BCT for this board (3701-500-0000-J.0-1-1"));
     }
 
     #[test]
