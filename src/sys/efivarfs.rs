@@ -180,8 +180,11 @@ impl VarStore for Efivarfs {
             )
         })?;
         let bytes = value.encode();
-        // O_TRUNC as dd and the shell do: efivarfs ignores the size change;
-        // a plain file must not keep the tail of a longer old value.
+        // O_TRUNC as dd and the shell do (NVIDIA's OTA writes with dd). A
+        // plain file must not keep the tail of a longer old value; on
+        // efivarfs the truncation only sets the inode size (INFER from the
+        // kernel's simple_setattr: the variable itself is changed only by
+        // the write below), which the qemu tier checks on a real efivarfs.
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)

@@ -6,10 +6,11 @@
 //!
 //! How the facts are read:
 //! * the ESRT's `last_attempt_version`/`last_attempt_status` say whether the
-//!   last capsule was applied; a capsule writes the inactive chain and the
-//!   firmware then boots it, so the chain that runs is the one it wrote,
-//!   unless a failed boot rolled back (then `SystemFwVersions` shows the
-//!   capsule's version on the other chain);
+//!   last capsule was applied; a capsule writes the inactive chain and
+//!   switches BR-BCT to it (FACT, `TegraFmp.c`), so the chain that runs is
+//!   the one it wrote, unless its boot failed and the firmware went back
+//!   (INFER: then `SystemFwVersions` shows the capsule's version on the
+//!   chain that does not run, which is how it is recognised here);
 //! * `SystemFwVersions` holds both chains' versions: when they differ, a
 //!   second capsule of the running version brings the other chain level;
 //! * `BootChainFwStatus` left behind cancels the next capsule, whatever its

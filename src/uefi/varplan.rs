@@ -7,8 +7,10 @@
 //! recognised and not repeated, and every change is read back.
 //!
 //! ```text
-//!  1. delete BootChainFwStatus      a stale status cancels capsules and
-//!  2. delete BootChainFwNext        makes a later switch request a no-op
+//!  1. delete BootChainFwStatus      a stale status cancels capsules (FACT,
+//!                                   CheckAndCancelUpdate) and makes a later
+//!                                   switch request a no-op (INFER, §3.2)
+//!  2. delete BootChainFwNext        a pending request cancels capsules too
 //!  3. RootfsStatusSlot<X> := 0      for each slot written
 //!  4. TegraPlatformSpec, TegraPlatformCompatSpec: created only if missing
 //!     (the first is lock-on-create; the firmware matches the capsule to them)
