@@ -665,19 +665,22 @@ pub fn kernel_writes(
 ) -> (Vec<KernelWrite>, Vec<KernelProblem>) {
     let mut writes = Vec::new();
     let mut problems = Vec::new();
+    let mut chosen = Vec::new();
     for image in [KERNEL, KERNEL_DTB] {
-        let Some(sel) = find(entries, image.as_bytes(), specs) else {
-            problems.push(KernelProblem::NoEntry {
+        match find(entries, image.as_bytes(), specs)
+            .and_then(|sel| entries.get(sel.index as usize).map(|e| (e, sel.how)))
+        {
+            Some(found) => chosen.push((image, found)),
+            None => problems.push(KernelProblem::NoEntry {
                 image,
                 full: specs.full.clone().unwrap_or_else(|| "(none)".into()),
                 compat: specs.compat.clone(),
-            });
-            continue;
-        };
-        let Some(e) = entries.get(sel.index as usize) else {
-            continue;
-        };
-        for &slot in slots {
+            }),
+        }
+    }
+    // Slot by slot, image then DTB: the order they are written in.
+    for slot in [Slot::A, Slot::B].into_iter().filter(|s| slots.contains(s)) {
+        for &(image, (e, how)) in &chosen {
             let partition = kernel_partition(slot, image);
             if let Some(sizes) = sizes {
                 match sizes.iter().find(|(n, _)| *n == partition) {
@@ -704,11 +707,10 @@ pub fn kernel_writes(
                 image,
                 offset: e.offset,
                 length: e.length,
-                how: sel.how,
+                how,
             });
         }
     }
-    writes.sort_by(|a, b| (a.slot, a.image).cmp(&(b.slot, b.image)));
     (writes, problems)
 }
 
@@ -1089,8 +1091,8 @@ mod tests {
         assert_eq!(
             text,
             [
-                "B_kernel: the kernel entry is 100 bytes, the partition 64",
                 "A_kernel-dtb: the kernel-dtb entry is 20 bytes, the partition 19",
+                "B_kernel: the kernel entry is 100 bytes, the partition 64",
                 "the layout has no B_kernel-dtb partition",
             ]
         );

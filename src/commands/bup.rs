@@ -69,12 +69,37 @@ fn accessory(p: &Payload) -> String {
     }
 }
 
+/// The capsule and its versions as text (fields, not `flatten`: serde's
+/// map path for a flattened struct costs kilobytes of the binary).
 #[derive(Serialize)]
 struct CapsuleJson<'a> {
-    #[serde(flatten)]
-    capsule: &'a Capsule,
+    file_size: u64,
+    header: &'a crate::uefi::capsule::CapsuleHeader,
+    fmp: &'a crate::uefi::capsule::FmpHeader,
+    image: &'a crate::uefi::capsule::ImageHeader,
+    auth: &'a Option<crate::uefi::capsule::Authentication>,
+    depex_len: Option<u64>,
+    payload_header: &'a crate::uefi::capsule::PayloadHeader,
+    payload: &'a std::ops::Range<u64>,
     fw_version_string: String,
     lowest_supported_version_string: String,
+}
+
+impl<'a> CapsuleJson<'a> {
+    fn of(c: &'a Capsule) -> CapsuleJson<'a> {
+        CapsuleJson {
+            file_size: c.file_size,
+            header: &c.header,
+            fmp: &c.fmp,
+            image: &c.image,
+            auth: &c.auth,
+            depex_len: c.depex_len,
+            payload_header: &c.payload_header,
+            payload: &c.payload,
+            fw_version_string: c.fw_version().to_string(),
+            lowest_supported_version_string: c.lowest_supported_version().to_string(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -191,11 +216,7 @@ pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result
             file: file.display().to_string(),
             version_string: h.version_string(),
             writable: h.format == PayloadFormat::V2,
-            capsule: capsule.as_ref().map(|c| CapsuleJson {
-                capsule: c,
-                fw_version_string: c.fw_version().to_string(),
-                lowest_supported_version_string: c.lowest_supported_version().to_string(),
-            }),
+            capsule: capsule.as_ref().map(CapsuleJson::of),
             payload: &p,
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
@@ -680,11 +701,7 @@ fn check_t234(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
             file: args.file.display().to_string(),
             soc: "T234",
             payload_kind: out.kind,
-            capsule: opened.capsule.as_ref().map(|c| CapsuleJson {
-                capsule: c,
-                fw_version_string: c.fw_version().to_string(),
-                lowest_supported_version_string: c.lowest_supported_version().to_string(),
-            }),
+            capsule: opened.capsule.as_ref().map(CapsuleJson::of),
             board: &board,
             selected,
             missing: out.missing.iter().map(|m| m.name.as_str()).collect(),

@@ -38,7 +38,7 @@ pub fn read(dir: &Path) -> anyhow::Result<Option<Vec<EsrtEntry>>> {
             names.push((n, name));
         }
     }
-    names.sort();
+    names.sort_unstable_by_key(|(n, _)| *n);
     names.truncate(MAX_ENTRIES);
     let mut out = Vec::new();
     for (_, name) in names {

@@ -213,7 +213,7 @@ impl Capsule {
 }
 
 /// Why a file is not a capsule we can use. One variant per rule.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum CapsuleError {
     /// Reading failed.
     #[error("{0}")]
@@ -340,6 +340,14 @@ pub enum CapsuleError {
         /// Bytes left in the image.
         max: u64,
     },
+}
+
+// Debug as Display: these errors reach anyhow, whose vtable links Debug; a
+// derived Debug of every variant costs kilobytes of the 3 MiB budget.
+impl std::fmt::Debug for CapsuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {

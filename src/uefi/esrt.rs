@@ -119,7 +119,7 @@ pub struct EsrtEntry {
 }
 
 /// Why an ESRT entry cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EsrtError {
     /// A file is missing.
     #[error("ESRT {entry}: no {file}")]
@@ -141,6 +141,14 @@ pub enum EsrtError {
         /// What was expected.
         what: &'static str,
     },
+}
+
+// Debug as Display: these errors reach anyhow, whose vtable links Debug; a
+// derived Debug of every variant costs kilobytes of the 3 MiB budget.
+impl std::fmt::Debug for EsrtError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn number(text: &str) -> Option<u32> {

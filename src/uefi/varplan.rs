@@ -134,10 +134,10 @@ pub fn plan(input: &PlanInput) -> Vec<Op> {
             var: Var::BootChainFwNext,
         },
     ];
-    let mut slots = input.written_slots.clone();
-    slots.sort();
-    slots.dedup();
-    for slot in slots {
+    for slot in [Slot::A, Slot::B]
+        .into_iter()
+        .filter(|s| input.written_slots.contains(s))
+    {
         ops.push(Op::Set {
             var: Var::rootfs_status(slot),
             value: VarValue::nv_u32(ROOTFS_STATUS_NORMAL),
@@ -199,7 +199,7 @@ pub enum Applied {
 }
 
 /// Why an operation could not be applied.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ApplyError {
     /// Reading, writing or deleting failed.
     #[error("{op}: {source}")]
@@ -219,6 +219,14 @@ pub enum ApplyError {
         /// What was written.
         expected: String,
     },
+}
+
+// Debug as Display: these errors reach anyhow, whose vtable links Debug; a
+// derived Debug of every variant costs kilobytes of the 3 MiB budget.
+impl std::fmt::Debug for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn shown(var: Var, v: &Option<VarValue>) -> String {

@@ -180,7 +180,7 @@ fn hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Why variable contents are not what a variable holds.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VarError {
     /// Shorter than the attribute word.
     #[error("{var}: {len} bytes, shorter than the 4-byte attribute word")]
@@ -216,6 +216,14 @@ pub enum VarError {
         /// The bytes, escaped.
         text: String,
     },
+}
+
+// Debug as Display: these errors reach anyhow, whose vtable links Debug; a
+// derived Debug of every variant costs kilobytes of the 3 MiB budget.
+impl std::fmt::Debug for VarError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl VarValue {
@@ -357,7 +365,7 @@ pub fn boot_chain_status_name(v: u32) -> &'static str {
 }
 
 /// Why a variable store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum StoreError {
     /// The store's own I/O error, with what was being done.
     #[error("{0}")]
@@ -365,6 +373,14 @@ pub enum StoreError {
     /// Contents that do not decode.
     #[error(transparent)]
     Var(#[from] VarError),
+}
+
+// Debug as Display: these errors reach anyhow, whose vtable links Debug; a
+// derived Debug of every variant costs kilobytes of the 3 MiB budget.
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Where variables live: efivarfs on a board, a map in tests. Every method
