@@ -58,6 +58,43 @@ pub enum Command {
     /// Inspect, check and write bootloader update payloads (BUP).
     #[command(subcommand)]
     Bup(BupCommand),
+    /// Orin (T234) boot firmware after an update: was the capsule applied, to which
+    /// chain, does the other chain need a second pass (and stage it with --stage).
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
+    Status(StatusArgs),
+}
+
+/// `sysinstall status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+
+    /// The same as --format json.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Stage the second pass: check this capsule (the running firmware's
+    /// version, for this board), put it into the ESP as
+    /// EFI/UpdateCapsule/TEGRA_BL.Cap and request it (OsIndications) after
+    /// clearing what would cancel it. Applied at the next reboot.
+    #[arg(long, value_name = "CAPSULE")]
+    pub stage: Option<PathBuf>,
+
+    /// The ESP for --stage: its mounted directory, or its partition
+    /// (default /dev/disk/by-partlabel/esp, mounted for the copy).
+    #[arg(long, value_name = "PATH", requires = "stage")]
+    pub esp: Option<PathBuf>,
+
+    /// Board identity overrides (used when TegraPlatformSpec is not set).
+    #[command(flatten)]
+    pub board: BoardArgs,
+
+    /// Read /sys/firmware/efi (ESRT, efivars), /dev and the board files
+    /// under this directory (test rigs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub sysroot: Option<PathBuf>,
 }
 
 /// Output format of `layout`.

@@ -29,7 +29,8 @@ pub const DECLINED: u8 = 5;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  layout, plan, bup list, bup check: the input is invalid or the check failed
+  1  layout, plan, bup list, bup check: the input is invalid or the check failed;
+     status: the firmware needs attention (a failed capsule, a second pass, a leftover status)
   2  usage error
   3  invalid input or refused preflight; the target disk is untouched
   4  failed after the target disk was changed; run the same command again to resume

@@ -30,6 +30,8 @@
 //!   kernel update, partition nodes (the pure GPT code meets [`sys`] here).
 //! * [`bup`]: bootloader update payloads, TNSPEC matching, boot-partition writing.
 //! * [`rootfs`]: tarball sources, decompression, the tar reader, fan-out unpacking.
+//! * [`uefi`]: Orin (T234) boot firmware: capsules, UEFI variables, ESRT,
+//!   the firmware preflight rules, the variable plan and `status`.
 //! * [`install`]: the orchestration of a whole install, preflight to commit.
 //! * [`events`] and [`progress`]: what the operator and automation see.
 //! * [`sys`]: commands, ioctls, mounts, sysfs.
@@ -55,3 +57,4 @@ pub mod progress;
 pub mod repartition;
 pub mod rootfs;
 pub mod sys;
+pub mod uefi;

@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 pkgs=(gdisk e2fsprogs fdisk util-linux bsdutils attr acl libcap2-bin busybox-static cpio kmod
       zstd xz-utils bzip2 pigz python3 python3-venv musl-tools gcc-aarch64-linux-gnu
-      qemu-system-arm qemu-user-static)
+      qemu-system-arm qemu-user-static dosfstools mtools openssl)
 # musl-dev:arm64 (the aarch64 musl C compiler wrapper for zstd-sys and
 # liblzma-sys) and the arm64 packages of the initramfs come from arm64.
 command -v dpkg >/dev/null && deb_ensure_arch arm64 || true
@@ -26,6 +26,16 @@ if ((${#missing[@]})); then
     else
         echo "setup: missing ${missing[*]} (not root: the tests that need them will fail, naming them)" >&2
     fi
+fi
+
+# EDK2's GenerateCapsule.py (PyPI edk2-basetools, with its test signing
+# certificates) makes the real capsules the T234 tests parse; the tests find
+# it in this venv (SYSINSTALL_EDK2_VENV overrides the place).
+edk2_venv=${SYSINSTALL_EDK2_VENV:-${SYSINSTALL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sysinstall}/edk2-venv}
+if ! "$edk2_venv/bin/python" -c 'import edk2basetools.Capsule.GenerateCapsule' 2>/dev/null; then
+    echo "setup: installing edk2-basetools into $edk2_venv"
+    python3 -m venv "$edk2_venv"
+    "$edk2_venv/bin/pip" install -q --disable-pip-version-check "edk2-basetools==0.1.53"
 fi
 
 if command -v rustup >/dev/null; then

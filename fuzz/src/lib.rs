@@ -577,6 +577,70 @@ pub fn bup_payload(data: &[u8]) {
     }
 }
 
+/// UEFI FMP capsules (`uefi::capsule`), then the T234 payload inside them
+/// through a window (`bup::payload`, `bup::t234`) for two boards.
+pub fn capsule(data: &[u8]) {
+    use sysinstall::bup::board::Slot;
+    use sysinstall::bup::payload::Payload;
+    use sysinstall::bup::t234::{self, BoardSpecs};
+    use sysinstall::uefi::capsule::{image_header_len, Capsule, Window, CAPSULE_HEADER_LEN};
+    let Ok(c) = Capsule::parse_bytes(data) else {
+        return;
+    };
+    let len = data.len() as u64;
+    assert_eq!(c.file_size, len);
+    assert_eq!(u64::from(c.header.image_size), len);
+    assert!(c.header.header_size >= CAPSULE_HEADER_LEN && u64::from(c.header.header_size) < len);
+    assert_eq!(c.fmp.payload_item_count, 1);
+    assert_eq!(
+        c.fmp.item_offsets.len(),
+        usize::from(c.fmp.embedded_driver_count) + 1
+    );
+    assert!(c.fmp.item_offsets.windows(2).all(|w| w[0] < w[1]), "offsets not increasing");
+    let hlen = image_header_len(c.image.version).expect("a known image header version");
+    let image_start = c.image.offset + hlen;
+    let image_end = image_start + u64::from(c.image.update_image_size);
+    assert_eq!(image_end + u64::from(c.image.update_vendor_code_size), len);
+    assert!(c.image.update_image_index >= 1);
+    assert_eq!(c.payload.end, image_end, "the payload ends with the image");
+    assert!(c.payload.start >= image_start + 16, "payload before its header");
+    if let Some(a) = &c.auth {
+        assert!(a.dw_length >= 24);
+        assert_eq!(a.cert_data_len, a.dw_length - 24);
+        assert!(image_start + 8 + u64::from(a.dw_length) <= c.payload.start);
+    }
+    assert!(c.payload_header.header_size >= 16);
+
+    let mut w = Window::new(Cursor::new(data), c.payload.clone());
+    let Ok(p) = Payload::parse(&mut w) else {
+        return;
+    };
+    assert_eq!(p.file_size, c.payload_len());
+    let _ = t234::validate_package(&mut w, &p).expect("reading from memory");
+    for spec in [
+        "3701-500-0000-J.0-1-1-jetson-agx-orin-devkit-",
+        "3767-300-0005-K.2-0-0-jetson-orin-nano-devkit-",
+    ] {
+        let specs = BoardSpecs::resolve(None, None, Some(spec));
+        let sel = t234::select(&p.entries, &specs);
+        let mut names = Vec::new();
+        for s in &sel.selected {
+            let e = p.entries.get(s.index as usize).expect("selected index in range");
+            assert!(t234::update_mode_ok(e.op_mode, specs.production), "wrong fuse mode");
+            assert!(!names.contains(&&e.name), "image selected twice");
+            names.push(&e.name);
+        }
+        let missing = t234::missing(&p.entries, &sel, &t234::fmp_required(None));
+        for m in &missing {
+            assert!(!names.iter().any(|n| n.as_slice() == m.name.as_bytes()), "{} selected and missing", m.name);
+        }
+        let (writes, _) = t234::kernel_writes(&p.entries, &specs, &[Slot::A, Slot::B], None);
+        for wr in writes {
+            assert!(u64::from(wr.offset) + u64::from(wr.length) <= p.file_size);
+        }
+    }
+}
+
 /// TNSPEC split / match / compat on arbitrary bytes (two specs per input,
 /// split at the first NUL).
 pub fn tnspec(data: &[u8]) {

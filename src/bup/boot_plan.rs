@@ -260,15 +260,33 @@ pub struct BootPlan {
     pub warnings: Vec<String>,
 }
 
+/// What `bup write` says about T234 boot firmware (t234-boot-chain.md §2.3:
+/// the QSPI is hidden from a UEFI-booted kernel).
+pub const T234_BY_CAPSULE: &str = "T234 boot firmware is on QSPI, which Linux does not see after \
+     a UEFI boot; UEFI updates it from a capsule staged in the ESP (EFI/UpdateCapsule/TEGRA_BL.Cap \
+     and OsIndications), as the T234 install does. Check a capsule or payload with bup check";
+
+fn soc_refusal(soc: Soc) -> String {
+    match soc {
+        Soc::T234 => format!("bup write does not write T234 boot firmware: {T234_BY_CAPSULE}"),
+        other => format!("writing boot partitions of {other:?} boards is not supported yet"),
+    }
+}
+
 /// Why there is no plan. Nothing has been written when this is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum BootPlanError {
-    /// An R35 (T234) payload.
-    #[error("writing NVIDIA__BLOB__V3 (R35, T234) payloads is not supported yet; T234 boards are updated with UEFI capsules")]
+    /// An R35+ (T234) payload.
+    #[error("bup write does not write NVIDIA__BLOB__V3 (T234) payloads: {T234_BY_CAPSULE}")]
     V3Payload,
     /// A SoC we cannot write for.
-    #[error("writing boot partitions of {0:?} boards is not supported yet")]
+    #[error("{}", soc_refusal(*.0))]
     Soc(Soc),
+    /// A UEFI capsule was given.
+    #[error(
+        "{0} is a UEFI capsule: bup write writes boot partitions from a BUP; {T234_BY_CAPSULE}"
+    )]
+    Capsule(String),
     /// Board-specific partitions without an entry for this board (§2.7).
     #[error("missing entries for partition(s): {} for TNSPEC {tnspec}", names.join(", "))]
     MissingEntries {

@@ -30,6 +30,8 @@ pub mod device;
 pub mod exec;
 pub mod payload;
 pub mod smd;
+pub mod t234;
+pub mod t234_check;
 pub mod tnspec;
 pub mod update;
 pub mod ver;

@@ -173,9 +173,17 @@ pub fn identify(root: &SysRoot, req: &IdentityRequest) -> anyhow::Result<Identit
     Ok(id)
 }
 
-/// Reads and parses a payload file.
+/// Reads and parses a payload file. A UEFI capsule is refused by name
+/// ([`boot_plan::BootPlanError::Capsule`]); `bup list` and `bup check` open
+/// capsules with [`super::t234_check::open`].
 pub fn open_payload(path: &Path) -> anyhow::Result<(File, Payload)> {
     let mut f = File::open(path).with_context(|| path.display().to_string())?;
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 16), &mut head)
+        .with_context(|| path.display().to_string())?;
+    if crate::uefi::capsule::detect(&head) == crate::uefi::capsule::FileKind::Capsule {
+        return Err(boot_plan::BootPlanError::Capsule(path.display().to_string()).into());
+    }
     let p = Payload::parse(&mut f).with_context(|| path.display().to_string())?;
     Ok((f, p))
 }

@@ -4,7 +4,9 @@ use super::Context;
 use crate::bup::board::Slot;
 use crate::bup::boot_plan::{BootMode, BootPlan};
 use crate::bup::exec::{StepAction, StepReport};
-use crate::bup::payload::{Payload, PayloadFormat};
+use crate::bup::payload::{Payload, PayloadFormat, MAGIC_V3};
+use crate::bup::t234::{self, KernelWrite, Missing, PayloadKind};
+use crate::bup::t234_check;
 use crate::bup::tnspec;
 use crate::bup::update::{self, IdentityRequest, Request, UpdateOptions};
 
@@ -14,9 +16,12 @@ use crate::exit;
 
 use crate::layout::{Layout, Soc};
 use crate::sys::board::SysRoot;
+use crate::uefi::capsule::{self, Capsule, FileKind};
+use crate::uefi::preflight::{QspiLayout, Refusal};
 use anyhow::Context as _;
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 fn sysroot(dir: &Option<PathBuf>) -> SysRoot {
@@ -91,24 +96,154 @@ fn accessory(p: &Payload) -> String {
     }
 }
 
+/// The capsule and its versions as text (fields, not `flatten`: serde's
+/// map path for a flattened struct costs kilobytes of the binary).
+#[derive(Serialize)]
+struct CapsuleJson<'a> {
+    file_size: u64,
+    header: &'a crate::uefi::capsule::CapsuleHeader,
+    fmp: &'a crate::uefi::capsule::FmpHeader,
+    image: &'a crate::uefi::capsule::ImageHeader,
+    auth: &'a Option<crate::uefi::capsule::Authentication>,
+    depex_len: Option<u64>,
+    payload_header: &'a crate::uefi::capsule::PayloadHeader,
+    payload: &'a std::ops::Range<u64>,
+    fw_version_string: String,
+    lowest_supported_version_string: String,
+}
+
+impl<'a> CapsuleJson<'a> {
+    fn of(c: &'a Capsule) -> CapsuleJson<'a> {
+        CapsuleJson {
+            file_size: c.file_size,
+            header: &c.header,
+            fmp: &c.fmp,
+            image: &c.image,
+            auth: &c.auth,
+            depex_len: c.depex_len,
+            payload_header: &c.payload_header,
+            payload: &c.payload,
+            fw_version_string: c.fw_version().to_string(),
+            lowest_supported_version_string: c.lowest_supported_version().to_string(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ListJson<'a> {
     file: String,
     version_string: String,
     writable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capsule: Option<CapsuleJson<'a>>,
     #[serde(flatten)]
     payload: &'a Payload,
 }
 
+/// The first 16 bytes of a file, which tell a capsule from a payload.
+fn read_head(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .with_context(|| file.display().to_string())?;
+    Ok(head)
+}
+
+fn file_kind(file: &Path) -> anyhow::Result<FileKind> {
+    Ok(capsule::detect(&read_head(file)?))
+}
+
+fn capsule_lines(c: &Capsule) -> String {
+    let mut out = String::new();
+    let h = &c.header;
+    let _ = writeln!(
+        out,
+        "Capsule:      {} (FMP), header {} bytes, flags {:#010x}, {} bytes",
+        h.guid,
+        h.header_size,
+        h.flags,
+        grouped(h.image_size.into())
+    );
+    let _ = writeln!(
+        out,
+        "FMP header:   version {}, {} embedded driver(s), {} payload(s)",
+        c.fmp.version, c.fmp.embedded_driver_count, c.fmp.payload_item_count
+    );
+    let i = &c.image;
+    let mut image = format!(
+        "Image:        header v{}, type {}, index {}, {} bytes",
+        i.version,
+        i.update_image_type_id,
+        i.update_image_index,
+        grouped(i.update_image_size.into())
+    );
+    if i.update_vendor_code_size > 0 {
+        image.push_str(&format!(
+            " + {} vendor code",
+            grouped(i.update_vendor_code_size.into())
+        ));
+    }
+    if let Some(hw) = i.update_hardware_instance {
+        image.push_str(&format!(", hardware instance {hw}"));
+    }
+    let _ = writeln!(out, "{image}");
+    match &c.auth {
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "Signature:    PKCS7, {} bytes, monotonic count {}",
+                grouped(a.cert_data_len.into()),
+                a.monotonic_count
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Signature:    none (the firmware refuses unsigned capsules)"
+            );
+        }
+    }
+    if let Some(d) = c.depex_len {
+        let _ = writeln!(out, "Dependency:   {d} bytes");
+    }
+    let _ = writeln!(
+        out,
+        "FW version:   {} ({:#010x})",
+        c.fw_version(),
+        c.payload_header.fw_version
+    );
+    let _ = writeln!(
+        out,
+        "Lowest supp.: {} ({:#010x})",
+        c.lowest_supported_version(),
+        c.payload_header.lowest_supported_version
+    );
+    let _ = writeln!(
+        out,
+        "Payload:      bytes {}..{} of the capsule ({} bytes)",
+        c.payload.start,
+        c.payload.end,
+        grouped(c.payload_len())
+    );
+    out
+}
+
 /// Runs `sysinstall bup list`.
 pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result<u8> {
-    let (_, p) = update::open_payload(file)?;
+    let (capsule, p) = match file_kind(file)? {
+        FileKind::Capsule => {
+            let o = t234_check::open(file)?;
+            (o.capsule, o.payload)
+        }
+        _ => (None, update::open_payload(file)?.1),
+    };
     let h = &p.header;
     if format == ReportFormat::Json {
         let j = ListJson {
             file: file.display().to_string(),
             version_string: h.version_string(),
             writable: h.format == PayloadFormat::V2,
+            capsule: capsule.as_ref().map(CapsuleJson::of),
             payload: &p,
         };
         println!("{}", serde_json::to_string_pretty(&j)?);
@@ -116,6 +251,10 @@ pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result
     }
     let mut out = String::new();
     let _ = writeln!(out, "File:         {}", file.display());
+    if let Some(c) = &capsule {
+        out.push_str(&capsule_lines(c));
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "Magic:        {}", h.format.magic());
     let _ = writeln!(
         out,
@@ -136,7 +275,7 @@ pub fn list(file: &Path, format: ReportFormat, _ctx: &Context) -> anyhow::Result
     if h.format == PayloadFormat::V3 {
         let _ = writeln!(
             out,
-            "Note:         R35 (T234) payload: listed only, writing it is not supported yet"
+            "Note:         T234 payload: bup check checks it; UEFI writes it from a capsule, not bup write"
         );
     }
     let _ = writeln!(out);
@@ -194,7 +333,11 @@ struct CheckJson<'a> {
 }
 
 /// Runs `sysinstall bup check`.
-pub fn check(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
+pub fn check(args: &BupCheckArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let head = read_head(&args.file)?;
+    if capsule::detect(&head) == FileKind::Capsule || head == MAGIC_V3 {
+        return check_t234(args, ctx);
+    }
     let (mut file, payload) = update::open_payload(&args.file)?;
     let root = sysroot(&args.sysroot);
     let layout = load_layout(
@@ -499,4 +642,241 @@ pub fn write(args: &BupWriteArgs, ctx: &Context) -> anyhow::Result<u8> {
     }
     println!("{summary}");
     Ok(exit::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct T234CheckJson<'a> {
+    file: String,
+    soc: &'static str,
+    payload_kind: PayloadKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capsule: Option<CapsuleJson<'a>>,
+    board: &'a t234_check::Board,
+    selected: Vec<SelectedJson>,
+    missing: Vec<&'a str>,
+    missing_detail: &'a [Missing],
+    refusals: &'a [Refusal],
+    kernel_writes: &'a [KernelWrite],
+    problems: &'a [String],
+    notes: &'a [String],
+    ok: bool,
+}
+
+/// `bup check` of a T234 payload or capsule: the firmware's choice for the
+/// board, what it requires, the capsule's preflight refusals (with the
+/// running firmware's facts when run on the board), the kernel partitions.
+fn check_t234(args: &BupCheckArgs, _ctx: &Context) -> anyhow::Result<u8> {
+    let mut opened = t234_check::open(&args.file)?;
+    let root = sysroot(&args.sysroot);
+    let layout = load_layout(
+        &args.layout,
+        args.disk_sectors,
+        None,
+        &root,
+        "give --disk-sectors",
+    )?;
+    let board = t234_check::read_board(
+        &root,
+        &IdentityRequest {
+            soc: args.soc.map(Soc::from),
+            tnspec: args.board.tnspec.clone(),
+            machine: args.board.machine.clone(),
+            layout_soc: layout.as_ref().and_then(|l| l.soc),
+        },
+    )?;
+    let sizes: Option<Vec<(String, u64)>> = layout.as_ref().map(|l| {
+        l.user
+            .partitions
+            .iter()
+            .map(|p| (p.name.clone(), p.size_bytes(l.user.sector_size)))
+            .collect()
+    });
+    let slots = [Slot::A, Slot::B];
+    let mut out = t234_check::check(
+        &mut opened,
+        &t234_check::CheckInput {
+            specs: &board.specs,
+            firmware: board.firmware.as_ref(),
+            qspi_layout: QspiLayout::Unknown,
+            kernel_slots: &slots,
+            partition_sizes: sizes.as_deref(),
+        },
+    )?;
+    if let Some((s, from)) = board
+        .identity
+        .as_ref()
+        .and_then(|i| i.soc.map(|s| (s, i.soc_source.clone())))
+        .filter(|(s, _)| *s != Soc::T234)
+    {
+        out.problems.insert(
+            0,
+            format!("this is a {s:?} board ({from}); NVIDIA__BLOB__V3 payloads and capsules are for T234"),
+        );
+    }
+    if let Some(l) = layout
+        .as_ref()
+        .filter(|l| l.soc.is_some_and(|s| s != Soc::T234))
+    {
+        out.notes
+            .push(format!("the layout {} is not a T234 layout", l.source));
+    }
+    let ok = out.ok();
+    let p = &opened.payload;
+    let selected: Vec<SelectedJson> = out
+        .selection
+        .selected
+        .iter()
+        .filter_map(|s| {
+            let e = p.entries.get(s.index as usize)?;
+            Some(SelectedJson {
+                index: e.index,
+                name: e.name_lossy().into_owned(),
+                op_mode: e.op_mode,
+                spec: e.spec_lossy().into_owned(),
+                length: e.length,
+                how: s.how,
+            })
+        })
+        .collect();
+    let code = if ok {
+        exit::SUCCESS
+    } else {
+        exit::CHECK_FAILED
+    };
+    if args.format == ReportFormat::Json {
+        let j = T234CheckJson {
+            file: args.file.display().to_string(),
+            soc: "T234",
+            payload_kind: out.kind,
+            capsule: opened.capsule.as_ref().map(CapsuleJson::of),
+            board: &board,
+            selected,
+            missing: out.missing.iter().map(|m| m.name.as_str()).collect(),
+            missing_detail: &out.missing,
+            refusals: &out.refusals,
+            kernel_writes: &out.kernel_writes,
+            problems: &out.problems,
+            notes: &out.notes,
+            ok,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(code);
+    }
+    let mut text = String::new();
+    let h = &p.header;
+    let kind = match out.kind {
+        PayloadKind::Firmware => "firmware",
+        PayloadKind::Kernel => "kernel",
+    };
+    let _ = writeln!(
+        text,
+        "Payload:         {} ({} {}, {} entries, {kind})",
+        args.file.display(),
+        h.format.magic(),
+        h.version_string(),
+        h.entry_count
+    );
+    if let Some(c) = &opened.capsule {
+        let _ = writeln!(
+            text,
+            "Capsule:         image type {}, firmware {}, lowest supported {}, {}",
+            c.image_type(),
+            c.fw_version(),
+            c.lowest_supported_version(),
+            match c.monotonic_count() {
+                Some(m) => format!("signed (monotonic count {m})"),
+                None => "not signed".into(),
+            }
+        );
+    }
+    let source = |s: t234::SpecSource| match s {
+        t234::SpecSource::Variable => "variable".to_string(),
+        t234::SpecSource::Derived => format!(
+            "from {}",
+            board
+                .derived_from
+                .as_deref()
+                .unwrap_or("the board's identity")
+        ),
+        t234::SpecSource::FirmwareDefault => "firmware default".into(),
+    };
+    let sp = &board.specs;
+    let _ = writeln!(
+        text,
+        "Platform spec:   {} ({})",
+        sp.full.as_deref().unwrap_or("none"),
+        source(sp.full_source)
+    );
+    let _ = writeln!(
+        text,
+        "Compatible spec: {} ({})",
+        sp.compat,
+        source(sp.compat_source)
+    );
+    let _ = writeln!(
+        text,
+        "Fuse:            {}",
+        if sp.production {
+            "production"
+        } else {
+            "not production (the 5th field is 0)"
+        }
+    );
+    let running = board
+        .firmware
+        .as_ref()
+        .and_then(|f| f.system_entry(opened.capsule.as_ref().map(Capsule::image_type)));
+    match running {
+        Some(e) => {
+            let _ = writeln!(
+                text,
+                "Running firmware: {}, lowest supported {} (ESRT {})",
+                e.fw_version, e.lowest_supported_fw_version, e.name
+            );
+        }
+        None => {
+            let _ = writeln!(text, "Running firmware: unknown (no ESRT)");
+        }
+    }
+    let _ = writeln!(text, "\nSelected entries ({}):", selected.len());
+    for s in &selected {
+        let how = match s.how {
+            tnspec::MatchKind::Tnspec => "full",
+            tnspec::MatchKind::Compat => "compat",
+            tnspec::MatchKind::Common => "common",
+        };
+        let _ = writeln!(
+            text,
+            "  {:>3}  {:<24} op {}  {:<6}  {:>10}  {}",
+            s.index, s.name, s.op_mode, how, s.length, s.spec
+        );
+    }
+    if !out.kernel_writes.is_empty() {
+        let _ = writeln!(text, "\nKernel partitions:");
+        for w in &out.kernel_writes {
+            let _ = writeln!(
+                text,
+                "  {:<14} entry {:>3} ({}, {} bytes)",
+                w.partition, w.entry, w.image, w.length
+            );
+        }
+    }
+    for n in &out.notes {
+        let _ = writeln!(text, "Note: {n}");
+    }
+    if ok {
+        let _ = writeln!(
+            text,
+            "PASS: {}",
+            match out.kind {
+                PayloadKind::Firmware => "the firmware would take this for this board",
+                PayloadKind::Kernel => "the kernel partitions can be written for this board",
+            }
+        );
+    }
+    for p in &out.problems {
+        let _ = writeln!(text, "FAIL: {p}");
+    }
+    print!("{text}");
+    Ok(code)
 }

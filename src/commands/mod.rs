@@ -8,6 +8,7 @@ mod partition;
 mod plan;
 mod prompt;
 pub mod site_config;
+mod status;
 mod unpack;
 
 use crate::cli::{BupCommand, Cli, Command};
@@ -42,6 +43,8 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Bup(BupCommand::Check(a)) => (CommandKind::ReadOnly, bup::check(a, &ctx)),
         Command::Bup(BupCommand::Write(a)) => (CommandKind::Writer, bup::write(a, &ctx)),
+        Command::Status(a) if a.stage.is_some() => (CommandKind::Writer, status::run(a, &ctx)),
+        Command::Status(a) => (CommandKind::ReadOnly, status::run(a, &ctx)),
     };
     match result {
         Ok(code) => code,

@@ -8,8 +8,11 @@
 pub mod blockdev;
 pub mod board;
 pub mod cmd;
+pub mod efivarfs;
 pub mod emmc;
+pub mod esrt;
 pub mod holders;
 pub mod mkfs;
 pub mod mount;
 pub mod rawdev;
+pub mod vfat;

@@ -37,17 +37,34 @@ impl Mount {
         read_only: bool,
         data: Option<&str>,
     ) -> anyhow::Result<Mount> {
+        Mount::with(device, target, "ext4", MsFlags::empty(), read_only, data)
+    }
+
+    /// Mounts the FAT filesystem on `device` (an ESP) at `target`, without
+    /// exec: nothing on it runs under Linux.
+    pub fn vfat(device: &Path, target: &Path, read_only: bool) -> anyhow::Result<Mount> {
+        Mount::with(device, target, "vfat", MsFlags::MS_NOEXEC, read_only, None)
+    }
+
+    fn with(
+        device: &Path,
+        target: &Path,
+        fstype: &str,
+        extra: MsFlags,
+        read_only: bool,
+        data: Option<&str>,
+    ) -> anyhow::Result<Mount> {
         std::fs::create_dir_all(target)
             .with_context(|| format!("creating mount point {}", target.display()))?;
-        let mut flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
+        let mut flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | extra;
         if read_only {
             flags |= MsFlags::MS_RDONLY;
         }
         // nodev/nosuid protect the installer while it writes device nodes and
         // setuid files into the tree; they only affect this mount.
-        mount(Some(device), target, Some("ext4"), flags, data).with_context(|| {
+        mount(Some(device), target, Some(fstype), flags, data).with_context(|| {
             format!(
-                "mounting {} on {} (ext4)",
+                "mounting {} on {} ({fstype})",
                 device.display(),
                 target.display()
             )

@@ -181,3 +181,44 @@ fn stale_tails_and_empty_entries_on_loop_devices() {
         "user disk differs from the model"
     );
 }
+
+/// The efivarfs layer on files marked immutable, as efivarfs marks every
+/// variable. (The real efivarfs is in the qemu tier; here the flag is set
+/// with chattr on the test directory's filesystem.)
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn t234_efivarfs_clears_and_restores_the_immutable_flag() {
+    use sysinstall::sys::efivarfs::Efivarfs;
+    use sysinstall::uefi::vars::{Var, VarStore, VarValue};
+    crate::support::require_root(&["chattr", "lsattr"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Efivarfs::new(tmp.path());
+    s.write(Var::RootfsStatusSlotB, &VarValue::nv_u32(0xFF))
+        .unwrap();
+    let path = s.path(Var::RootfsStatusSlotB);
+    let o = output(Command::new("chattr").arg("+i").arg(&path));
+    if !o.status.success() {
+        // Root without CAP_LINUX_IMMUTABLE, or a filesystem without flags:
+        // this test cannot say anything here.
+        panic!("chattr +i {}: {}", path.display(), stderr(&o));
+    }
+    let lsattr = |p: &Path| {
+        let o = output(Command::new("lsattr").arg("-d").arg(p));
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).split_whitespace().next().unwrap().to_owned()
+    };
+    assert!(lsattr(&path).contains('i'));
+    // What a plain write meets on a real board.
+    assert_eq!(
+        std::fs::write(&path, [7, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EPERM)
+    );
+    s.write(Var::RootfsStatusSlotB, &VarValue::nv_u32(0))
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), [7, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(lsattr(&path).contains('i'), "the flag is set again");
+    s.delete(Var::RootfsStatusSlotB).unwrap();
+    assert!(!path.exists());
+}

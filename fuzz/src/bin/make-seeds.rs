@@ -241,6 +241,7 @@ fn bup_seeds(dir: &Path) {
     b.extend_from_slice(&table);
     b.extend_from_slice(&data);
     write(dir, "bup_payload", "v2", &b);
+    capsule_seeds(dir, &b);
     let mut old = b.clone();
     old[16..20].copy_from_slice(&0x0002_0000u32.to_le_bytes());
     write(dir, "bup_payload", "v2-old-version", &old);
@@ -285,6 +286,34 @@ fn bup_seeds(dir: &Path) {
         s.extend_from_slice(b"NV3\n# R32 , REVISION: 7.2\nBOARDID=3310 BOARDSKU=1000 FAB=B01\nBYTES:74 CHECKSUM:1234567890\n");
         write(dir, "smd_ver", "smd-v3", &s);
     }
+}
+
+/// Capsules around a V2 seed and a small T234 (V3) payload: signed, unsigned
+/// with a driver and vendor code, with a dependency expression.
+fn capsule_seeds(dir: &Path, v2: &[u8]) {
+    use sysinstall::bup::payload::{Builder as Bup, PayloadFormat};
+    use sysinstall::uefi::capsule::Builder;
+    use sysinstall::uefi::vars::TEGRA_FMP_IMAGE_TYPE;
+    let mut v3 = Bup::new()
+        .entry("mb1", b"mb1 dev", 1, "")
+        .entry("mb1", b"mb1 prod", 2, "")
+        .entry("VER", b"NV3", 0, "3701-300-0000--1--jetson-agx-orin-devkit-")
+        .entry("kernel", b"boot.img", 0, "")
+        .entry("kernel-dtb", b"dtb", 0, "3767--0005--1--jetson-orin-nano-devkit-");
+    v3.format = PayloadFormat::V3;
+    v3.version = 0x0103_0622;
+    let v3 = v3.build();
+    let signed = Builder::new(TEGRA_FMP_IMAGE_TYPE, 0x0024_0403);
+    write(dir, "capsule", "signed-v3", &signed.build(&v3));
+    write(dir, "capsule", "signed-v2", &signed.build(v2));
+    let mut odd = signed.clone();
+    odd.cert = None;
+    odd.drivers = vec![b"driver".to_vec()];
+    odd.vendor_code = b"vendor".to_vec();
+    write(dir, "capsule", "unsigned-driver-vendor", &odd.build(&v3));
+    let mut dep = signed;
+    dep.depex = Some(vec![0x01, 0, 5, 0x23, 0, 0x02, b'v', 0, 0x0A, 0x06, 0x03, 0x0D]);
+    write(dir, "capsule", "depex", &dep.build(&v3));
 }
 
 fn main() {
