@@ -12,11 +12,15 @@ fn main() -> ExitCode {
         (false, 2) => log::LevelFilter::Debug,
         (false, _) => log::LevelFilter::Trace,
     };
+    // "LEVEL message" lines on stderr: no timestamps (a serial console
+    // log has its own, and the board's clock may read 1970).
     env_logger::Builder::new()
         .filter_level(level)
         .parse_env("SYSINSTALL_LOG")
-        .format_timestamp(None)
-        .format_target(false)
+        .format(|buf, record| {
+            use std::io::Write as _;
+            writeln!(buf, "[{:<5}] {}", record.level(), record.args())
+        })
         .init();
     ExitCode::from(sysinstall::commands::run(cli))
 }
