@@ -26,6 +26,12 @@ const EXT_UUID: usize = 0x68;
 const EXT_VOLUME_NAME: usize = 0x78;
 const EXT_LAST_MOUNTED: usize = 0x88;
 const EXT_BLOCKS_HI: usize = 0x150;
+const EXT_INODES_COUNT: usize = 0x00;
+const EXT_R_BLOCKS_LO: usize = 0x08;
+const EXT_FREE_BLOCKS_LO: usize = 0x0C;
+const EXT_FREE_INODES: usize = 0x10;
+const EXT_R_BLOCKS_HI: usize = 0x154;
+const EXT_FREE_BLOCKS_HI: usize = 0x158;
 /// COMPAT_HAS_JOURNAL: ext3 or later.
 const EXT_COMPAT_JOURNAL: u32 = 0x4;
 /// INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG: ext4 features.
@@ -33,7 +39,7 @@ const EXT_INCOMPAT_EXT4: u32 = 0x40 | 0x80 | 0x200;
 const EXT_INCOMPAT_64BIT: u32 = 0x80;
 
 /// An ext2/3/4 superblock, the fields we use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct ExtSuperblock {
     /// "ext2", "ext3" or "ext4".
     pub kind: &'static str,
@@ -45,6 +51,21 @@ pub struct ExtSuperblock {
     pub last_mounted: String,
     /// Size in bytes.
     pub size_bytes: u64,
+    /// Block size in bytes.
+    #[serde(skip)]
+    pub block_size: u64,
+    /// Inodes in all (`s_inodes_count`).
+    #[serde(skip)]
+    pub inodes: u64,
+    /// Free blocks (`s_free_blocks_count`; root may use the reserved ones).
+    #[serde(skip)]
+    pub free_blocks: u64,
+    /// Free inodes (`s_free_inodes_count`).
+    #[serde(skip)]
+    pub free_inodes: u64,
+    /// Blocks reserved for root (`s_r_blocks_count`).
+    #[serde(skip)]
+    pub reserved_blocks: u64,
 }
 
 /// What a partition holds.
@@ -118,10 +139,15 @@ pub fn ext_superblock(head: &[u8]) -> Option<ExtSuperblock> {
     };
     let log = le32(sb, EXT_LOG_BLOCK_SIZE)?;
     let block = 1024u64.checked_shl(log.min(16))?;
-    let mut blocks = u64::from(le32(sb, EXT_BLOCKS_LO)?);
-    if incompat & EXT_INCOMPAT_64BIT != 0 {
-        blocks |= u64::from(le32(sb, EXT_BLOCKS_HI)?) << 32;
-    }
+    let wide = incompat & EXT_INCOMPAT_64BIT != 0;
+    let count = |lo: usize, hi: usize| -> Option<u64> {
+        let mut v = u64::from(le32(sb, lo)?);
+        if wide {
+            v |= u64::from(le32(sb, hi)?) << 32;
+        }
+        Some(v)
+    };
+    let blocks = count(EXT_BLOCKS_LO, EXT_BLOCKS_HI)?;
     let uuid: [u8; 16] = sb.get(EXT_UUID..EXT_UUID + 16)?.try_into().ok()?;
     Some(ExtSuperblock {
         kind,
@@ -129,6 +155,11 @@ pub fn ext_superblock(head: &[u8]) -> Option<ExtSuperblock> {
         label: cstr(sb.get(EXT_VOLUME_NAME..EXT_VOLUME_NAME + 16)?),
         last_mounted: cstr(sb.get(EXT_LAST_MOUNTED..EXT_LAST_MOUNTED + 64)?),
         size_bytes: blocks.saturating_mul(block),
+        block_size: block,
+        inodes: u64::from(le32(sb, EXT_INODES_COUNT)?),
+        free_blocks: count(EXT_FREE_BLOCKS_LO, EXT_FREE_BLOCKS_HI)?,
+        free_inodes: u64::from(le32(sb, EXT_FREE_INODES)?),
+        reserved_blocks: count(EXT_R_BLOCKS_LO, EXT_R_BLOCKS_HI)?,
     })
 }
 

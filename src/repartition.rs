@@ -661,6 +661,7 @@ mod tests {
             label: label.into(),
             last_mounted: String::new(),
             size_bytes: 1 << 20,
+            ..Default::default()
         })
     }
 

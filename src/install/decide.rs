@@ -368,6 +368,7 @@ mod tests {
             label: label.into(),
             last_mounted: String::new(),
             size_bytes: 1 << 30,
+            ..Default::default()
         })
     }
 

@@ -27,6 +27,7 @@
 //! everything it will boot is written and verified.
 
 pub mod decide;
+pub mod fit;
 pub mod journal;
 mod payload;
 mod preflight;
@@ -35,7 +36,7 @@ mod steps;
 
 pub use decide::ModeRequest;
 pub use payload::{BUP_INITIALIZE, BUP_UPDATE, MAX_BUP_BYTES};
-pub use preflight::{KEEP_DATA_MEM_PERCENT, SLOT_FILL_PERCENT, TOOLS};
+pub use preflight::{KEEP_DATA_MEM_PERCENT, TOOLS};
 
 use crate::bup::board::Slot;
 use crate::disk::{DiskEnv, PartitionNode};

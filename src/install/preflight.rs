@@ -13,24 +13,22 @@ use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
 use super::journal::{self, InstallMode, Record};
 use super::payload::{self, BupSource};
 use super::report::{self, PayloadFinding, PreflightView, RootfsFinding};
-use super::{filesystems, Fs, FsRole, InstallOptions};
+use super::{filesystems, fit, Fs, FsRole, InstallOptions};
 use crate::bup::board::{self as bboard, Slot};
 use crate::bup::update::{self, Request, UpdateOptions};
 use crate::disk;
 use crate::events::Events;
 use crate::layout::{self, Layout, LoadOptions, Soc};
+use crate::probe::ExtSuperblock;
 use crate::repartition::Plan;
-use crate::rootfs::{self, tree::SavedTree, Source, SourceOptions, UnpackOptions};
+use crate::rootfs::{self, tree::SavedTree, EntryCounts, Source, SourceOptions, UnpackOptions};
 use crate::sys::blockdev::{Disk, StorageId};
-use crate::sys::{self, mount::Mount};
+use crate::sys::{self, mkfs, mount::Mount};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
 
 /// Share of available memory `--keep-data` may use to hold DATA.
 pub const KEEP_DATA_MEM_PERCENT: u64 = 50;
-/// A slot is refused when the tarball's contents exceed this share of it
-/// (ext4 metadata, journal and reserved blocks need the rest).
-pub const SLOT_FILL_PERCENT: u64 = 90;
 /// Tools the install runs.
 pub const TOOLS: &[&str] = &["mke2fs", "e2fsck", "tune2fs"];
 
@@ -79,6 +77,8 @@ struct RootfsCheck {
     sha256: Option<[u8; 32]>,
     /// `sha256:…` when the hash is known, else the source itself.
     identity: String,
+    /// What it holds, when the preflight read it.
+    counts: Option<EntryCounts>,
     captured: Vec<rootfs::Captured>,
     /// True when the preflight read it through (a file or a URL).
     scanned: bool,
@@ -111,7 +111,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     };
     let mut decision = decide::decide(&facts, &opts.request())?;
     check_tools()?;
-    let mut rootfs = check_rootfs(opts, events, &fs)?;
+    let mut rootfs = check_rootfs(opts, events)?;
     // An interrupted install of something else is not finished: decided
     // again as if there were no journal.
     let content = content_id(opts, &layout, &rootfs.identity);
@@ -123,6 +123,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         decision = decide::decide(&facts, &opts.request())?;
         decision.why = format!("{why}; {}", decision.why);
     }
+    check_slots_fit(opts, &rundir, &fs, &decision, &rootfs)?;
     let (bup, payload_finding) =
         locate_payload(opts, &rundir, &layout, soc, &rootfs, decision.mode)?;
     let boot_line = match bup {
@@ -143,7 +144,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         }
         _ => None,
     };
-    check_data_tarball(opts, events)?;
+    check_data_tarball(opts, events, &rundir, &fs, &plan, &decision)?;
     let data = fs.iter().find(|f| f.role == FsRole::Data);
     let report = report::preflight(&PreflightView {
         device: &shown,
@@ -347,7 +348,7 @@ fn tool_exists(tool: &str) -> bool {
 /// read through once now: its hash, every member, the payload inside, the
 /// size against the slots; the install then checks that it reads the same
 /// bytes again. Standard input and pipes are read once, by the install.
-fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Result<RootfsCheck> {
+fn check_rootfs(opts: &InstallOptions, events: &Events) -> anyhow::Result<RootfsCheck> {
     let source = Source::open(
         &opts.rootfs,
         &SourceOptions {
@@ -370,6 +371,7 @@ fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Re
             },
             sha256,
             identity: identity(sha256),
+            counts: None,
             captured: Vec::new(),
             scanned: false,
             stream: Some(source),
@@ -389,7 +391,6 @@ fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Re
         events,
     )
     .with_context(|| format!("checking {described}"))?;
-    check_fits(&described, scan.tar_bytes, fs)?;
     let sha256 = rootfs::source::parse_hex(&scan.sha256);
     Ok(RootfsCheck {
         finding: RootfsFinding::Scanned {
@@ -402,27 +403,42 @@ fn check_rootfs(opts: &InstallOptions, events: &Events, fs: &[Fs]) -> anyhow::Re
         },
         sha256,
         identity: identity(sha256),
+        counts: Some(scan.entries.clone()),
         captured: scan.captured,
         scanned: true,
         stream: None,
     })
 }
 
-/// The tarball's contents against the smaller slot.
-fn check_fits(described: &str, tar_bytes: u64, fs: &[Fs]) -> anyhow::Result<()> {
-    let slot_size = fs
+/// The rootfs against the smallest slot this run creates: the filesystem
+/// mke2fs will make there (with the run's options), blocks and inodes.
+fn check_slots_fit(
+    opts: &InstallOptions,
+    rundir: &Path,
+    fs: &[Fs],
+    decision: &Decision,
+    rootfs: &RootfsCheck,
+) -> anyhow::Result<()> {
+    let Some(counts) = &rootfs.counts else {
+        return Ok(());
+    };
+    let smallest = fs
         .iter()
-        .filter(|f| matches!(f.role, FsRole::Slot(_)))
-        .map(|f| f.size)
-        .min()
-        .unwrap_or(0);
-    let limit = slot_size / 100 * SLOT_FILL_PERCENT;
-    if tar_bytes > limit {
-        bail!(
-            "{described} unpacks to {tar_bytes} bytes; the slots ({slot_size} bytes) hold at most {limit} with room for ext4's own structures"
-        );
-    }
+        .filter(|f| matches!(f.role, FsRole::Slot(_)) && decision.create.contains(&f.name))
+        .min_by_key(|f| f.size);
+    let Some(slot) = smallest else {
+        return Ok(());
+    };
+    let cap = capacity(opts, rundir, slot)?;
+    fit::check(&opts.rootfs, &slot.name, counts, &cap)?;
     Ok(())
+}
+
+/// The filesystem mke2fs will make on `f`, with the run's options.
+fn capacity(opts: &InstallOptions, rundir: &Path, f: &Fs) -> anyhow::Result<ExtSuperblock> {
+    let mut o = mkfs::Ext4Options::for_partition(&f.name);
+    o.extra = super::mkfs_extra(&opts.mkfs_options, &f.name);
+    mkfs::capacity(f.size, &o, rundir)
 }
 
 /// The payload: given, or inside the rootfs the preflight read, checked
@@ -616,16 +632,40 @@ fn save_data(
     Ok(saved)
 }
 
-/// A local data tarball is read through once now (hash, format, every
-/// member), like the rootfs; a stream is checked as it is unpacked.
-fn check_data_tarball(opts: &InstallOptions, events: &Events) -> anyhow::Result<()> {
-    if let Some(t) = &opts.data {
-        let s = Source::open(t, &SourceOptions::default())?;
-        if s.local_path().is_some() {
-            rootfs::scan(s, &UnpackOptions::default(), events)
-                .with_context(|| format!("checking data tarball {t}"))?;
-        }
+/// A data tarball that can be read twice is read through once now (hash,
+/// format, every member) and must fit DATA: the filesystem mke2fs will
+/// make, or the one kept in place; a stream is checked as it is unpacked.
+fn check_data_tarball(
+    opts: &InstallOptions,
+    events: &Events,
+    rundir: &Path,
+    fs: &[Fs],
+    plan: &Plan,
+    decision: &Decision,
+) -> anyhow::Result<()> {
+    let Some(t) = &opts.data else {
+        return Ok(());
+    };
+    let s = Source::open(t, &SourceOptions::default())?;
+    if !s.rereadable() {
+        return Ok(());
     }
+    let scan = rootfs::scan(s, &UnpackOptions::default(), events)
+        .with_context(|| format!("checking data tarball {t}"))?;
+    let Some(data) = fs.iter().find(|f| f.role == FsRole::Data) else {
+        return Ok(());
+    };
+    let now = plan
+        .partitions
+        .iter()
+        .find(|p| p.name == data.name)
+        .and_then(|p| p.content.as_ref())
+        .and_then(|c| c.ext().cloned());
+    let target = match (decision.data, now) {
+        (Some(DataHandling::InPlace), Some(sb)) => sb,
+        _ => capacity(opts, rundir, data)?,
+    };
+    fit::check(t, &data.name, &scan.entries, &target)?;
     Ok(())
 }
 

@@ -126,26 +126,100 @@ pub struct EntryCounts {
     pub fifos: u64,
     /// Bytes of file contents (apparent sizes).
     pub file_bytes: u64,
+    /// Data blocks the files take in a filesystem of 1, 2 and 4 KiB blocks
+    /// (each file rounded up; the holes of sparse files take none).
+    #[serde(skip)]
+    pub data_blocks: [u64; 3],
+    /// Bytes the members' names take in their directories (ext4's 8-byte
+    /// entry header plus the name, rounded to 4).
+    #[serde(skip)]
+    pub dirent_bytes: u64,
+    /// Symlinks too long to live in the inode (60 bytes or more): a block each.
+    #[serde(skip)]
+    pub long_symlinks: u64,
+    /// Members with extended attributes or ACLs: at most a block each.
+    #[serde(skip)]
+    pub with_xattrs: u64,
 }
+
+/// The block sizes [`EntryCounts::data_blocks`] counts for.
+const BLOCK_SIZES: [u64; 3] = [1024, 2048, 4096];
+/// ext4 keeps a symlink target shorter than this in the inode itself.
+const FAST_SYMLINK_MAX: usize = 60;
+/// ext4's directory entry header (inode, rec_len, name_len, file_type).
+const DIRENT_HEADER: u64 = 8;
 
 impl EntryCounts {
     fn add(&mut self, e: &TarEntry) {
-        match e.kind {
+        match &e.kind {
             Kind::File => {
                 self.files += 1;
                 self.file_bytes += e.size;
+                let data = e
+                    .sparse
+                    .as_ref()
+                    .map_or(e.size, |m| m.iter().map(|r| r.len).sum());
+                for (n, bs) in self.data_blocks.iter_mut().zip(BLOCK_SIZES) {
+                    *n = n.saturating_add(data.div_ceil(bs));
+                }
             }
             Kind::Dir => self.dirs += 1,
-            Kind::Symlink(_) => self.symlinks += 1,
+            Kind::Symlink(target) => {
+                self.symlinks += 1;
+                self.long_symlinks += u64::from(target.len() >= FAST_SYMLINK_MAX);
+            }
             Kind::Hardlink(_) => self.hardlinks += 1,
             Kind::Char { .. } | Kind::Block { .. } => self.devices += 1,
             Kind::Fifo => self.fifos += 1,
         }
+        let name = e
+            .path
+            .rsplit(|&c| c == b'/')
+            .find(|s| !s.is_empty())
+            .unwrap_or(&[]);
+        self.dirent_bytes = self
+            .dirent_bytes
+            .saturating_add((DIRENT_HEADER + name.len() as u64).next_multiple_of(4));
+        self.with_xattrs += u64::from(
+            !e.xattrs.is_empty()
+                || e.acls
+                    .as_ref()
+                    .is_some_and(|a| a.access.is_some() || a.default.is_some()),
+        );
     }
 
     /// All members.
     pub fn total(&self) -> u64 {
         self.files + self.dirs + self.symlinks + self.hardlinks + self.devices + self.fifos
+    }
+
+    /// Blocks of `block_size` bytes the members need in an ext4 filesystem,
+    /// an estimate on the generous side: file data, a block per directory
+    /// plus what the names take, long symlinks, an attribute block per
+    /// member with attributes, and 1 % for extent trees.
+    pub fn blocks_needed(&self, block_size: u64) -> u64 {
+        let data = match BLOCK_SIZES.iter().position(|&b| b == block_size) {
+            Some(i) => self.data_blocks.get(i).copied().unwrap_or(0),
+            // Larger blocks: every file rounds up by at most one more.
+            None => self
+                .data_blocks
+                .get(2)
+                .copied()
+                .unwrap_or(0)
+                .div_ceil((block_size / 4096).max(1))
+                .saturating_add(self.files),
+        };
+        let n = data
+            .saturating_add(self.dirs)
+            .saturating_add(self.dirent_bytes.div_ceil(block_size.max(1)))
+            .saturating_add(self.long_symlinks)
+            .saturating_add(self.with_xattrs);
+        n.saturating_add(n / 100)
+    }
+
+    /// Inodes the members need (hard links share their target's).
+    pub fn inodes_needed(&self) -> u64 {
+        self.files + self.dirs + self.symlinks + self.devices + self.fifos
     }
 }
 
@@ -547,6 +621,9 @@ fn consume(
 
 /// Most symlinks a scan remembers (a rootfs has a few thousand).
 const MAX_SCAN_SYMLINKS: usize = 1 << 18;
+/// Most members a scan remembers for hard links (a rootfs has a few hundred
+/// thousand; 8 bytes each, about 64 MiB of set at the limit).
+const MAX_SCAN_MEMBERS: usize = 1 << 22;
 
 /// What a scan can tell about symlinks without a filesystem: a member whose
 /// parent path goes through an earlier symlink that leaves the tree (absolute
@@ -555,6 +632,18 @@ const MAX_SCAN_SYMLINKS: usize = 1 << 18;
 #[derive(Default)]
 struct LinkCheck {
     symlinks: std::collections::HashMap<PathBuf, Vec<u8>>,
+    /// Hashes of the members seen so far that a hard link may point at.
+    seen: std::collections::HashSet<u64>,
+}
+
+/// A path's key in [`LinkCheck::seen`] (64 bits: a collision among a
+/// rootfs's members is out of reach, and costs only a missed refusal that
+/// the extractor then makes).
+fn path_key(p: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    p.hash(&mut h);
+    h.finish()
 }
 
 impl LinkCheck {
@@ -574,6 +663,13 @@ impl LinkCheck {
                 self.check_parents(&t.rel).map_err(|link| {
                     anyhow!("refusing member {:?}: its target goes through {}, a symlink out of the destination", shown(), link.display())
                 })?;
+                if !self.seen.contains(&path_key(&t.rel)) {
+                    bail!(
+                        "refusing member {:?}: a hard link to {:?}, which is not earlier in the archive",
+                        shown(),
+                        String::from_utf8_lossy(target)
+                    );
+                }
             }
             Kind::Symlink(target) => {
                 if self.symlinks.len() >= MAX_SCAN_SYMLINKS {
@@ -584,6 +680,12 @@ impl LinkCheck {
             _ => {
                 self.symlinks.remove(rel);
             }
+        }
+        if !matches!(entry.kind, Kind::Dir) {
+            if self.seen.len() >= MAX_SCAN_MEMBERS {
+                bail!("more than {MAX_SCAN_MEMBERS} members: not a root filesystem");
+            }
+            self.seen.insert(path_key(rel));
         }
         Ok(())
     }

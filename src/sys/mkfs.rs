@@ -75,6 +75,34 @@ pub fn mkfs_ext4(dev: &Path, o: &Ext4Options) -> Result<()> {
     Ok(())
 }
 
+/// What mke2fs makes of `bytes` with the options `o`: the superblock of a
+/// filesystem created in a sparse scratch file under `scratch` (removed
+/// afterwards), so its free blocks and inodes are exactly what the real
+/// mkfs of that partition will leave. Inode tables and the journal are
+/// initialised lazily, so the scratch file holds only a few MB of metadata.
+pub fn capacity(
+    bytes: u64,
+    o: &Ext4Options,
+    scratch: &Path,
+) -> Result<crate::probe::ExtSuperblock> {
+    let image = scratch.join(format!("capacity-{}.img", o.label));
+    let made = (|| -> Result<crate::probe::ExtSuperblock> {
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(bytes))
+            .with_context(|| format!("creating {}", image.display()))?;
+        let mut probe = o.clone();
+        probe
+            .extra
+            .extend(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"].map(String::from));
+        mkfs_ext4(&image, &probe)?;
+        let head = super::blockdev::read_head(&image, 4096)?;
+        crate::probe::ext_superblock(&head)
+            .with_context(|| format!("reading the superblock mke2fs wrote to {}", image.display()))
+    })();
+    let _ = std::fs::remove_file(&image);
+    made.with_context(|| format!("finding what {} can hold", o.label))
+}
+
 /// Sets the filesystem's "last mounted directory" (`tune2fs -M`), which the
 /// install uses as its per-filesystem completion marker (see
 /// `install::journal`). The filesystem must not be mounted.

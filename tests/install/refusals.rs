@@ -260,6 +260,42 @@ fn bad_input_leaves_the_disk_unchanged() {
         e = evil.display(),
         d = d.display()
     ));
+    // Tarballs small in bytes that do not fit a 1 GiB slot (4 KiB blocks,
+    // -i 4096): 240,000 one-byte files (a block each), 270,000 empty files
+    // (more than its inodes); a 966 MB file (not its 90 % rule any more:
+    // the real free blocks); a data tarball bigger than the 64 MiB DATA;
+    // a hard link to a name the archive does not hold earlier.
+    sh(&format!(
+        r#"python3 - <<'PY'
+import io, tarfile
+d = "{d}"
+def many(name, n, data):
+    with tarfile.open(f"{{d}}/{{name}}", "w") as t:
+        for i in range(n):
+            ti = tarfile.TarInfo(f"f/{{i // 1000}}/{{i}}")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+many("onebyte.tar", 240000, b"x")
+many("empty.tar", 270000, b"")
+def big(name, path, size):
+    with tarfile.open(f"{{d}}/{{name}}", "w") as t:
+        ti = tarfile.TarInfo(path)
+        ti.size = size
+        class Zeros:
+            def read(self, n=-1):
+                return bytes(n)
+        t.addfile(ti, Zeros())
+big("huge.tar", "huge", 966_000_000)
+big("bigdata.tar", "bigdata", 100 << 20)
+with tarfile.open(f"{{d}}/dangling-link.tar", "w") as t:
+    ti = tarfile.TarInfo("etc/passwd-copy")
+    ti.type = tarfile.LNKTYPE
+    ti.linkname = "etc/passwd"
+    t.addfile(ti)
+PY
+for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
+        d = d.display()
+    ));
     let empty_path = d.join("emptybin");
     std::fs::create_dir_all(&empty_path).unwrap();
     let p = |n: &str| d.join(n).display().to_string();
@@ -338,7 +374,37 @@ fn bad_input_leaves_the_disk_unchanged() {
             "rootfs too big for the slots",
             &[&p("toobig.tar.zst")],
             3,
-            "unpacks to",
+            "does not fit APP",
+        ),
+        case(
+            "240,000 one-byte files",
+            &[&p("onebyte.tar.zst")],
+            3,
+            "does not fit APP",
+        ),
+        case(
+            "more files than the slot has inodes",
+            &[&p("empty.tar.zst")],
+            3,
+            "inodes",
+        ),
+        case(
+            "one file of 966 MB for a 1 GiB slot",
+            &[&p("huge.tar.zst")],
+            3,
+            "does not fit APP",
+        ),
+        case(
+            "a data tarball bigger than DATA",
+            &[&rootfs, &p("bigdata.tar.zst")],
+            3,
+            "does not fit DATA",
+        ),
+        case(
+            "a hard link to a name not earlier in the archive",
+            &[&p("dangling-link.tar")],
+            3,
+            "not earlier in the archive",
         ),
         case(
             "payload missing",
