@@ -158,7 +158,7 @@ fn align_up(
     if align == 0 {
         return Ok(sector);
     }
-    if !align.is_multiple_of(SECTOR_SIZE) {
+    if align % SECTOR_SIZE != 0 {
         return Err(ctx.err(
             p.line,
             Some(p.name()),
