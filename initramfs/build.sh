@@ -2,7 +2,9 @@
 # Assembles the upgrader initramfs: a compressed newc cpio holding
 #   /init                     initramfs/init (mounts, modules, payload, console)
 #   /bin/sysinstall           the static product binary
-#   /bin/busybox              static busybox (Debian busybox-static), applets linked at boot
+#   /bin/busybox              static busybox (Debian busybox-static), applets linked at boot;
+#                             with --busybox-applets, Debian's dynamic busybox and links for
+#                             exactly the listed applets
 #   /sbin/{mke2fs,e2fsck,tune2fs} from Debian's e2fsprogs, with exactly the
 #                             shared libraries their ELF NEEDED entries name
 #                             (transitively) and the dynamic loader
@@ -25,6 +27,10 @@
 #                         initramfs/modules/ARCH.list when --kernel-root is given)
 #   --overlay DIR         files copied over the tree last (repeatable; tests add hooks)
 #   --budget BYTES        fail when the compressed image is larger (default 8 MiB)
+#   --busybox-applets FILE  only these applets (one a line, # comments), as OE's busybox
+#                         package has them (initramfs/busybox-oe.applets): Debian's
+#                         dynamically linked busybox, which unlike busybox-static runs no
+#                         applet that has no link, so /init fails where OE's would
 # Prints the size of each part and the total; the last line is
 # "initramfs FILE COMPRESSED_BYTES".
 set -euo pipefail
@@ -33,7 +39,7 @@ repo=$(dirname "$here")
 # shellcheck source=../scripts/debs.sh
 . "$repo/scripts/debs.sh"
 
-arch=arm64 sysinstall="" output="" compress=gzip kernel_root="" kver="" modules=""
+arch=arm64 sysinstall="" output="" compress=gzip kernel_root="" kver="" modules="" applets=""
 budget=$((8 * 1024 * 1024))
 overlays=()
 die() { echo "initramfs: $*" >&2; exit 1; }
@@ -48,7 +54,8 @@ while (($#)); do
         --modules) modules=$2; shift 2 ;;
         --overlay) overlays+=("$2"); shift 2 ;;
         --budget) budget=$2; shift 2 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        --busybox-applets) applets=$2; shift 2 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -66,6 +73,7 @@ esac
 sysinstall=${sysinstall:-${CARGO_TARGET_DIR:-$repo/target}/$triple/release/sysinstall}
 output=${output:-$repo/build/initramfs/sysinstall-initramfs-$arch.cpio.$ext}
 [ -f "$sysinstall" ] || die "$sysinstall does not exist: run scripts/build-static.sh first"
+[ -z "$applets" ] || [ -f "$applets" ] || die "--busybox-applets $applets does not exist"
 if [ -n "$kernel_root" ] && [ -z "$modules" ]; then
     modules=$here/modules/$arch.list
 fi
@@ -97,19 +105,40 @@ add_size sysinstall "$sysinstall"
 
 # --- busybox ---------------------------------------------------------------
 deb_ensure_arch "$arch"
-deb_unpack "busybox-static:$arch" "$work/busybox"
-check_static "$work/busybox/bin/busybox" busybox
-install -m 0755 "$work/busybox/bin/busybox" "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
+sysroot=$work/sysroot
+if [ -z "$applets" ]; then
+    deb_unpack "busybox-static:$arch" "$work/busybox"
+    check_static "$work/busybox/bin/busybox" busybox
+    install -m 0755 "$work/busybox/bin/busybox" "$root/bin/busybox"
+    ln -s busybox "$root/bin/sh"
+    busybox_kind=busybox-static
+else
+    # Its libraries are resolved with e2fsprogs' below.
+    deb_unpack "busybox:$arch" "$sysroot"
+    install -m 0755 "$sysroot/bin/busybox" "$root/bin/busybox"
+    n=0
+    while read -r a _; do
+        case "$a" in ""|"#"*|busybox|*/*) continue ;; esac
+        ln -s busybox "$root/bin/$a"
+        n=$((n + 1))
+    done <"$applets"
+    [ -e "$root/bin/sh" ] || die "$applets has no sh"
+    busybox_kind="busybox (dynamic; $n applets of $(basename "$applets"))"
+fi
 add_size busybox "$root/bin/busybox"
 
 # --- e2fsprogs with the libraries it needs ----------------------------------
 # Unpack e2fsprogs and its direct dependencies; go one level deeper only while
 # some NEEDED soname is still not found (data-driven, no hand list).
-sysroot=$work/sysroot
 tools=(mke2fs e2fsck tune2fs)
+elves=()   # ELF files whose libraries go in (paths in the sysroot)
+for f in "${tools[@]}"; do elves+=("$sysroot/sbin/$f"); done
 declare -A unpacked=()
 frontier=("e2fsprogs:$arch")
+if [ -n "$applets" ]; then
+    elves+=("$sysroot/bin/busybox")
+    frontier+=("busybox:$arch")
+fi
 lib_dirs=("lib/$gnu" "usr/lib/$gnu" lib usr/lib)
 find_lib() {   # SONAME -> path in the sysroot
     local d
@@ -119,8 +148,7 @@ find_lib() {   # SONAME -> path in the sysroot
     return 1
 }
 resolve_libs() {   # prints "soname<TAB>path" for the closure; unresolved as "soname<TAB>"
-    local queue=() f so p
-    for f in "${tools[@]}"; do queue+=("$sysroot/sbin/$f"); done
+    local queue=("${elves[@]}") f so p
     declare -A seen_so=()
     while ((${#queue[@]})); do
         f=${queue[0]}; queue=("${queue[@]:1}")
@@ -228,7 +256,7 @@ install -m 0755 "$here/init" "$root/init"
 install -m 0755 "$here/udhcpc.script" "$root/etc/sysinstall/udhcpc.script"
 cat >"$root/etc/sysinstall/build-info" <<INFO
 sysinstall=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n 1) ($(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown))
-busybox=$(dpkg-deb -f "$(deb_fetch "busybox-static:$arch")" Version)
+busybox=$(dpkg-deb -f "$(deb_fetch "${busybox_kind%% *}:$arch")" Version) $busybox_kind
 e2fsprogs=$(dpkg-deb -f "$(deb_fetch "e2fsprogs:$arch")" Version)
 kernel=${kver:-none}
 INFO

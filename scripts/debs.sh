@@ -32,7 +32,10 @@ deb_ensure_arch() {
 }
 
 deb_version() {
-    apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { if ($2 != "(none)") print $2; exit }'
+    # awk reads to the end: exiting early would kill apt-cache with SIGPIPE,
+    # and under pipefail (mkrootfs.sh) a found version would count as failed.
+    apt-cache policy "$1" 2>/dev/null |
+        awk '/Candidate:/ && !v { if ($2 != "(none)") v = $2 } END { if (v) print v }'
 }
 
 # The file name apt-get download gives a package: the epoch's ':' becomes %3a.

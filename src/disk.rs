@@ -182,7 +182,7 @@ fn survey(target: &mut Target, table: &PartitionTable) -> anyhow::Result<(Found,
         );
     }
     let bytes = target.bytes();
-    if !bytes.is_multiple_of(ss) {
+    if bytes % ss != 0 {
         bail!("{shown} is {bytes} bytes, not a whole number of {ss}-byte sectors");
     }
     let n = bytes / ss;

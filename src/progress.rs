@@ -111,7 +111,9 @@ impl Sink for HumanSink {
                 self.line(&format!("{step} ..."));
             }
             EventKind::Progress => {
-                let due = self.last_draw.is_none_or(|t| t.elapsed() >= self.interval);
+                let due = self
+                    .last_draw
+                    .map_or(true, |t| t.elapsed() >= self.interval);
                 if !due {
                     return;
                 }

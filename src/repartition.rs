@@ -317,7 +317,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
                 }
                 let cur = Extent::of_entry(*num, e);
                 let content = content_of(*num);
-                let has_data = content.as_ref().is_none_or(has_data);
+                let has_data = content.as_ref().map_or(true, has_data);
                 let action = if cur.first_lba != want.first_lba {
                     PartitionAction::Move
                 } else if cur.last_lba != want.last_lba {
@@ -365,7 +365,7 @@ pub fn plan(current: Current<'_>, wanted: &PartitionTable) -> Plan {
             current: Some(Extent::of_entry(*num, e)),
             wanted: None,
             changes: Vec::new(),
-            data_lost: content.as_ref().is_none_or(has_data),
+            data_lost: content.as_ref().map_or(true, has_data),
             content,
         });
     }

@@ -19,6 +19,7 @@ step() { echo; echo "== $1 ($(date +%T))"; }
 
 step fmt; cargo fmt --all -- --check
 step "crates.inc"; python3 yocto/scripts/update-crates-inc.py --check
+step msrv; python3 scripts/check-msrv.py
 step clippy; cargo clippy --all-targets --locked -- -D warnings
 
 step tests

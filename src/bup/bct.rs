@@ -179,7 +179,7 @@ pub fn t210_copies(
         BootMedium::Emmc => 1,
         BootMedium::Spi => 2,
     };
-    if !length.is_multiple_of(g.page) {
+    if length % g.page != 0 {
         return Err(BctError::NotPageMultiple {
             length,
             page: g.page,

@@ -617,8 +617,9 @@ impl<'a, R: Read + Seek> Planner<'a, R> {
                 None => match input.user.get(&name) {
                     Some(u) => (Place::User(u), input.user.get(&name_b).map(Place::User)),
                     None => {
-                        let in_layout =
-                            input.layout_names.is_none_or(|names| names.contains(&name));
+                        let in_layout = input
+                            .layout_names
+                            .map_or(true, |names| names.contains(&name));
                         if in_layout {
                             return Err(BootPlanError::NoTarget {
                                 partition: name,

@@ -175,7 +175,7 @@ pub fn encode(
         if p.size == 0
             || p.offset % SECTOR != 0
             || p.size % SECTOR != 0
-            || end.is_none_or(|e| e > table)
+            || end.map_or(true, |e| e > table)
         {
             return Err(BootGptError::BadPartition {
                 name: p.name.clone(),

@@ -259,7 +259,7 @@ impl BoardSpecs {
             (None, Some(d)) => (d, SpecSource::Derived),
             (None, None) => (DEFAULT_COMPAT_SPEC.to_owned(), SpecSource::FirmwareDefault),
         };
-        let production = full.as_deref().is_none_or(production_fused);
+        let production = full.as_deref().map_or(true, production_fused);
         BoardSpecs {
             full,
             full_source,

@@ -223,7 +223,7 @@ pub fn mkfs_extra(options: &[String], name: &str) -> Vec<String> {
             }
             _ => (None, o.as_str()),
         };
-        if target.is_none_or(|t| t == name) {
+        if target.map_or(true, |t| t == name) {
             out.extend(args.split_whitespace().map(str::to_owned));
         }
     }

@@ -215,7 +215,7 @@ fn align_up(
     if align == 0 {
         return Ok(sector);
     }
-    if !align.is_multiple_of(sector_size) {
+    if align % sector_size != 0 {
         return Err(ctx.err(
             p.line,
             Some(p.name()),

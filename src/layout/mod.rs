@@ -356,7 +356,7 @@ fn device_sectors(
             dev.path
         )));
     }
-    if !dev.bytes.is_multiple_of(sector_size) {
+    if dev.bytes % sector_size != 0 {
         return Err(refuse(format!(
             "{} is {} bytes, not a whole number of {sector_size}-byte sectors",
             dev.path, dev.bytes

@@ -143,7 +143,8 @@ fn attrs_of(e: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for a in e.attributes() {
         let a = a.map_err(|e| format!("bad attribute: {e}"))?;
-        let key = a.key.as_ref().to_owned();
+        // Names are slices of the &str input, so always UTF-8 (quick-xml 0.41 hands out bytes).
+        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
         let value = a
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| format!("bad value of attribute '{key}': {e}"))?;
@@ -185,7 +186,7 @@ pub fn parse(text: &str) -> Result<FlashLayout, XmlError> {
         let event = reader
             .read_event()
             .map_err(|e| err(reader.error_position(), format!("malformed XML: {e}")))?;
-        let tag_name = |e: &BytesStart<'_>| e.name().as_ref().to_owned();
+        let tag_name = |e: &BytesStart<'_>| String::from_utf8_lossy(e.name().as_ref()).into_owned();
         // `<x>` opens a scope that a later `</x>` closes; `<x/>` does not.
         let opens = matches!(event, Event::Start(_));
         match event {
@@ -256,30 +257,39 @@ pub fn parse(text: &str) -> Result<FlashLayout, XmlError> {
                 ));
             }
             Event::Text(t) => {
+                let text = t
+                    .xml10_content()
+                    .map_err(|e| err(pos, format!("malformed text: {e}")))?;
                 if let State::Field(_, value) = &mut state {
-                    value.push_str(&t.xml10_content());
+                    value.push_str(&text);
                     if value.len() > MAX_VALUE {
                         return Err(err(pos, format!("value longer than {MAX_VALUE} bytes")));
                     }
-                } else if !t.xml10_content().trim().is_empty() {
+                } else if !text.trim().is_empty() {
                     return Err(err(pos, "text outside a partition value".into()));
                 }
             }
             Event::CData(t) => {
+                let text = t
+                    .decode()
+                    .map_err(|e| err(pos, format!("malformed CDATA: {e}")))?;
                 if let State::Field(_, value) = &mut state {
-                    value.push_str(&t);
+                    value.push_str(&text);
                 } else {
                     return Err(err(pos, "CDATA outside a partition value".into()));
                 }
             }
             Event::GeneralRef(r) => {
+                let name = r
+                    .decode()
+                    .map_err(|e| err(pos, format!("malformed entity: {e}")))?;
                 let resolved = if r.is_char_ref() {
                     r.resolve_char_ref().ok().flatten().map(String::from)
                 } else {
-                    quick_xml::escape::resolve_predefined_entity(&r).map(String::from)
+                    quick_xml::escape::resolve_predefined_entity(&name).map(String::from)
                 };
                 let Some(s) = resolved else {
-                    return Err(err(pos, format!("unknown entity '&{};'", &*r)));
+                    return Err(err(pos, format!("unknown entity '&{name};'")));
                 };
                 if let State::Field(_, value) = &mut state {
                     value.push_str(&s);

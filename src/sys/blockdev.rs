@@ -359,7 +359,7 @@ impl Target {
             op,
             flags: 0,
             datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
-            data: (&raw mut part).cast(),
+            data: std::ptr::addr_of_mut!(part).cast(),
         };
         // SAFETY: `arg` and the `part` it points to live until the call
         // returns and have the layout <linux/blkpg.h> defines.

@@ -13,12 +13,18 @@
 #   smoke      boot, /dev/mmcblk0 appears, the static binary runs in the guest
 #              (--version, `layout` of the payload layout, same output as on
 #              the host), e2fsprogs runs, poweroff, the host reads the marker
+#   oe-smoke   the same with the busybox applets of OE-Core's default
+#              configuration only (initramfs/busybox-oe.applets: no cttyhack,
+#              findfs, poweroff), as the Yocto layer's upgrader has them; the
+#              payload named by LABEL=, poweroff without the applet
 #   install    sysinstall.auto=1 on a blank disk, poweroff; from outside: GPT
 #              equal to the layout, every filesystem e2fsck -fn clean with its
 #              label, both slot trees equal the tarball, boot partitions equal
 #              the payload, slot metadata as REF writes it
 #   update     a second boot with a new rootfs and BUP: only the inactive slot
 #              (APP_b, *_b, BCT, the other mb1, SMD) changed, and to the new content
+#              (install and update boot the OE-applet initramfs of oe-smoke,
+#              smoke and interrupt Debian's busybox-static one)
 #   interrupt  a blank disk; the guest is killed (SIGKILL to qemu: a power cut)
 #              in the middle of the unpack; the next boot's run completes and
 #              passes every check of `install`
@@ -36,7 +42,7 @@
 #   SYSINSTALL_CACHE           kernel and .deb cache (default ~/.cache/sysinstall)
 # Needs root (loop mounts for the tree checks, mknod for the rootfs fixture).
 #
-# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/run.sh [checks|smoke|install|update|interrupt]...
+# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/run.sh [checks|smoke|oe-smoke|install|update|interrupt]...
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/tests/qemu
@@ -55,7 +61,7 @@ for t in sgdisk e2fsck dumpe2fs mke2fs getfacl setfacl setcap setfattr zstd read
 done
 
 scenarios=("$@")
-((${#scenarios[@]})) || scenarios=(checks smoke install update interrupt)
+((${#scenarios[@]})) || scenarios=(checks smoke oe-smoke install update interrupt)
 timeout_s=${SYSINSTALL_QEMU_TIMEOUT:-300}
 deadline_s=${SYSINSTALL_QEMU_DEADLINE:-900}   # the whole tier, preparation included
 tnspec=${SYSINSTALL_QEMU_TNSPEC:-3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1}
@@ -108,6 +114,11 @@ echo "   $kernel"
 echo "== qemu: initramfs"
 "$repo/initramfs/build.sh" --kernel-root "$kroot" --overlay "$here/overlay" \
     --output "$work/initrd.cpio.gz" | tail -n 4
+echo "== qemu: initramfs with OE-Core's busybox applets only"
+"$repo/initramfs/build.sh" --kernel-root "$kroot" --overlay "$here/overlay" \
+    --busybox-applets "$repo/initramfs/busybox-oe.applets" \
+    --output "$work/initrd-oe.cpio.gz" | tail -n 4
+initrd=$work/initrd.cpio.gz   # the scenarios choose
 echo "== qemu: layout $layout"
 disk_bytes=$((4 * 1024 * 1024 * 1024))   # power of two: qemu's sd-card insists
 "$host_bin" layout "$layout" --format json --disk-sectors $((disk_bytes / 512)) \
@@ -130,7 +141,7 @@ boot() {
     t=$(now)
     timeout -s KILL "$limit" qemu-system-aarch64 -M virt -cpu cortex-a57 -smp 2 -m 1024 \
         -nographic -no-reboot -nic none \
-        -kernel "$kernel" -initrd "$work/initrd.cpio.gz" \
+        -kernel "$kernel" -initrd "$initrd" \
         -append "console=ttyAMA0 panic=-1 quiet sysinstall.wait=10 $cmdline" \
         -drive "file=$work/sd.img,format=raw,if=none,id=mmc0" -device sdhci-pci \
         -device sd-card,drive=mmc0 \
@@ -291,45 +302,62 @@ scenario_checks() {
 }
 
 scenario_smoke() {
+    local name=${1:-smoke} cmdline=${2:-}
     fresh_disks
     payload "" "" ""
-    boot smoke "sysinstall.test=smoke" || return 0
-    local r=$work/smoke.results
-    check "smoke: guest marker on the results disk" grep -qx 'marker=sysinstall-smoke' "$r/facts"
-    check "smoke: /dev/mmcblk0 is the 4 GiB SD card" \
+    boot "$name" "sysinstall.test=smoke $cmdline" || return 0
+    local r=$work/$name.results
+    check "$name: guest marker on the results disk" grep -qx 'marker=sysinstall-smoke' "$r/facts"
+    check "$name: /dev/mmcblk0 is the 4 GiB SD card" \
         grep -qx "mmcblk0_sectors=$((disk_bytes / 512))" "$r/facts"
-    check "smoke: /dev/mmcblk0boot0 and boot1 stand-ins (8192 sectors each)" \
+    check "$name: /dev/mmcblk0boot0 and boot1 stand-ins (8192 sectors each)" \
         test "$(grep -c '^mmcblk0boot[01]_sectors=8192$' "$r/facts")" = 2
-    check "smoke: payload found on the virtio disk" grep -q '^payload=/installer on /dev/vd' "$r/facts"
-    check "smoke: guest kernel is aarch64" grep -q '^uname=aarch64 ' "$r/facts"
-    check "smoke: sysinstall --version in the guest equals the host's" \
+    check "$name: payload found on the virtio disk" grep -q '^payload=/installer on /dev/vd' "$r/facts"
+    check "$name: guest kernel is aarch64" grep -q '^uname=aarch64 ' "$r/facts"
+    check "$name: sysinstall --version in the guest equals the host's" \
         test "$(cat "$r/version.out" 2>/dev/null)" = "$("$host_bin" --version)"
     local host_rc=0
     "$host_bin" layout "$work/payload/installer/layout.xml" --format json \
-        >"$work/smoke.host-layout.json" 2>"$work/smoke.host-layout.err" || host_rc=$?
-    check "smoke: sysinstall layout exits the same in the guest as on the host ($host_rc)" \
+        >"$work/$name.host-layout.json" 2>"$work/$name.host-layout.err" || host_rc=$?
+    check "$name: sysinstall layout exits the same in the guest as on the host ($host_rc)" \
         grep -qx "$host_rc" "$r/layout.rc"
-    check "smoke: sysinstall layout prints the same JSON in the guest (aarch64) and on the host" \
-        cmp -s "$r/layout.json" "$work/smoke.host-layout.json"
+    check "$name: sysinstall layout prints the same JSON in the guest (aarch64) and on the host" \
+        cmp -s "$r/layout.json" "$work/$name.host-layout.json"
     if [ "$host_rc" = 0 ]; then
-        check "smoke: the layout JSON parses and has APP" \
+        check "$name: the layout JSON parses and has APP" \
             python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert any(p["name"]=="APP" for p in d["partitions"])' "$r/layout.json"
     else
         echo "   note: layout is not implemented yet here: $(head -c 200 "$r/layout.err")"
     fi
-    check "smoke: mke2fs is e2fsprogs 1.47, not busybox's" grep -q '^mke2fs 1\.4' "$r/mke2fs.version"
+    check "$name: mke2fs is e2fsprogs 1.47, not busybox's" grep -q '^mke2fs 1\.4' "$r/mke2fs.version"
     local tool
     for tool in mke2fs e2fsck tune2fs; do   # format, check, read a device in the guest
-        check "smoke: e2fsprogs $tool runs on a device in the guest" grep -qx 0 "$r/$tool.rc"
+        check "$name: e2fsprogs $tool runs on a device in the guest" grep -qx 0 "$r/$tool.rc"
     done
-    check "smoke: tune2fs reads the label mke2fs wrote" \
+    check "$name: tune2fs reads the label mke2fs wrote" \
         grep -Eq '^Filesystem volume name: +SMOKE$' "$r/tune2fs.out"
-    check "smoke: run-install passes the payload layout" \
+    check "$name: run-install passes the payload layout" \
         grep -q -- '--layout /installer/layout.xml' "$r/run-install"
-    check "smoke: the banner tells what to type" grep -q 'run-install --dry-run' "$r/banner"
+    check "$name: the banner tells what to type" grep -q 'run-install --dry-run' "$r/banner"
+}
+
+# oe-smoke: smoke with OE-Core's busybox applets, the payload by its label
+# (no findfs: /init asks blkid), and the absence of what OE lacks checked.
+scenario_oe_smoke() {
+    initrd=$work/initrd-oe.cpio.gz
+    scenario_smoke oe-smoke "sysinstall.payload=LABEL=INSTALLER"
+    local r=$work/oe-smoke.results
+    check "oe-smoke: no cttyhack, findfs, poweroff or blockdev applet in the guest" \
+        grep -qx 'missing=cttyhack findfs poweroff blockdev' "$r/facts"
+    check "oe-smoke: the payload was found by LABEL=INSTALLER" \
+        grep -q '^payload=/installer on /dev/vd' "$r/facts"
+    check "oe-smoke: the guest powered itself off (sysrq, no poweroff applet)" \
+        grep -q 'reboot: Power down' "$work/oe-smoke.console"
+    initrd=$work/initrd.cpio.gz
 }
 
 scenario_install() {
+    initrd=$work/initrd-oe.cpio.gz
     fixtures
     fresh_disks
     payload "$work/rootfs-v1.tar.zst" "$work/bup-v1" "--progress plain"
@@ -345,6 +373,7 @@ scenario_update() {
         fail "update: needs the install scenario's disk (run: install update)"
         return
     fi
+    initrd=$work/initrd-oe.cpio.gz
     fixtures
     payload "$work/rootfs-v2.tar.zst" "$work/bup-v2" "--progress plain"
     # Running from slot A, as cboot says on the command line.
@@ -364,6 +393,7 @@ scenario_update() {
 }
 
 scenario_interrupt() {
+    initrd=$work/initrd.cpio.gz
     fixtures
     fresh_disks
     # JSON events on stderr (straight to the console; stdout keeps PASS/FAIL).
@@ -381,12 +411,12 @@ scenario_interrupt() {
 
 for s in "${scenarios[@]}"; do
     case "$s" in
-        checks|smoke|install|update|interrupt) ;;
+        checks|smoke|oe-smoke|install|update|interrupt) ;;
         *) echo "qemu: unknown scenario $s" >&2; exit 2 ;;
     esac
     echo "== qemu scenario: $s"
     started=$(now)
-    "scenario_$s"
+    "scenario_${s//-/_}"
     timings+=("scenario:$s $(since "$started")")
 done
 

@@ -1,41 +1,67 @@
-# sysinstall_layout.bbclass: the partition table a release installs, made at
-# build time from that release's own flash layout XML.
+# sysinstall_layout.bbclass: puts into an image the flash layout an install
+# writes, made at build time by meta-tegra's own flash configuration step.
 #
-# Runs `sysinstall layout --format csv` (from sysinstall-native) on the flash
-# layout the image is built with and installs the result as
-# ${SYSINSTALL_PARTITION_TABLE} (/usr/share/tegra-sysinstall/partition_table),
-# so the table an installer writes can never drift from the XML the boot
-# chain was built for, the classic cause of unbootable boards.
+# meta-tegra's tegraflash_create_flash_config (image_types_tegra.bbclass,
+# which every image of a tegra MACHINE inherits) turns the L4T layout
+# template into the layout its tegraflash package and its bootloader update
+# payload are made from: partition sizes (APPSIZE from ROOTFSPART_SIZE,
+# LNXSIZE, RECSIZE, ...) and device sizes (INT_NUM_SECTORS, ...) come from
+# the machine configuration. This class runs that same function in the image
+# being built, checks the result with `sysinstall layout` (a layout sysinstall
+# rejects fails the build, naming the partition), and installs
+#   ${SYSINSTALL_LAYOUT_FILE}      the substituted XML (sysinstall's default layout)
+#   ${SYSINSTALL_PARTITION_TABLE}  the same as a tegra-sysinstall partition_table
+# so the table an installer writes cannot drift from the layout the boot
+# chain of this MACHINE is built with.
 #
-# Works in a normal recipe (the table goes into ${PN} by do_install) and in an
-# image recipe (the table is put into the rootfs by ROOTFS_POSTPROCESS_COMMAND).
+# For image recipes only (the upgrader initramfs inherits it). An image that
+# overrides a layout variable (ROOTFSPART_SIZE:pn-my-image, ...) for itself
+# must give the upgrader the same override, or hand its layout to the
+# installer (installer/layout.xml on the payload wins over this one).
 #
 # Variables:
-#   SYSINSTALL_LAYOUT_XML       the flash layout (default: meta-tegra's staged
-#                               ${PARTITION_LAYOUT_TEMPLATE}); empty = do nothing
-#   SYSINSTALL_LAYOUT_DEPENDS   the recipe that stages it (default tegra-bootfiles)
-#   SYSINSTALL_LAYOUT_SET       NAME=VALUE placeholder values, e.g.
-#                               "APPSIZE=${ROOTFSPART_SIZE}"
-#   SYSINSTALL_LAYOUT_DISK_SECTORS  disk size in sectors (default: the XML's num_sectors)
+#   SYSINSTALL_LAYOUT_TEMPLATE   the template meta-tegra's step substitutes;
+#                                empty (default): its own choice, i.e.
+#                                ${PARTITION_LAYOUT_TEMPLATE} on L4T R32,
+#                                internal-flash.xml from R36 on
+#   SYSINSTALL_LAYOUT_XML        a finished layout used as it is instead
+#                                (no substitution); empty by default
+#   SYSINSTALL_LAYOUT_SET        NAME=VALUE values for placeholders that are
+#                                still left, if any
+#   SYSINSTALL_LAYOUT_DISK_SECTORS  disk size in sectors for the table
+#                                (default: the layout's num_sectors)
+#   SYSINSTALL_LAYOUT_DEPENDS    recipe that stages the templates (tegra-bootfiles)
 
-SYSINSTALL_LAYOUT_XML ??= "${STAGING_DATADIR}/tegraflash/${PARTITION_LAYOUT_TEMPLATE}"
-SYSINSTALL_LAYOUT_DEPENDS ??= "tegra-bootfiles"
+SYSINSTALL_LAYOUT_TEMPLATE ??= ""
+SYSINSTALL_LAYOUT_XML ??= ""
 SYSINSTALL_LAYOUT_SET ??= ""
 SYSINSTALL_LAYOUT_DISK_SECTORS ??= ""
+SYSINSTALL_LAYOUT_DEPENDS ??= "tegra-bootfiles"
+SYSINSTALL_LAYOUT_FILE ?= "${datadir}/sysinstall/layout.xml"
 SYSINSTALL_PARTITION_TABLE ?= "${datadir}/tegra-sysinstall/partition_table"
 
 DEPENDS:append = " sysinstall-native ${SYSINSTALL_LAYOUT_DEPENDS}"
 
-# Writes the CSV to $1. Fails the build, naming the XML, when sysinstall
-# rejects the layout.
-sysinstall_layout_csv() {
-    if [ -z "${SYSINSTALL_LAYOUT_XML}" ]; then
-        bbnote "SYSINSTALL_LAYOUT_XML is empty: no partition table"
-        return 0
+# meta-tegra's function writes DIR/flash.xml.in up to its kirkstone branches
+# (L4T R32, R35) and takes the output file itself from scarthgap (R36) on.
+SYSINSTALL_TEGRAFLASH_CONFIG_TAKES_DIR = "${@'1' if 'destdir' in (d.getVar('tegraflash_create_flash_config', False) or '') else '0'}"
+
+# Writes DIR/layout.xml and DIR/partition_table.
+sysinstall_layout_make() {
+    dir="$1"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ -n "${SYSINSTALL_LAYOUT_XML}" ]; then
+        [ -f "${SYSINSTALL_LAYOUT_XML}" ] ||
+            bbfatal "sysinstall_layout: SYSINSTALL_LAYOUT_XML ${SYSINSTALL_LAYOUT_XML} does not exist"
+        cp "${SYSINSTALL_LAYOUT_XML}" "$dir/layout.xml"
+    elif [ "${SYSINSTALL_TEGRAFLASH_CONFIG_TAKES_DIR}" = 1 ]; then
+        (cd "$dir" && tegraflash_create_flash_config "$dir" "${LNXFILE}" ${SYSINSTALL_LAYOUT_TEMPLATE})
+        mv "$dir/flash.xml.in" "$dir/layout.xml"
+    else
+        (cd "$dir" && tegraflash_create_flash_config "$dir/layout.xml" "${LNXFILE}" ${SYSINSTALL_LAYOUT_TEMPLATE})
     fi
-    if [ ! -f "${SYSINSTALL_LAYOUT_XML}" ]; then
-        bbfatal "sysinstall-layout: ${SYSINSTALL_LAYOUT_XML} does not exist (set SYSINSTALL_LAYOUT_XML)"
-    fi
+    [ -s "$dir/layout.xml" ] || bbfatal "sysinstall_layout: meta-tegra's tegraflash_create_flash_config wrote no layout"
     set --
     for s in ${SYSINSTALL_LAYOUT_SET}; do
         set -- "$@" --set "$s"
@@ -43,41 +69,24 @@ sysinstall_layout_csv() {
     if [ -n "${SYSINSTALL_LAYOUT_DISK_SECTORS}" ]; then
         set -- "$@" --disk-sectors "${SYSINSTALL_LAYOUT_DISK_SECTORS}"
     fi
-    sysinstall layout "${SYSINSTALL_LAYOUT_XML}" "$@" --format csv >"$1.tmp" ||
-        bbfatal "sysinstall-layout: sysinstall layout ${SYSINSTALL_LAYOUT_XML} failed"
-    mv "$1.tmp" "$1"
+    sysinstall layout "$dir/layout.xml" "$@" --format csv >"$dir/partition_table" ||
+        bbfatal "sysinstall_layout: sysinstall rejects the flash layout of ${MACHINE} (message above)"
 }
-sysinstall_layout_csv[doc] = "Writes the partition table CSV for SYSINSTALL_LAYOUT_XML to the file given"
-
-do_sysinstall_layout() {
-    sysinstall_layout_csv "${B}/partition_table"
-}
-do_sysinstall_layout[doc] = "Converts the flash layout into the sysinstall partition table"
-do_sysinstall_layout[vardeps] += "SYSINSTALL_LAYOUT_XML SYSINSTALL_LAYOUT_SET SYSINSTALL_LAYOUT_DISK_SECTORS"
-do_sysinstall_layout[file-checksums] += "${@'${SYSINSTALL_LAYOUT_XML}:True' if d.getVar('SYSINSTALL_LAYOUT_XML') else ''}"
-
-# The table goes into a package from an ordinary recipe, into the rootfs from
-# an image recipe: which one is only known once the recipe is parsed.
-# nooelint: oelint.task.noanonpython
-python __anonymous() {
-    if bb.data.inherits_class('image', d):
-        d.appendVar('ROOTFS_POSTPROCESS_COMMAND', ' sysinstall_layout_rootfs;')
-    else:
-        bb.build.addtask('do_sysinstall_layout', 'do_install', 'do_compile', d)
-        d.appendVar('FILES:' + d.getVar('PN'), ' ' + d.getVar('SYSINSTALL_PARTITION_TABLE'))
-}
-
-do_install:append() {
-    if [ -f "${B}/partition_table" ]; then
-        install -D -m 0644 "${B}/partition_table" "${D}${SYSINSTALL_PARTITION_TABLE}"
-    fi
-}
+sysinstall_layout_make[doc] = "Writes meta-tegra's substituted flash layout and its partition table into a directory"
 
 sysinstall_layout_rootfs() {
-    sysinstall_layout_csv "${WORKDIR}/sysinstall-partition_table"
-    if [ -f "${WORKDIR}/sysinstall-partition_table" ]; then
-        install -D -m 0644 "${WORKDIR}/sysinstall-partition_table" \
-            "${IMAGE_ROOTFS}${SYSINSTALL_PARTITION_TABLE}"
-    fi
+    sysinstall_layout_make "${WORKDIR}/sysinstall-layout"
+    install -D -m 0644 "${WORKDIR}/sysinstall-layout/layout.xml" "${IMAGE_ROOTFS}${SYSINSTALL_LAYOUT_FILE}"
+    install -D -m 0644 "${WORKDIR}/sysinstall-layout/partition_table" "${IMAGE_ROOTFS}${SYSINSTALL_PARTITION_TABLE}"
 }
-sysinstall_layout_rootfs[doc] = "Installs the partition table into the image rootfs"
+sysinstall_layout_rootfs[doc] = "Installs the flash layout and its partition table into the image rootfs"
+ROOTFS_POSTPROCESS_COMMAND += "sysinstall_layout_rootfs;"
+
+# nooelint: oelint.task.noanonpython
+python __anonymous() {
+    if not bb.data.inherits_class('image', d):
+        bb.fatal('sysinstall_layout: %s is not an image; the class is for image recipes' % d.getVar('PN'))
+    if not d.getVar('SYSINSTALL_LAYOUT_XML') and not bb.data.inherits_class('image_types_tegra', d):
+        raise bb.parse.SkipRecipe('sysinstall_layout: needs a tegra MACHINE (meta-tegra image_types_tegra) '
+                                  'or SYSINSTALL_LAYOUT_XML')
+}

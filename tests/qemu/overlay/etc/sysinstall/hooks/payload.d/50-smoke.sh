@@ -6,10 +6,25 @@ if [ "$TEST" = smoke ]; then
         echo "marker=sysinstall-smoke"
         echo "uname=$(uname -m) $(uname -r)"
         [ -b /dev/mmcblk0 ] && echo "mmcblk0_sectors=$(cat /sys/block/mmcblk0/size)"
+        # sysfs, not blockdev: OE's busybox has no blockdev applet.
         for n in boot0 boot1; do
-            [ -b /dev/mmcblk0$n ] && echo "mmcblk0${n}_sectors=$(blockdev --getsz /dev/mmcblk0$n)"
+            [ -b /dev/mmcblk0$n ] || continue
+            for b in /sys/block/vd*; do
+                [ "$(cat "$b/serial" 2>/dev/null)" = "$n" ] &&
+                    echo "mmcblk0${n}_sectors=$(cat "$b/size")"
+            done
         done
         echo "payload=$WHERE"
+        # Applets this initramfs does not have (links in PATH).
+        missing=""
+        for a in cttyhack findfs poweroff blockdev; do
+            found=""
+            for dir in /bin /sbin /usr/bin /usr/sbin; do
+                [ -e "$dir/$a" ] && found=1
+            done
+            [ -n "$found" ] || missing="$missing $a"
+        done
+        echo "missing=${missing# }"
     } >$r/facts
     sysinstall --version >$r/version.out 2>$r/version.err
     echo $? >$r/version.rc
