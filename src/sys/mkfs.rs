@@ -70,7 +70,7 @@ pub fn mkfs_ext4_args(dev: &Path, o: &Ext4Options) -> Result<Vec<OsString>> {
 /// Makes an ext4 filesystem on `dev` (a partition or an image file).
 pub fn mkfs_ext4(dev: &Path, o: &Ext4Options) -> Result<()> {
     let args = mkfs_ext4_args(dev, o)?;
-    cmd::run(Command::new("mke2fs").args(&args))
+    cmd::run_retrying_busy(Command::new("mke2fs").args(&args), &[])
         .with_context(|| format!("formatting {} ({}) as ext4", o.label, dev.display()))?;
     Ok(())
 }
@@ -110,7 +110,7 @@ pub fn set_last_mounted(dev: &Path, text: &str) -> Result<()> {
     if text.len() >= 64 {
         bail!("last-mounted text {text:?} does not fit the 64-byte superblock field");
     }
-    cmd::run(Command::new("tune2fs").arg("-M").arg(text).arg(dev))
+    cmd::run_retrying_busy(Command::new("tune2fs").arg("-M").arg(text).arg(dev), &[])
         .with_context(|| format!("marking {} complete", dev.display()))?;
     Ok(())
 }
@@ -127,7 +127,7 @@ pub enum FsckOutcome {
 /// Runs `e2fsck -p` (preen: fix what is safe, fail on anything else) on an
 /// unmounted filesystem, as the old installer did after unpacking a slot.
 pub fn e2fsck_preen(dev: &Path) -> Result<FsckOutcome> {
-    let out = cmd::run_allowing(Command::new("e2fsck").arg("-p").arg(dev), &[1, 2])
+    let out = cmd::run_retrying_busy(Command::new("e2fsck").arg("-p").arg(dev), &[1, 2])
         .with_context(|| format!("checking {}", dev.display()))?;
     Ok(if out.status.code() == Some(0) {
         FsckOutcome::Clean

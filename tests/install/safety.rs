@@ -188,3 +188,32 @@ fn a_read_only_disk_is_refused_before_anything() {
     assert!(stdout(&o).contains("is read-only"), "{}", stdout(&o));
     assert_eq!(rig.state(), before);
 }
+
+/// `--device` through a symlink (as `/dev/disk/by-path/...` is): the
+/// install works on the device it leads to, partition nodes included.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_device_given_through_a_symlink_is_installed() {
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let link = rig.dir.path().join("by-path-link");
+    std::os::unix::fs::symlink(&rig.lo.path, &link).unwrap();
+    let cmd = rig.install_cmd();
+    let args: Vec<std::ffi::OsString> = cmd
+        .get_args()
+        .map(|a| {
+            if a == rig.lo.path.as_os_str() {
+                link.clone().into_os_string()
+            } else {
+                a.to_owned()
+            }
+        })
+        .collect();
+    let mut cmd = crate::support::sysinstall();
+    cmd.env("SYSINSTALL_RUNDIR", rig.dir.path().join("run"))
+        .args(&args)
+        .arg(&rig.rootfs);
+    let o = output(&mut cmd);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    rig.verify_initial(&rig.rootfs);
+}
