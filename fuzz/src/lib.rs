@@ -632,7 +632,9 @@ pub fn capsule(data: &[u8]) {
         }
         let missing = t234::missing(&p.entries, &sel, &t234::fmp_required(None));
         for m in &missing {
-            assert!(!names.iter().any(|n| n.as_slice() == m.name.as_bytes()), "{} selected and missing", m.name);
+            // Names are compared as printed: escaped, one-to-one.
+            let printed = |n: &&Vec<u8>| n.escape_ascii().to_string() == m.name;
+            assert!(!names.iter().any(printed), "{} selected and missing", m.name);
         }
         let (writes, _) = t234::kernel_writes(&p.entries, &specs, &[Slot::A, Slot::B], None);
         for wr in writes {

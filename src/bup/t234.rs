@@ -346,7 +346,8 @@ pub struct T234Selection {
     pub specs: BoardSpecs,
     /// One entry per name that has one, in order of first appearance.
     pub selected: Vec<Selected>,
-    /// Names with entries, none of them for this board and fuse.
+    /// Names with entries, none of them for this board and fuse; escaped
+    /// like [`PayloadEntry::display_name`], so two names never print alike.
     pub unresolved: Vec<String>,
 }
 
@@ -357,7 +358,7 @@ pub fn select(entries: &[PayloadEntry], specs: &BoardSpecs) -> T234Selection {
     for name in names(entries) {
         match find(entries, name, specs) {
             Some(s) => selected.push(s),
-            None => unresolved.push(String::from_utf8_lossy(name).into_owned()),
+            None => unresolved.push(name.escape_ascii().to_string()),
         }
     }
     T234Selection {
@@ -927,6 +928,28 @@ mod tests {
         assert!(m
             .iter()
             .any(|m| m.name == "VER" && m.reason == MissingReason::Required));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_print_apart() {
+        // Found by the capsule fuzz target: 0xff and the UTF-8 of U+FFFD
+        // once printed alike, so a selected name seemed to be missing too.
+        let b = v3()
+            .entry("\u{fffd}", b"v", 0, "")
+            .entry("Z", b"v", 0, "3767-000-0003--1-1-x-");
+        let mut bytes = b.build();
+        let second = super::super::payload::HEADER_LEN as usize
+            + b.accessory.len()
+            + PayloadFormat::V3.entry_len();
+        assert_eq!(bytes[second], b'Z');
+        bytes[second] = 0xff;
+        let p = Payload::parse_bytes(&bytes).unwrap();
+        let sel = select(&p.entries, &specs(AGX_SPEC));
+        assert_eq!(sel.selected.len(), 1);
+        assert_eq!(sel.unresolved, ["\\xff"]);
+        let m = missing(&p.entries, &sel, &[]);
+        assert_eq!(m.len(), 1);
+        assert_ne!(m[0].name.as_bytes(), "\u{fffd}".as_bytes());
     }
 
     #[test]
