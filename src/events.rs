@@ -62,6 +62,23 @@ pub enum EventKind {
         /// The text.
         text: String,
     },
+    /// What the run will do, once the preflight is through (also with
+    /// `--dry-run`): mode, slot, what is created and erased, the table.
+    Plan {
+        /// The plan data.
+        #[serde(flatten)]
+        plan: serde_json::Value,
+    },
+    /// Why the run failed, with a stable machine-readable code; emitted once,
+    /// right before the summary of a failed run.
+    Failure {
+        /// A stable code (`payload_mismatch`, `no_space`, `interrupted`, ...).
+        code: &'static str,
+        /// True when running the same command again may succeed as it is.
+        retryable: bool,
+        /// The one-line error.
+        error: String,
+    },
     /// The final record of a run.
     Summary {
         /// The summary data.
@@ -222,6 +239,32 @@ impl Events {
     pub fn message(&self, level: &'static str, text: impl Into<String>) {
         let text = text.into();
         self.with(|i| Self::send(i, EventKind::Message { level, text }, |_| {}));
+    }
+
+    /// The plan of the run.
+    pub fn plan(&self, plan: serde_json::Value) {
+        self.with(|i| Self::send(i, EventKind::Plan { plan }, |_| {}));
+    }
+
+    /// The run failed: an open step ends as failed, then the failure.
+    pub fn failure(&self, code: &'static str, retryable: bool, error: &str) {
+        self.with(|i| {
+            if i.step.is_some() {
+                Self::send(i, EventKind::StepEnd, |e| e.verdict = Some(Verdict::Failed));
+                i.step = None;
+                i.partition = None;
+                i.step_start = None;
+            }
+            Self::send(
+                i,
+                EventKind::Failure {
+                    code,
+                    retryable,
+                    error: error.to_owned(),
+                },
+                |_| {},
+            );
+        });
     }
 
     /// The final summary record.

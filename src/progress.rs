@@ -151,7 +151,8 @@ impl Sink for HumanSink {
                 };
                 self.line(&format!("{prefix}{text}"));
             }
-            EventKind::Summary { .. } => {}
+            // The report and the FAIL line say these for people.
+            EventKind::Plan { .. } | EventKind::Failure { .. } | EventKind::Summary { .. } => {}
         }
     }
 }

@@ -47,7 +47,7 @@ fn finish(
         Ok(mut summary) => {
             summary.exit = exit::SUCCESS;
             events.summary(serde_json::to_value(&summary).unwrap_or_default());
-            if summary.result != "pass" {
+            if summary.result != report::Outcome::Pass {
                 return exit::SUCCESS;
             }
             (
@@ -59,9 +59,13 @@ fn finish(
             let err = as_usage(err);
             let code = exit::classify(&err, CommandKind::Writer, &ctx.changes);
             let reason = exit::one_line(&err);
+            let why = report::failure_code(&err);
+            events.failure(why.as_str(), why.retryable(), &reason);
             events.summary(serde_json::json!({
-                "result": "fail",
+                "result": report::Outcome::Fail,
                 "exit": code,
+                "code": why.as_str(),
+                "retryable": why.retryable(),
                 "error": reason,
             }));
             (code, report::fail_line(&reason, code))
@@ -141,7 +145,8 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
 /// The command line, over the site configuration, over the defaults.
 pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     let mut a = cli.clone();
-    site_config::load_into(cli.config.as_deref(), &mut a)?;
+    site_config::load_into(cli.config.as_deref(), &mut a)
+        .map_err(report::or_code(report::FailCode::InputInvalid))?;
     let rootfs = match a.rootfs.clone() {
         Some(r) => r,
         None => first_existing(install::DEFAULT_ROOTFS)

@@ -46,7 +46,6 @@ use crate::exit::Changes;
 use crate::failpoint;
 use crate::layout::{self, Soc};
 use crate::sys::{blockdev::Disk, board::SysRoot};
-use anyhow::bail;
 use journal::InstallMode;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -195,7 +194,10 @@ pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
         });
     }
     if !out.iter().any(|f| f.name == "APP") {
-        bail!("the layout has no APP partition to install the rootfs into");
+        report::refuse!(
+            report::FailCode::LayoutInvalid,
+            "the layout has no APP partition to install the rootfs into"
+        );
     }
     Ok(out)
 }
@@ -233,8 +235,8 @@ pub fn mkfs_extra(options: &[String], name: &str) -> Vec<String> {
 /// The final record of a run (also the JSON summary).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// "pass", "fail", or "dry_run".
-    pub result: String,
+    /// How it ended.
+    pub result: report::Outcome,
     /// Exit code class (filled in by the caller).
     pub exit: u8,
     /// "initial" or "update".
@@ -262,7 +264,7 @@ pub struct Summary {
 impl Summary {
     fn new(device: String) -> Summary {
         Summary {
-            result: "fail".into(),
+            result: report::Outcome::Fail,
             exit: 0,
             mode: None,
             device,
@@ -321,11 +323,12 @@ pub fn run(
         }
     };
     events.step_end(Verdict::Ok);
+    events.plan(report::plan_json(&pre));
     summary.mode = Some(pre.decision.mode);
     summary.rootfs_sha256 = pre.rootfs_sha256.map(|h| crate::rootfs::source::hex(&h));
     if opts.dry_run {
         eprintln!("{}\n\n--dry-run: nothing was written.", pre.report);
-        summary.result = "dry_run".into();
+        summary.result = report::Outcome::DryRun;
         summary.duration = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
@@ -333,7 +336,7 @@ pub fn run(
         return Err(crate::exit::Declined.into());
     }
     steps::execute(opts, pre, changes, events, &mut summary)?;
-    summary.result = "pass".into();
+    summary.result = report::Outcome::Pass;
     summary.duration = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -10,7 +10,7 @@ use super::InstallOptions;
 use crate::bup::update::{self, IdentityRequest};
 use crate::layout::{Layout, Soc};
 use crate::rootfs::{self, Capture};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
 /// The payload an initial install writes, inside the new rootfs.
@@ -87,7 +87,12 @@ pub fn check(
     let sel = crate::bup::tnspec::select(&payload.entries, &identity.tnspec);
     let outcome = crate::bup::check::check(&payload, &mut file, &sel, identity.soc, Some(layout));
     if let Some(p) = outcome.problems.first() {
-        bail!("{}: {p} (TNSPEC {})", path.display(), identity.tnspec);
+        super::report::refuse!(
+            super::report::FailCode::PayloadMismatch,
+            "{}: {p} (TNSPEC {})",
+            path.display(),
+            identity.tnspec
+        );
     }
     Ok(format!(
         "{} entries selected for TNSPEC {} ({})",

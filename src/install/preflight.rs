@@ -12,7 +12,7 @@
 use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
 use super::journal::{self, InstallMode, Record};
 use super::payload::{self, BupSource};
-use super::report::{self, PayloadFinding, PreflightView, RootfsFinding};
+use super::report::{self, refuse, Coded, FailCode, PayloadFinding, PreflightView, RootfsFinding};
 use super::{filesystems, fit, Fs, FsRole, InstallOptions};
 use crate::bup::board::{self as bboard, Slot};
 use crate::bup::update::{self, Request, UpdateOptions};
@@ -24,7 +24,7 @@ use crate::repartition::Plan;
 use crate::rootfs::{self, tree::SavedTree, EntryCounts, Source, SourceOptions, UnpackOptions};
 use crate::sys::blockdev::{Disk, StorageId};
 use crate::sys::{self, mkfs, mount::Mount};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
 /// Share of available memory `--keep-data` may use to hold DATA.
@@ -187,9 +187,13 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
 /// The target: a whole-disk block device, opened once and locked for the
 /// run, and writable.
 fn open_target(device: &Path) -> anyhow::Result<Disk> {
-    let disk = Disk::open(device)?;
+    let disk = Disk::open(device).map_err(report::recode(
+        FailCode::DeviceInvalid,
+        &[FailCode::Failed, FailCode::InputMissing],
+    ))?;
     if !sys::rawdev::is_block_device(disk.path()) {
-        bail!(
+        refuse!(
+            FailCode::DeviceInvalid,
             "{} is not a block device; attach an image with `losetup -f --show IMAGE` and install onto that",
             device.display()
         );
@@ -332,7 +336,10 @@ fn boot_mismatch(
 fn check_tools() -> anyhow::Result<()> {
     for t in TOOLS {
         if !tool_exists(t) {
-            bail!("{t} is not installed (needed to create and check filesystems)");
+            refuse!(
+                FailCode::ToolMissing,
+                "{t} is not installed (needed to create and check filesystems)"
+            );
         }
     }
     Ok(())
@@ -356,7 +363,8 @@ fn check_rootfs(opts: &InstallOptions, events: &Events) -> anyhow::Result<Rootfs
             events: events.clone(),
             ..SourceOptions::default()
         },
-    )?;
+    )
+    .map_err(report::or_code(FailCode::InputInvalid))?;
     let described = source.describe();
     let identity = |sha: Option<[u8; 32]>| match sha {
         Some(h) => format!("sha256:{}", rootfs::source::hex(&h)),
@@ -390,7 +398,8 @@ fn check_rootfs(opts: &InstallOptions, events: &Events) -> anyhow::Result<Rootfs
         },
         events,
     )
-    .with_context(|| format!("checking {described}"))?;
+    .with_context(|| format!("checking {described}"))
+    .map_err(report::or_code(FailCode::RootfsInvalid))?;
     let sha256 = rootfs::source::parse_hex(&scan.sha256);
     Ok(RootfsCheck {
         finding: RootfsFinding::Scanned {
@@ -457,14 +466,16 @@ fn locate_payload(
         (Some(p), false) => Some(p.clone()),
         (None, false) => match payload::pick(&rootfs.captured, mode) {
             Some(bytes) => Some(payload::stash(rundir, &bytes)?),
-            None if rootfs.scanned => bail!(
+            None if rootfs.scanned => refuse!(
+                FailCode::PayloadMismatch,
                 "{} has no bootloader update payload ({}) and none was given with --bup: \
                  the board would not boot the new release; give --bup FILE, or --no-bootloader \
                  to install without writing the boot partitions",
                 opts.rootfs,
                 payload::paths(mode).join(" or ")
             ),
-            None => bail!(
+            None => refuse!(
+                FailCode::PayloadMismatch,
                 "{} can be read only once, so the payload inside it cannot be checked for this \
                  board before the disk is erased: give the payload with --bup FILE (or \
                  --no-bootloader to leave the boot partitions alone)",
@@ -553,23 +564,34 @@ fn check_boot_devices(devices: &[PathBuf], layout: &Layout, disk: &Disk) -> anyh
     if devices.is_empty() {
         return Ok(());
     }
-    update::boot_medium(devices.len(), layout.boot.as_ref().map(|b| b.kind))?;
+    update::boot_medium(devices.len(), layout.boot.as_ref().map(|b| b.kind)).map_err(|e| {
+        Coded {
+            code: FailCode::DeviceInvalid,
+            message: e.to_string(),
+        }
+    })?;
     let target =
         StorageId::of(disk.path()).with_context(|| format!("reading {}", disk.path().display()))?;
     let mut seen: Vec<(&PathBuf, StorageId)> = Vec::new();
     let mut total = 0u64;
     for d in devices {
-        let id =
-            StorageId::of(d).with_context(|| format!("opening boot device {}", d.display()))?;
+        let id = StorageId::of(d)
+            .with_context(|| format!("opening boot device {}", d.display()))
+            .map_err(report::recode(
+                FailCode::DeviceInvalid,
+                &[FailCode::Failed, FailCode::InputMissing],
+            ))?;
         if id.overlaps(&target) {
-            bail!(
+            refuse!(
+                FailCode::DeviceInvalid,
                 "boot device {} is the target disk {} or part of it",
                 d.display(),
                 disk.path().display()
             );
         }
         if let Some((other, _)) = seen.iter().find(|(_, o)| o.overlaps(&id)) {
-            bail!(
+            refuse!(
+                FailCode::DeviceInvalid,
                 "boot devices {} and {} are the same storage",
                 other.display(),
                 d.display()
@@ -589,7 +611,8 @@ fn check_boot_devices(devices: &[PathBuf], layout: &Layout, disk: &Disk) -> anyh
             .max()
             .unwrap_or(0);
         if end > total {
-            bail!(
+            refuse!(
+                FailCode::DeviceInvalid,
                 "the boot devices ({}) hold {total} bytes; the layout's boot partitions need {end}",
                 devices
                     .iter()
@@ -646,12 +669,14 @@ fn check_data_tarball(
     let Some(t) = &opts.data else {
         return Ok(());
     };
-    let s = Source::open(t, &SourceOptions::default())?;
+    let s = Source::open(t, &SourceOptions::default())
+        .map_err(report::or_code(FailCode::InputInvalid))?;
     if !s.rereadable() {
         return Ok(());
     }
     let scan = rootfs::scan(s, &UnpackOptions::default(), events)
-        .with_context(|| format!("checking data tarball {t}"))?;
+        .with_context(|| format!("checking data tarball {t}"))
+        .map_err(report::or_code(FailCode::RootfsInvalid))?;
     let Some(data) = fs.iter().find(|f| f.role == FsRole::Data) else {
         return Ok(());
     };

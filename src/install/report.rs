@@ -3,11 +3,15 @@
 //! `PASS: successful installation of <artifact>` or `FAIL: <reason>`.
 //! Everything here formats values the install computed; nothing decides.
 
-use super::decide::{DataHandling, Decision};
+use super::decide::{DataHandling, Decision, Refusal};
+use super::fit::NoSpace;
 use super::journal::{InstallMode, Record};
+use super::payload::BupSource;
+use super::preflight::Preflight;
 use super::slot_partition;
 use crate::exit;
 use crate::repartition::Plan;
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// What the report says of the rootfs.
@@ -211,4 +215,264 @@ pub fn fail_line(reason: &str, code: u8) -> String {
         _ => "",
     };
     format!("FAIL: {reason}{hint}")
+}
+
+/// How a run ended, as the summary says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Installed and verified.
+    Pass,
+    /// Failed (see `code`).
+    Fail,
+    /// `--dry-run`: preflight only.
+    DryRun,
+}
+
+/// The `plan` event: what the run will do, once the preflight is through.
+pub fn plan_json(pre: &Preflight) -> serde_json::Value {
+    let d = &pre.decision;
+    serde_json::json!({
+        "device": pre.disk.path().display().to_string(),
+        "sectors": pre.layout.user.disk_sectors,
+        "layout": pre.layout.source,
+        "mode": d.mode,
+        "why": d.why,
+        "target_slot": match d.mode {
+            InstallMode::Update => Some(d.target.letter()),
+            InstallMode::Initial => None,
+        },
+        "in_place": pre.plan.in_place,
+        "create": d.create,
+        "erased": d.erased,
+        "data": d.data.map(|h| match h {
+            DataHandling::InPlace => "in_place",
+            DataHandling::SaveAndRestore => "save_and_restore",
+            DataHandling::Recreate => "recreate",
+        }),
+        "payload": match &pre.bup {
+            BupSource::File(p) => Some(p.display().to_string()),
+            BupSource::None => None,
+        },
+        "boot_devices": pre.boot_devices.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "resuming": pre.resume.is_some(),
+        "partitions": pre.plan.partitions,
+    })
+}
+
+/// A stable, machine-readable reason for a failed run (the `code` of the
+/// failure event and the summary). Documented in the README; never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailCode {
+    /// The command line contradicts itself or the site configuration.
+    Usage,
+    /// Cancelled at the confirmation prompt.
+    Declined,
+    /// Stopped by SIGINT, SIGTERM or SIGHUP.
+    Interrupted,
+    /// The disk is in use, locked by another program, or busy.
+    DeviceBusy,
+    /// The disk refuses writes.
+    DeviceReadOnly,
+    /// The target is not a whole-disk block device, or a boot device is
+    /// wrong (missing, the same as another, part of the target, too small).
+    DeviceInvalid,
+    /// The layout file is unreadable or breaks a rule.
+    LayoutInvalid,
+    /// The mode asked for cannot be done on this disk.
+    ModeRefused,
+    /// An argument or the site configuration is malformed (a checksum that
+    /// is not hex, an unknown key).
+    InputInvalid,
+    /// A file named on the command line or in the configuration does not
+    /// exist (or the server says so: HTTP 404, 410).
+    InputMissing,
+    /// The rootfs or data tarball is corrupt or holds unsafe members.
+    RootfsInvalid,
+    /// A stream's SHA-256 is not the expected one.
+    ChecksumMismatch,
+    /// A source cannot be had for now (a server error, the network).
+    SourceUnavailable,
+    /// What is to be installed does not fit.
+    NoSpace,
+    /// The bootloader payload is corrupt, missing, or not for this board.
+    PayloadMismatch,
+    /// A program the install runs is not installed.
+    ToolMissing,
+    /// Reading or writing a device failed.
+    IoError,
+    /// Anything else.
+    Failed,
+}
+
+impl FailCode {
+    /// The code as events carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailCode::Usage => "usage",
+            FailCode::Declined => "declined",
+            FailCode::Interrupted => "interrupted",
+            FailCode::DeviceBusy => "device_busy",
+            FailCode::DeviceReadOnly => "device_read_only",
+            FailCode::DeviceInvalid => "device_invalid",
+            FailCode::InputInvalid => "input_invalid",
+            FailCode::InputMissing => "input_missing",
+            FailCode::LayoutInvalid => "layout_invalid",
+            FailCode::ModeRefused => "mode_refused",
+            FailCode::RootfsInvalid => "rootfs_invalid",
+            FailCode::ChecksumMismatch => "checksum_mismatch",
+            FailCode::SourceUnavailable => "source_unavailable",
+            FailCode::NoSpace => "no_space",
+            FailCode::PayloadMismatch => "payload_mismatch",
+            FailCode::ToolMissing => "tool_missing",
+            FailCode::IoError => "io_error",
+            FailCode::Failed => "failed",
+        }
+    }
+
+    /// True when the same command may succeed when run again as it is (the
+    /// cause may be gone: a signal, a busy disk, the network, a flaky read).
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            FailCode::Interrupted
+                | FailCode::DeviceBusy
+                | FailCode::SourceUnavailable
+                | FailCode::IoError
+        )
+    }
+}
+
+/// An error the install raises itself, with its code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Coded {
+    /// The code.
+    pub code: FailCode,
+    /// The one-line reason.
+    pub message: String,
+}
+
+/// `Err(Coded)` with a formatted message.
+macro_rules! refuse {
+    ($code:expr, $($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::install::report::Coded {
+            code: $code,
+            message: format!($($arg)*),
+        }))
+    };
+}
+pub(crate) use refuse;
+
+/// For `map_err` at a stage boundary: `err` with `code`, unless something
+/// in it already tells more (an interruption, a busy device, a read error,
+/// a missing file). The message is unchanged.
+pub fn or_code(code: FailCode) -> impl FnOnce(anyhow::Error) -> anyhow::Error {
+    recode(code, &[FailCode::Failed])
+}
+
+/// `err` with `code` when its own code is one of `replace`.
+pub fn recode(
+    code: FailCode,
+    replace: &'static [FailCode],
+) -> impl FnOnce(anyhow::Error) -> anyhow::Error {
+    move |err| {
+        if replace.contains(&failure_code(&err)) {
+            anyhow::Error::new(Coded {
+                code,
+                message: format!("{err:#}"),
+            })
+        } else {
+            err
+        }
+    }
+}
+
+/// The code of a failed run, from the most telling error in its chain.
+pub fn failure_code(err: &anyhow::Error) -> FailCode {
+    use crate::bup::boot_plan::BootPlanError;
+    use crate::bup::payload::PayloadError;
+    use crate::interrupt::Interrupted;
+    use crate::rootfs::http::HttpStatus;
+    use crate::rootfs::source::ChecksumMismatch;
+    use crate::sys::blockdev::{DeviceLocked, ReadOnly};
+    use crate::sys::holders::InUse;
+    use std::io;
+    let ios = || {
+        err.chain()
+            .filter_map(|c| c.downcast_ref::<io::Error>())
+            .collect::<Vec<_>>()
+    };
+    let has = |f: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| {
+        err.chain().any(f)
+            || ios()
+                .iter()
+                .filter_map(|e| e.get_ref())
+                .any(|inner| f(inner))
+    };
+    if has(&|e| e.is::<Interrupted>()) {
+        return FailCode::Interrupted;
+    }
+    if has(&|e| e.is::<exit::UsageError>()) {
+        return FailCode::Usage;
+    }
+    if let Some(r) = err.chain().find_map(|c| c.downcast_ref::<Refusal>()) {
+        return if r.is_usage() {
+            FailCode::Usage
+        } else {
+            FailCode::ModeRefused
+        };
+    }
+    if has(&|e| e.is::<exit::Declined>()) {
+        return FailCode::Declined;
+    }
+    if let Some(c) = err.chain().find_map(|c| c.downcast_ref::<Coded>()) {
+        return c.code;
+    }
+    if has(&|e| e.is::<DeviceLocked>() || e.is::<InUse>()) {
+        return FailCode::DeviceBusy;
+    }
+    if has(&|e| e.is::<ReadOnly>()) {
+        return FailCode::DeviceReadOnly;
+    }
+    if has(&|e| e.is::<ChecksumMismatch>()) {
+        return FailCode::ChecksumMismatch;
+    }
+    if has(&|e| e.is::<NoSpace>()) {
+        return FailCode::NoSpace;
+    }
+    if let Some(status) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<HttpStatus>())
+        .map(|s| s.code)
+    {
+        return match status {
+            404 | 410 => FailCode::InputMissing,
+            _ => FailCode::SourceUnavailable,
+        };
+    }
+    if has(&|e| e.is::<crate::rootfs::decompress::SourceError>()) {
+        return FailCode::SourceUnavailable;
+    }
+    if has(&|e| e.is::<crate::layout::LayoutError>()) {
+        return FailCode::LayoutInvalid;
+    }
+    if has(&|e| {
+        e.is::<PayloadError>()
+            || e.is::<BootPlanError>()
+            || e.is::<crate::uefi::preflight::Refusal>()
+    }) {
+        return FailCode::PayloadMismatch;
+    }
+    match ios().first().map(|e| (e.kind(), e.raw_os_error())) {
+        Some((_, Some(libc::ENOSPC))) => FailCode::NoSpace,
+        Some((_, Some(libc::EBUSY))) => FailCode::DeviceBusy,
+        Some((_, Some(libc::EROFS))) => FailCode::DeviceReadOnly,
+        Some((io::ErrorKind::NotFound, _)) => FailCode::InputMissing,
+        Some((io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof, _)) => {
+            FailCode::RootfsInvalid
+        }
+        Some(_) => FailCode::IoError,
+        None => FailCode::Failed,
+    }
 }

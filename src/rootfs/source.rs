@@ -222,13 +222,29 @@ impl Source {
 /// Fails unless `got` equals `want`, naming both.
 pub fn check_sha256(what: &str, got: &[u8; 32], want: &[u8; 32], from: &str) -> Result<()> {
     if got != want {
-        bail!(
-            "{what}: SHA-256 mismatch: the data has {}, {from} expects {}",
-            hex(got),
-            hex(want)
-        );
+        return Err(ChecksumMismatch {
+            what: what.to_owned(),
+            got: hex(got),
+            want: hex(want),
+            from: from.to_owned(),
+        }
+        .into());
     }
     Ok(())
+}
+
+/// A stream's SHA-256 is not the one it must have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: SHA-256 mismatch: the data has {got}, {from} expects {want}")]
+pub struct ChecksumMismatch {
+    /// The source.
+    pub what: String,
+    /// Its hash, hex.
+    pub got: String,
+    /// The expected hash, hex.
+    pub want: String,
+    /// Where the expected hash came from.
+    pub from: String,
 }
 
 /// Lower-case hex.

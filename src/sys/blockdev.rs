@@ -30,6 +30,11 @@ const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(100);
 #[error("{} is locked by another program (another sysinstall installing onto it, or a partitioning tool); wait for it to finish", .0.display())]
 pub struct DeviceLocked(pub PathBuf);
 
+/// The disk refuses writes.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is read-only (the kernel refuses writes to it; an eMMC at the end of its life turns read-only)", .0.display())]
+pub struct ReadOnly(pub PathBuf);
+
 /// How often an exclusive open is retried on EBUSY, and the pause between.
 const EXCL_RETRIES: u32 = 10;
 const EXCL_RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -495,10 +500,7 @@ impl Disk {
                 })
         });
         if flagged || denied {
-            bail!(
-                "{} is read-only (the kernel refuses writes to it; an eMMC at the end of its life turns read-only)",
-                self.path().display()
-            );
+            return Err(ReadOnly(self.path().to_owned()).into());
         }
         opened.map(drop)
     }

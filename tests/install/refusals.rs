@@ -40,10 +40,12 @@ fn sh(script: &str) {
     assert!(o.status.success(), "{script}: {}", stderr(&o));
 }
 
-/// Runs one case and checks code, message and that nothing changed.
 /// Cases run so far (the issue asks for at least 30).
 static RAN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Refusals whose failure code is missing, wrong or inconsistent.
+static MISCODED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
+/// Runs one case and checks code, message and that nothing changed.
 fn run_case(rig: &Rig, c: &Case) {
     RAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let before = rig.state();
@@ -83,9 +85,47 @@ fn run_case(rig: &Rig, c: &Case) {
     for (k, v) in &c.env {
         cmd.env(k, v);
     }
+    // The events go to stderr (the FAIL line stays on stdout), unless the
+    // case is about the events options themselves.
+    let events = !c.args.iter().any(|a| a.starts_with("--events"));
+    if events {
+        cmd.args(["--events", "json", "--events-fd", "2"]);
+    }
     cmd.args(&c.args);
     let o = output(&mut cmd);
     let (out, err) = (stdout(&o), stderr(&o));
+    if events && c.code == 3 {
+        // Every refusal is classified: a stable code, not the catch-all, in
+        // the failure event and in the summary, and it is not retryable.
+        let json: Vec<serde_json::Value> = err
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let failure = json.iter().find(|v| v["kind"] == "failure");
+        let summary = json
+            .last()
+            .unwrap_or_else(|| panic!("{}: no events: {err}", c.name));
+        assert_eq!(summary["kind"], "summary", "{}", c.name);
+        let code = summary["code"].as_str().unwrap_or_default();
+        let mut wrong = Vec::new();
+        if code.is_empty() || code == "failed" {
+            wrong.push(format!("{}: code {code:?}", c.name));
+        }
+        if failure.map(|f| &f["code"]) != Some(&summary["code"]) {
+            wrong.push(format!("{}: failure event {failure:?}", c.name));
+        }
+        if let Some(want) = expected_code(c.name) {
+            if code != want {
+                wrong.push(format!("{}: code {code:?}, want {want:?}", c.name));
+            }
+        }
+        let retryable = matches!(code, "device_busy" | "source_unavailable");
+        if summary["retryable"] != retryable {
+            wrong.push(format!("{}: retryable {}", c.name, summary["retryable"]));
+        }
+        // Collected, so one run names every misclassified case.
+        MISCODED.lock().unwrap().extend(wrong);
+    }
     assert_eq!(
         o.status.code(),
         Some(c.code),
@@ -116,6 +156,29 @@ fn run_case(rig: &Rig, c: &Case) {
         "{}: the disk or a boot image changed",
         c.name
     );
+}
+
+/// The codes some refusals must carry (the README documents them).
+fn expected_code(case: &str) -> Option<&'static str> {
+    Some(match case {
+        "layout missing" | "layout malformed" | "placeholder without a value" => "layout_invalid",
+        "update without a layout in place" => "mode_refused",
+        "rootfs SHA-256 mismatch" | "rootfs .sha256 file mismatch" => "checksum_mismatch",
+        "rootfs missing" | "payload missing" | "data tarball missing" => "input_missing",
+        "rootfs not an archive" | "rootfs with ../" | "data tarball corrupt" => "rootfs_invalid",
+        "a hard link to a name not earlier in the archive" => "rootfs_invalid",
+        "rootfs SHA-256 malformed" | "site config with an unknown key" => "input_invalid",
+        "device missing" | "boot device missing" | "a partition node as the device" => {
+            "device_invalid"
+        }
+        "rootfs too big for the slots" | "more files than the slot has inodes" => "no_space",
+        "a data tarball bigger than DATA" => "no_space",
+        "payload for another board" | "payload V3" | "payload bad magic" => "payload_mismatch",
+        "the same boot device twice" | "one boot device for an eMMC layout" => "device_invalid",
+        "a partition is mounted" | "a partition is swap" => "device_busy",
+        "mke2fs not installed" => "tool_missing",
+        _ => return None,
+    })
 }
 
 fn p_big(d: &Path, layout: &Path) -> String {
@@ -637,4 +700,10 @@ for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
     let ran = RAN.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("{ran} refusal cases, plus the small boot device");
     assert!(ran >= 30, "only {ran} refusal cases ran");
+    let miscoded = MISCODED.lock().unwrap();
+    assert!(
+        miscoded.is_empty(),
+        "failure codes:\n{}",
+        miscoded.join("\n")
+    );
 }
