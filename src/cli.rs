@@ -421,8 +421,25 @@ pub struct InstallArgs {
     pub device: Option<PathBuf>,
 
     /// Bootloader update payload (default: from the new rootfs, /opt/ota_package/...).
+    /// On Orin (T234): the kernel payload (kernel_only_payload or tegra-kernel.cap).
     #[arg(long, value_name = "FILE")]
     pub bup: Option<PathBuf>,
+
+    /// Orin (T234): the UEFI capsule to stage in the ESP for the boot firmware
+    /// (default: /opt/nvidia/UpdateCapsule/tegra-bl.cap from the new rootfs).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_capsule")]
+    pub capsule: Option<PathBuf>,
+
+    /// Orin (T234): leave the boot firmware as it is (no capsule); the board
+    /// is switched to the new slot with BootChainFwNext instead.
+    #[arg(long)]
+    pub no_capsule: bool,
+
+    /// Orin (T234): the UEFI launcher for the ESP, EFI/BOOT/BOOTAA64.efi
+    /// (default: boot/efi/EFI/BOOT/BOOTAA64.efi from the new rootfs, else
+    /// /usr/share/sysinstall/BOOTAA64.efi).
+    #[arg(long, value_name = "FILE")]
+    pub launcher: Option<PathBuf>,
 
     /// Boot device(s) for the payload (see `bup write --help`).
     #[arg(long = "boot-device", value_name = "DEV")]

@@ -173,6 +173,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
             )
         })?,
     };
+    let layout_path = layout.clone();
     Ok(InstallOptions {
         rootfs,
         rootfs_sha256: a.rootfs_sha256.clone(),
@@ -182,8 +183,11 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         device: a
             .device
             .clone()
-            .unwrap_or_else(|| PathBuf::from(install::DEFAULT_DEVICE)),
+            .unwrap_or_else(|| install::default_device(&layout_path)),
         bup: a.bup.clone(),
+        capsule: a.capsule.clone(),
+        no_capsule: a.no_capsule,
+        launcher: a.launcher.clone(),
         boot_devices: a.boot_devices.clone(),
         soc: a.soc.map(Into::into),
         mode: a.mode.unwrap_or_default().into(),

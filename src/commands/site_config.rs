@@ -31,6 +31,9 @@ pub const KEYS: &[&str] = &[
     "keep-data",
     "no-fsck",
     "no-bootloader",
+    "capsule",
+    "no-capsule",
+    "launcher",
     "mkfs-options",
     "progress",
     "tnspec",
@@ -152,6 +155,13 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
             "keep-data" => args.keep_data |= boolean(e, file)?,
             "no-fsck" => args.no_fsck |= boolean(e, file)?,
             "no-bootloader" => args.no_bootloader |= boolean(e, file)?,
+            "no-capsule" => args.no_capsule |= boolean(e, file)?,
+            "capsule" => {
+                args.capsule.get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "launcher" => {
+                args.launcher.get_or_insert_with(|| PathBuf::from(v()));
+            }
             "tnspec" => {
                 args.board.tnspec.get_or_insert_with(v);
             }

@@ -33,6 +33,7 @@ mod payload;
 mod preflight;
 pub mod report;
 mod steps;
+pub mod t234;
 
 pub use decide::ModeRequest;
 pub use payload::{BUP_INITIALIZE, BUP_UPDATE, MAX_BUP_BYTES};
@@ -64,6 +65,27 @@ pub const DEFAULT_LAYOUTS: &[&str] = &[
 ];
 /// The eMMC user area of a Jetson.
 pub const DEFAULT_DEVICE: &str = "/dev/mmcblk0";
+/// The NVMe disk of an Orin NX or Orin Nano.
+pub const DEFAULT_NVME_DEVICE: &str = "/dev/nvme0n1";
+
+/// The target when none is given: the NVMe disk when the layout's user
+/// device is `nvme` or `external` (Orin NX/Nano layouts), else the eMMC (or
+/// SD card) at `/dev/mmcblk0`. A layout that cannot be read here gives the
+/// eMMC; the preflight then reports what is wrong with it.
+pub fn default_device(layout: &std::path::Path) -> PathBuf {
+    let nvme = std::fs::read_to_string(layout)
+        .ok()
+        .and_then(|text| layout::xml::parse(&text).ok())
+        .is_some_and(|l| {
+            layout::geometry::user_device(&l)
+                .is_some_and(|d| d.kind == "nvme" || d.kind == "external")
+        });
+    PathBuf::from(if nvme {
+        DEFAULT_NVME_DEVICE
+    } else {
+        DEFAULT_DEVICE
+    })
+}
 /// Mount points and the extracted payload live here (tmpfs in the initramfs);
 /// `SYSINSTALL_RUNDIR` overrides it.
 pub const DEFAULT_RUNDIR: &str = "/run/sysinstall";
@@ -100,6 +122,12 @@ pub struct InstallOptions {
     pub no_fsck: bool,
     /// Leave the boot partitions (and the slot switch) alone.
     pub no_bootloader: bool,
+    /// T234: the capsule to stage, when given.
+    pub capsule: Option<PathBuf>,
+    /// T234: stage no capsule (the firmware stays).
+    pub no_capsule: bool,
+    /// T234: the launcher for the ESP, when given.
+    pub launcher: Option<PathBuf>,
     /// `--mkfs-options`: `[NAME:]ARGS`.
     pub mkfs_options: Vec<String>,
     /// `--verify-slots`: compare the two slot trees after unpacking.
@@ -253,8 +281,11 @@ pub struct Summary {
     pub boot_written: Vec<String>,
     /// Boot partitions already equal (skipped).
     pub boot_skipped: Vec<String>,
-    /// Why the boot partitions were not touched, if they were not.
+    /// Why the boot partitions were not touched, if they were not (or,
+    /// on an Orin, what the firmware does next).
     pub boot_note: Option<String>,
+    /// Orin: each UEFI variable operation and what it found.
+    pub variables: Vec<String>,
     /// Seconds.
     pub duration: f64,
     /// What an earlier run had finished and this one kept.
@@ -274,6 +305,7 @@ impl Summary {
             boot_written: Vec::new(),
             boot_skipped: Vec::new(),
             boot_note: None,
+            variables: Vec::new(),
             duration: 0.0,
             resumed: Vec::new(),
         }

@@ -61,7 +61,12 @@ pub fn pick(captured: &[rootfs::Captured], mode: InstallMode) -> Option<Vec<u8>>
 /// Writes a payload extracted from the rootfs where the boot-partition
 /// update can open it.
 pub fn stash(rundir: &Path, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    let p = rundir.join("bup-payload");
+    stash_as(rundir, "bup-payload", bytes)
+}
+
+/// Writes a file taken from the rootfs into the run directory as `name`.
+pub fn stash_as(rundir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let p = rundir.join(name);
     std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
     Ok(p)
 }

@@ -13,7 +13,7 @@ use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
 use super::journal::{self, InstallMode, Record};
 use super::payload::{self, BupSource};
 use super::report::{self, refuse, Coded, FailCode, PayloadFinding, PreflightView, RootfsFinding};
-use super::{filesystems, fit, Fs, FsRole, InstallOptions};
+use super::{filesystems, fit, t234, Fs, FsRole, InstallOptions};
 use crate::bup::board::{self as bboard, Slot};
 use crate::bup::update::{self, Request, UpdateOptions};
 use crate::disk;
@@ -63,6 +63,8 @@ pub struct Preflight {
     pub rootfs_stream: Option<Source>,
     /// Where the payload comes from.
     pub bup: BupSource,
+    /// The Orin part of the install (kernel partitions, ESP, variables).
+    pub orin: Option<t234::Orin>,
     /// DATA, saved for `--keep-data`.
     pub saved_data: Option<SavedTree>,
     /// The report shown before the confirmation.
@@ -97,8 +99,23 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let plan = survey(&mut disk, &layout, opts)?;
     let journal = read_journal(&mut disk)?;
     let soc = opts.soc.or(layout.soc);
-    let boot_devices = boot_devices(opts, disk.path(), &layout)?;
-    let running = running_slot(opts, &boot_devices, &layout);
+    let orin = t234::is_t234(soc);
+    // On an Orin the boot firmware is on the QSPI, which is never written:
+    // no boot devices; the board and its running chain come from UEFI.
+    let board = match (orin, opts.no_bootloader) {
+        (false, _) => None,
+        (true, false) => Some(t234::read_board(opts, &layout)?),
+        (true, true) => t234::read_board(opts, &layout).ok(),
+    };
+    let boot_devices = if orin {
+        Vec::new()
+    } else {
+        boot_devices(opts, disk.path(), &layout)?
+    };
+    let running = match &board {
+        Some(b) => t234::running_slot(b),
+        None => running_slot(opts, &boot_devices, &layout),
+    };
     let mismatch = boot_mismatch(&layout, soc, &plan, &boot_devices);
     let mut facts = Facts {
         device: &shown,
@@ -111,7 +128,12 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     };
     let mut decision = decide::decide(&facts, &opts.request())?;
     check_tools()?;
-    let mut rootfs = check_rootfs(opts, events)?;
+    let captures = match (orin, &opts.bup) {
+        (true, _) => t234::captures(),
+        (false, None) => payload::captures(),
+        (false, Some(_)) => Vec::new(),
+    };
+    let mut rootfs = check_rootfs(opts, events, captures)?;
     // An interrupted install of something else is not finished: decided
     // again as if there were no journal.
     let content = content_id(opts, &layout, &rootfs.identity);
@@ -124,8 +146,28 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         decision.why = format!("{why}; {}", decision.why);
     }
     check_slots_fit(opts, &rundir, &fs, &decision, &rootfs)?;
-    let (bup, payload_finding) =
-        locate_payload(opts, &rundir, &layout, soc, &rootfs, decision.mode)?;
+    let orin = match (orin, &board) {
+        (false, _) => None,
+        (true, Some(b)) if !opts.no_bootloader => Some(t234::prepare(
+            opts,
+            &rundir,
+            &layout,
+            b,
+            &decision,
+            &rootfs.captured,
+            rootfs.scanned,
+        )?),
+        (true, _) => Some(t234::left_alone(opts)),
+    };
+    let (bup, payload_finding) = match &orin {
+        Some(o) => (
+            BupSource::None,
+            PayloadFinding::Orin {
+                lines: o.lines.clone(),
+            },
+        ),
+        None => locate_payload(opts, &rundir, &layout, soc, &rootfs, decision.mode)?,
+    };
     let boot_line = match bup {
         BupSource::None => None,
         _ => Some(check_boot(
@@ -179,6 +221,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
             "--rootfs-sha256".into()
         },
         bup,
+        orin,
         saved_data,
         report,
     })
@@ -346,7 +389,7 @@ fn check_tools() -> anyhow::Result<()> {
 }
 
 /// True when `tool` is on PATH (where `Command` will look for it).
-fn tool_exists(tool: &str) -> bool {
+pub(super) fn tool_exists(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
 }
@@ -355,7 +398,11 @@ fn tool_exists(tool: &str) -> bool {
 /// read through once now: its hash, every member, the payload inside, the
 /// size against the slots; the install then checks that it reads the same
 /// bytes again. Standard input and pipes are read once, by the install.
-fn check_rootfs(opts: &InstallOptions, events: &Events) -> anyhow::Result<RootfsCheck> {
+fn check_rootfs(
+    opts: &InstallOptions,
+    events: &Events,
+    captures: Vec<rootfs::Capture>,
+) -> anyhow::Result<RootfsCheck> {
     let source = Source::open(
         &opts.rootfs,
         &SourceOptions {
@@ -385,11 +432,6 @@ fn check_rootfs(opts: &InstallOptions, events: &Events) -> anyhow::Result<Rootfs
             stream: Some(source),
         });
     }
-    let captures = if opts.bup.is_none() {
-        payload::captures()
-    } else {
-        Vec::new()
-    };
     let scan = rootfs::scan(
         source,
         &UnpackOptions {

@@ -53,6 +53,11 @@ pub enum PayloadFinding {
     },
     /// `--no-bootloader`: the boot partitions are left alone.
     None,
+    /// An Orin: kernel payload, capsule, ESP and variables, one line each.
+    Orin {
+        /// The lines.
+        lines: Vec<String>,
+    },
 }
 
 /// Everything the preflight report shows.
@@ -175,6 +180,12 @@ fn payload_line(p: &PayloadFinding) -> String {
         PayloadFinding::None => {
             "Payload:  none (--no-bootloader): the boot partitions are left alone and the slots are not switched".into()
         }
+        PayloadFinding::Orin { lines } => lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}", if i == 0 { "Orin:     " } else { "          " }))
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -255,6 +266,7 @@ pub fn plan_json(pre: &Preflight) -> serde_json::Value {
             BupSource::None => None,
         },
         "boot_devices": pre.boot_devices.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "uefi_variables": pre.orin.as_ref().map(|o| o.ops.iter().map(ToString::to_string).collect::<Vec<_>>()),
         "resuming": pre.resume.is_some(),
         "partitions": pre.plan.partitions,
     })

@@ -334,6 +334,9 @@ impl Run<'_> {
 
     /// The boot partitions, verified; then the slot metadata: the switch.
     fn write_boot(&mut self) -> anyhow::Result<()> {
+        if self.pre.orin.is_some() {
+            return self.write_orin();
+        }
         let BupSource::File(p) = self.pre.bup.clone() else {
             let note = "--no-bootloader: the boot partitions were left alone";
             self.summary.boot_note = Some(note.into());
@@ -363,6 +366,41 @@ impl Run<'_> {
                 StepAction::Skip => self.summary.boot_skipped.push(r.label),
                 StepAction::Write => self.summary.boot_written.push(r.label),
             }
+        }
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Orin: kernel partitions, ESP, then the UEFI variables.
+    fn write_orin(&mut self) -> anyhow::Result<()> {
+        let Some(orin) = &self.pre.orin else {
+            return Ok(());
+        };
+        if self.opts.no_bootloader {
+            let note = "--no-bootloader: kernel partitions, ESP and UEFI variables were left alone";
+            self.summary.boot_note = Some(note.into());
+            self.events.message("warn", note);
+            return Ok(());
+        }
+        let node = |n: u32| node(&self.pre.disk, &self.nodes, n);
+        let w = super::t234::write(
+            orin,
+            &self.pre.layout,
+            &node,
+            &self.mountpoint(super::t234::ESP),
+            self.changes,
+            self.events,
+        )?;
+        self.summary.boot_written.extend(w.written);
+        self.summary.boot_skipped.extend(w.skipped);
+        self.summary.variables = w.variables;
+        if orin.capsule.is_some() {
+            self.summary.boot_note = Some(
+                "the capsule is staged: the firmware updates its other chain at the next boot \
+                 and boots it; run `sysinstall status` on the new system afterwards"
+                    .into(),
+            );
         }
         Ok(())
     }

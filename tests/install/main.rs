@@ -14,3 +14,4 @@ mod loop_device;
 mod refusals;
 mod safety;
 mod streams;
+mod t234;

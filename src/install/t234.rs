@@ -1,0 +1,631 @@
+//! Orin (T234): what an install writes besides the GPT and the filesystems.
+//!
+//! On T234 the boot firmware lives on the QSPI flash, which Linux does not
+//! write: the firmware updates its inactive chain itself from a capsule
+//! staged in the ESP, and boots the rootfs slot of the chain it runs
+//! (docs/spec: t234-install.md). So after the slots are unpacked:
+//!
+//! ```text
+//!  kernel    A_kernel, A_kernel-dtb (and B_) from the kernel payload's
+//!            entries for this board, compared, written, read back
+//!  esp       FAT (initial install), EFI/BOOT/BOOTAA64.efi and
+//!            EFI/UpdateCapsule/TEGRA_BL.Cap, fsynced, read back
+//!  variables uefi::varplan, one operation at a time, each read back
+//! ```
+//!
+//! [`prepare`] decides and checks all of it in the preflight (the board's
+//! specs from the variables, the kernel payload and the capsule against
+//! them, the launcher, the ESP partition), so nothing here is found wrong
+//! after the disk was touched. [`write`] is idempotent, step by step: the
+//! same command after a power cut repeats it and ends in the same state.
+
+use super::decide::{Decision, RunningSlot};
+use super::journal::InstallMode;
+use super::report::{refuse, FailCode};
+use super::{payload, InstallOptions};
+use crate::bup::board::Slot;
+use crate::bup::t234::{KernelWrite, PayloadKind};
+use crate::bup::t234_check::{self, Board, CheckInput, Opened};
+use crate::bup::update::IdentityRequest;
+use crate::events::{Events, Phase, Verdict};
+use crate::exit::Changes;
+use crate::layout::{Layout, Soc};
+use crate::rootfs::{Capture, Captured};
+use crate::sys::efivarfs::{self, Efivarfs};
+use crate::sys::vfat::{self, EspFile, VfatOptions};
+use crate::uefi::preflight::QspiLayout;
+use crate::uefi::varplan::{self, Applied, Finish, Op, PlanInput};
+use anyhow::Context as _;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The capsule meta-tegra installs in the rootfs (`tegra-uefi-capsules`).
+pub const CAPSULE_MEMBER: &str = "opt/nvidia/UpdateCapsule/tegra-bl.cap";
+/// Where the kernel payload is looked for in the rootfs, in this order:
+/// meta-tegra's kernel capsule (its tail is the BUP), NVIDIA's OTA name.
+pub const KERNEL_MEMBERS: [&str; 2] = [
+    "opt/nvidia/UpdateCapsule/tegra-kernel.cap",
+    "opt/ota_package/kernel_only_payload",
+];
+/// The launcher in the rootfs, where an ESP mounted at /boot/efi has it.
+pub const LAUNCHER_MEMBER: &str = "boot/efi/EFI/BOOT/BOOTAA64.efi";
+/// The launcher the upgrader image may carry itself.
+pub const LAUNCHER_IN_INITRAMFS: &str = "/usr/share/sysinstall/BOOTAA64.efi";
+/// The ESP's name in NVIDIA's T234 layouts.
+pub const ESP: &str = "esp";
+
+/// A capsule holds one boot chain's images: the QSPI is 64 MiB.
+const MAX_CAPSULE_BYTES: u64 = 96 << 20;
+/// Two kernels of at most 128 MiB and their DTBs.
+const MAX_KERNEL_BYTES: u64 = 288 << 20;
+const MAX_LAUNCHER_BYTES: u64 = 16 << 20;
+
+/// What to capture from the rootfs while the preflight reads it.
+pub fn captures() -> Vec<Capture> {
+    let mut out = vec![
+        Capture {
+            path: CAPSULE_MEMBER.into(),
+            max_bytes: MAX_CAPSULE_BYTES,
+        },
+        Capture {
+            path: LAUNCHER_MEMBER.into(),
+            max_bytes: MAX_LAUNCHER_BYTES,
+        },
+    ];
+    out.extend(KERNEL_MEMBERS.iter().map(|p| Capture {
+        path: (*p).into(),
+        max_bytes: MAX_KERNEL_BYTES,
+    }));
+    out
+}
+
+/// True when this install is for an Orin.
+pub fn is_t234(soc: Option<Soc>) -> bool {
+    soc == Some(Soc::T234)
+}
+
+/// The board as its firmware sees it (the variables, the ESRT), or the
+/// identity when the variables are not set yet.
+pub fn read_board(opts: &InstallOptions, layout: &Layout) -> anyhow::Result<Board> {
+    let efivars = opts.sysroot.path(efivarfs::EFIVARS);
+    if !Efivarfs::new(&efivars).present() {
+        refuse!(
+            FailCode::ModeRefused,
+            "{} is not mounted: an Orin install finishes by setting UEFI variables \
+             (mount -t efivarfs efivarfs {0}; the board must have booted through UEFI), \
+             or give --no-bootloader",
+            efivars.display()
+        );
+    }
+    t234_check::read_board(
+        &opts.sysroot,
+        &IdentityRequest {
+            soc: Some(Soc::T234),
+            tnspec: opts.tnspec.clone(),
+            machine: opts.machine.clone(),
+            layout_soc: layout.soc,
+        },
+    )
+    .map_err(super::report::or_code(FailCode::PayloadMismatch))
+}
+
+/// The chain the board runs, which is also its rootfs slot: L4TLauncher
+/// boots `APP` on chain A and `APP_b` on chain B.
+pub fn running_slot(board: &Board) -> Option<RunningSlot> {
+    let slot = board.firmware.as_ref()?.current_chain?;
+    Some(RunningSlot {
+        slot,
+        source: "BootChainFwCurrent".into(),
+    })
+}
+
+/// The kernel payload and where its entries go.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// The payload (or kernel capsule).
+    pub path: PathBuf,
+    /// Where the payload starts in the file.
+    pub base: u64,
+    /// Partition writes, in payload order.
+    pub writes: Vec<KernelWrite>,
+}
+
+/// The ESP: made anew or kept, and the files put on it.
+#[derive(Debug, Clone)]
+pub struct Esp {
+    /// GPT number.
+    pub number: u32,
+    /// `mkfs.vfat` first (an initial install).
+    pub format: bool,
+    /// What goes on it.
+    pub files: Vec<EspFile>,
+}
+
+/// Everything the T234 part of the install does, decided in the preflight.
+#[derive(Debug, Clone)]
+pub struct Orin {
+    /// The efivarfs directory.
+    pub efivars: PathBuf,
+    /// `None` with `--no-bootloader`.
+    pub kernel: Option<Kernel>,
+    /// `None` with `--no-bootloader`.
+    pub esp: Option<Esp>,
+    /// The capsule staged, if any.
+    pub capsule: Option<PathBuf>,
+    /// The variable operations, in order.
+    pub ops: Vec<Op>,
+    /// The preflight report's lines.
+    pub lines: Vec<String>,
+}
+
+/// The slots an install writes.
+fn written_slots(opts_mode: InstallMode, target: Slot, has_b: bool) -> Vec<Slot> {
+    match opts_mode {
+        InstallMode::Initial if has_b => vec![Slot::A, Slot::B],
+        InstallMode::Initial => vec![Slot::A],
+        InstallMode::Update => vec![target],
+    }
+}
+
+/// A file given on the command line, else a member the preflight captured
+/// from the rootfs (stashed in the run directory), else `fallback`.
+fn locate(
+    given: Option<&PathBuf>,
+    captured: &[Captured],
+    members: &[&str],
+    rundir: &Path,
+    stash_as: &str,
+) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(p) = given {
+        return Ok(Some(p.clone()));
+    }
+    for m in members {
+        if let Some(c) = captured.iter().find(|c| c.path == *m) {
+            return payload::stash_as(rundir, stash_as, &c.data).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// `--no-bootloader`: kernel partitions, ESP and variables are left alone.
+pub fn left_alone(opts: &InstallOptions) -> Orin {
+    Orin {
+        efivars: opts.sysroot.path(efivarfs::EFIVARS),
+        kernel: None,
+        esp: None,
+        capsule: None,
+        ops: Vec::new(),
+        lines: vec!["--no-bootloader: kernel partitions, ESP and UEFI variables left alone".into()],
+    }
+}
+
+/// Decides and checks the T234 part; nothing is written.
+pub fn prepare(
+    opts: &InstallOptions,
+    rundir: &Path,
+    layout: &Layout,
+    board: &Board,
+    decision: &Decision,
+    captured: &[Captured],
+    scanned: bool,
+) -> anyhow::Result<Orin> {
+    let efivars = opts.sysroot.path(efivarfs::EFIVARS);
+    if opts.no_bootloader {
+        return Ok(left_alone(opts));
+    }
+    let has_b = layout.user.by_name("APP_b").is_some();
+    let slots = written_slots(decision.mode, decision.target, has_b);
+    let sizes: Vec<(String, u64)> = layout
+        .user
+        .partitions
+        .iter()
+        .map(|p| (p.name.clone(), p.size_bytes(layout.user.sector_size)))
+        .collect();
+    let stream_hint = if scanned {
+        ""
+    } else {
+        " (the rootfs is read only once, so files inside it cannot be used: give them)"
+    };
+    let mut lines = Vec::new();
+
+    // The kernel payload.
+    let Some(kpath) = locate(
+        opts.bup.as_ref(),
+        captured,
+        &KERNEL_MEMBERS,
+        rundir,
+        "kernel-payload",
+    )?
+    else {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "no kernel payload: give --bup FILE (kernel_only_payload or tegra-kernel.cap){stream_hint}, \
+             or --no-bootloader; the rootfs has none of {}",
+            KERNEL_MEMBERS.join(", ")
+        );
+    };
+    let mut k = open(&kpath)?;
+    let outcome = t234_check::check(
+        &mut k,
+        &CheckInput {
+            specs: &board.specs,
+            firmware: board.firmware.as_ref(),
+            qspi_layout: QspiLayout::Unknown,
+            kernel_slots: &slots,
+            partition_sizes: Some(&sizes),
+        },
+    )
+    .with_context(|| kpath.display().to_string())?;
+    if outcome.kind != PayloadKind::Kernel {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "{}: a firmware payload, not a kernel payload (the firmware goes in a capsule, --capsule)",
+            kpath.display()
+        );
+    }
+    if let Some(p) = outcome.problems.first() {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "{}: {p} (board {})",
+            kpath.display(),
+            board.specs.full.as_deref().unwrap_or(&board.specs.compat)
+        );
+    }
+    lines.push(format!(
+        "kernel payload {}: {}",
+        kpath.display(),
+        outcome
+            .kernel_writes
+            .iter()
+            .map(|w| w.partition.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let kernel = Kernel {
+        path: kpath,
+        base: k.range.start,
+        writes: outcome.kernel_writes,
+    };
+
+    // The capsule.
+    let capsule = if opts.no_capsule {
+        lines.push("--no-capsule: the boot firmware stays as it is".into());
+        None
+    } else {
+        let Some(cpath) = locate(
+            opts.capsule.as_ref(),
+            captured,
+            &[CAPSULE_MEMBER],
+            rundir,
+            "capsule",
+        )?
+        else {
+            refuse!(
+                FailCode::PayloadMismatch,
+                "no capsule for the boot firmware: give --capsule FILE (tegra-bl.cap){stream_hint}, \
+                 or --no-capsule to keep the firmware; the rootfs has no {CAPSULE_MEMBER}"
+            );
+        };
+        let mut c = open(&cpath)?;
+        if c.capsule.is_none() {
+            refuse!(
+                FailCode::PayloadMismatch,
+                "{}: not a UEFI capsule (a bare payload is not taken by the firmware)",
+                cpath.display()
+            );
+        }
+        let outcome = t234_check::check(
+            &mut c,
+            &CheckInput {
+                specs: &board.specs,
+                firmware: board.firmware.as_ref(),
+                // The running firmware's QSPI layout cannot be read from
+                // Linux: a change of major release is taken as a change.
+                qspi_layout: QspiLayout::Unknown,
+                kernel_slots: &[],
+                partition_sizes: None,
+            },
+        )
+        .with_context(|| cpath.display().to_string())?;
+        if outcome.kind != PayloadKind::Firmware {
+            refuse!(
+                FailCode::PayloadMismatch,
+                "{}: the capsule holds a kernel payload, not the boot firmware",
+                cpath.display()
+            );
+        }
+        if let Some(p) = outcome.problems.first() {
+            refuse!(FailCode::PayloadMismatch, "{}: {p}", cpath.display());
+        }
+        lines.push(format!(
+            "capsule {}: {} images for this board",
+            cpath.display(),
+            outcome.selection.selected.len()
+        ));
+        lines.extend(outcome.notes.iter().map(|n| format!("capsule: {n}")));
+        Some(cpath)
+    };
+
+    // The launcher and the ESP.
+    let launcher = locate(
+        opts.launcher.as_ref(),
+        captured,
+        &[LAUNCHER_MEMBER],
+        rundir,
+        "BOOTAA64.efi",
+    )?
+    .or_else(|| {
+        let p = opts.sysroot.path(LAUNCHER_IN_INITRAMFS);
+        p.is_file().then_some(p)
+    });
+    let format = decision.mode == InstallMode::Initial;
+    if format && !super::preflight::tool_exists("mkfs.vfat") {
+        refuse!(
+            FailCode::ToolMissing,
+            "mkfs.vfat is not installed (dosfstools; needed to make the ESP)"
+        );
+    }
+    if format && launcher.is_none() {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "no UEFI launcher for the new ESP: give --launcher FILE (L4TLauncher, \
+             EFI/BOOT/BOOTAA64.efi){stream_hint}; the rootfs has no {LAUNCHER_MEMBER} \
+             and there is no {LAUNCHER_IN_INITRAMFS}"
+        );
+    }
+    let mut files = Vec::new();
+    for (path, source) in [(vfat::LAUNCHER, &launcher), (vfat::CAPSULE, &capsule)] {
+        if let Some(s) = source {
+            let meta = std::fs::metadata(s).with_context(|| s.display().to_string())?;
+            if !meta.is_file() {
+                refuse!(FailCode::InputInvalid, "{} is not a file", s.display());
+            }
+            files.push(EspFile {
+                path: path.into(),
+                source: s.clone(),
+            });
+        }
+    }
+    let esp = match layout.user.by_name(ESP) {
+        Some(p) => {
+            let need: u64 = files
+                .iter()
+                .filter_map(|f| std::fs::metadata(&f.source).ok())
+                .map(|m| m.len())
+                .sum();
+            // FAT32 structures and cluster slack: a generous margin.
+            let room = p.size_bytes(layout.user.sector_size);
+            if need + (4 << 20) > room {
+                refuse!(
+                    FailCode::NoSpace,
+                    "partition {ESP} ({room} bytes) cannot hold {need} bytes of launcher and capsule"
+                );
+            }
+            Some(Esp {
+                number: p.number,
+                format,
+                files,
+            })
+        }
+        None if files.is_empty() => None,
+        None => refuse!(
+            FailCode::LayoutInvalid,
+            "the layout has no partition named {ESP} for the launcher and the capsule"
+        ),
+    };
+    if let Some(e) = &esp {
+        lines.push(format!(
+            "ESP ({ESP}): {}{}",
+            if e.format { "made anew, " } else { "kept, " },
+            e.files
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    // The variables, last.
+    let finish = match (&capsule, decision.mode) {
+        (Some(_), _) => Finish::Capsule,
+        (None, InstallMode::Update) => Finish::SwitchTo(decision.target),
+        (None, InstallMode::Initial) => Finish::SwitchTo(Slot::A),
+    };
+    let ops = varplan::plan(&PlanInput {
+        written_slots: slots,
+        platform_spec: board.derived_spec.clone(),
+        compat_spec: board.derived_compat.clone(),
+        finish,
+        current_chain: board.firmware.as_ref().and_then(|f| f.current_chain),
+    });
+    lines.push(format!(
+        "UEFI variables: {}",
+        ops.iter().map(Op::to_string).collect::<Vec<_>>().join("; ")
+    ));
+    Ok(Orin {
+        efivars,
+        kernel: Some(kernel),
+        esp,
+        capsule,
+        ops,
+        lines,
+    })
+}
+
+fn open(path: &Path) -> anyhow::Result<Opened> {
+    t234_check::open(path).map_err(|e| {
+        let code = match super::report::failure_code(&e) {
+            FailCode::InputMissing => FailCode::InputMissing,
+            _ => FailCode::PayloadMismatch,
+        };
+        anyhow::Error::new(super::report::Coded {
+            code,
+            message: format!("{e:#}"),
+        })
+    })
+}
+
+/// What [`write`] did, for the summary.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Partitions and ESP files written.
+    pub written: Vec<String>,
+    /// Partitions already holding their image.
+    pub skipped: Vec<String>,
+    /// Variable operations and their outcome.
+    pub variables: Vec<String>,
+}
+
+/// Writes the kernel partitions, the ESP, then the variables. `node` gives
+/// a partition's device node by GPT number.
+pub fn write(
+    orin: &Orin,
+    layout: &Layout,
+    node: &dyn Fn(u32) -> PathBuf,
+    mountpoint: &Path,
+    changes: &Changes,
+    events: &Events,
+) -> anyhow::Result<Written> {
+    let mut out = Written::default();
+    if let Some(k) = &orin.kernel {
+        for w in &k.writes {
+            crate::interrupt::check()?;
+            let Some(p) = layout.user.by_name(&w.partition) else {
+                anyhow::bail!("partition {} is not in the layout", w.partition);
+            };
+            let dev = node(p.number);
+            events.step_start(
+                Phase::Boot,
+                &format!("write {}", w.partition),
+                Some(&w.partition),
+            );
+            let image = read_range(&k.path, k.base + u64::from(w.offset), w.length)?;
+            let wrote = write_verified(&dev, &image, changes)
+                .with_context(|| format!("writing {} ({})", w.partition, dev.display()))?;
+            events.step_end(if wrote { Verdict::Ok } else { Verdict::Skipped });
+            if wrote {
+                out.written.push(w.partition.clone());
+            } else {
+                out.skipped.push(w.partition.clone());
+            }
+            crate::failpoint::hit("boot-step");
+        }
+    }
+    if let Some(e) = &orin.esp {
+        crate::interrupt::check()?;
+        let dev = node(e.number);
+        events.step_start(Phase::Boot, "ESP", Some(ESP));
+        if e.format {
+            changes.mark();
+            vfat::mkfs_vfat(&dev, &VfatOptions::default())?;
+        }
+        changes.mark();
+        vfat::populate(&dev, mountpoint, &e.files)?;
+        vfat::verify(&dev, mountpoint, &e.files)?;
+        events.step_end(Verdict::Ok);
+        out.written
+            .extend(e.files.iter().map(|f| format!("{ESP}:{}", f.path)));
+        crate::failpoint::hit("esp-written");
+    }
+    // The last chance to stop before the firmware is told anything.
+    crate::interrupt::check()?;
+    let mut store = Efivarfs::new(&orin.efivars);
+    events.step_start(Phase::Commit, "UEFI variables", None);
+    for op in &orin.ops {
+        changes.mark();
+        let applied = varplan::apply(&mut store, op)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("{op} in {}", orin.efivars.display()))?;
+        let how = match applied {
+            Applied::Changed => "done",
+            Applied::AlreadyDone => "already so",
+            Applied::Kept { same: true } => "exists",
+            Applied::Kept { same: false } => "exists with another value, kept",
+        };
+        events.message("info", format!("{op}: {how}"));
+        out.variables.push(format!("{op}: {how}"));
+        crate::failpoint::hit("variable");
+    }
+    events.step_end(Verdict::Ok);
+    Ok(out)
+}
+
+fn read_range(path: &Path, offset: u64, len: u32) -> anyhow::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf)
+        .with_context(|| format!("{}: reading {len} bytes at {offset}", path.display()))?;
+    Ok(buf)
+}
+
+/// Writes `image` at the start of `dev` unless it is there already;
+/// flushed and read back. Returns whether it wrote.
+fn write_verified(dev: &Path, image: &[u8], changes: &Changes) -> anyhow::Result<bool> {
+    let mut f = OpenOptions::new().read(true).write(true).open(dev)?;
+    let mut now = vec![0u8; image.len()];
+    let same = f.read_exact(&mut now).is_ok() && now == image;
+    if same {
+        return Ok(false);
+    }
+    changes.mark();
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(image)?;
+    f.sync_all()?;
+    // Read back from the device, not from the page cache.
+    crate::sys::rawdev::drop_cache(&f, 0, image.len() as u64)?;
+    f.seek(SeekFrom::Start(0))?;
+    let mut back = vec![0u8; image.len()];
+    f.read_exact(&mut back)?;
+    if back != image {
+        anyhow::bail!("read back differs from what was written");
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_per_mode() {
+        assert_eq!(
+            written_slots(InstallMode::Initial, Slot::B, true),
+            [Slot::A, Slot::B]
+        );
+        assert_eq!(
+            written_slots(InstallMode::Initial, Slot::B, false),
+            [Slot::A]
+        );
+        assert_eq!(written_slots(InstallMode::Update, Slot::B, true), [Slot::B]);
+    }
+
+    #[test]
+    fn a_kernel_image_is_written_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("A_kernel");
+        std::fs::write(&dev, vec![0u8; 8192]).unwrap();
+        let changes = Changes::new();
+        let image: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        assert!(write_verified(&dev, &image, &changes).unwrap());
+        assert!(changes.any());
+        let now = std::fs::read(&dev).unwrap();
+        assert_eq!(&now[..5000], &image[..]);
+        assert_eq!(now.len(), 8192, "the partition keeps its size");
+        let again = Changes::new();
+        assert!(!write_verified(&dev, &image, &again).unwrap());
+        assert!(!again.any(), "an image in place is not written again");
+    }
+
+    #[test]
+    fn captures_cover_every_default_location() {
+        let paths: Vec<String> = captures().into_iter().map(|c| c.path).collect();
+        for p in [CAPSULE_MEMBER, LAUNCHER_MEMBER]
+            .into_iter()
+            .chain(KERNEL_MEMBERS)
+        {
+            assert!(paths.iter().any(|c| c == p), "{p}");
+        }
+    }
+}
