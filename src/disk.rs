@@ -10,6 +10,7 @@
 //! [`partition`] is both in one call; [`inspect`] is the read-only part for
 //! `plan` and `--dry-run`.
 
+use crate::events::Level;
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::gpt::read::{self as gpt_read, DiskGpt, ReadError};
@@ -306,7 +307,7 @@ fn write_inner(
     let gpt = gpt_write::verify(p.target.file(), &p.writes, &p.gpt)
         .with_context(|| format!("verifying the GPT on {shown} ({rerun})"))?;
     events.message(
-        "info",
+        Level::Info,
         format!(
             "wrote and verified a GPT with {} partitions on {shown}",
             gpt.entries.len()
@@ -319,7 +320,7 @@ fn write_inner(
                 .with_context(|| format!("making the kernel see the new partitions of {shown}"))?;
             if let KernelUpdate::Blkpg { reason, .. } = &update {
                 events.message(
-                    "info",
+                    Level::Info,
                     format!("registered the partitions with BLKPG ({reason})"),
                 );
             }

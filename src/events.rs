@@ -45,6 +45,18 @@ pub enum Verdict {
     Failed,
 }
 
+/// The level of a [`EventKind::Message`], as JSON carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Worth knowing.
+    Info,
+    /// Something the operator should look at; the run goes on.
+    Warn,
+    /// Something went wrong (the failure event says why the run stopped).
+    Error,
+}
+
 /// What an event says.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -57,8 +69,8 @@ pub enum EventKind {
     StepEnd,
     /// A line for the operator.
     Message {
-        /// "info", "warn" or "error".
-        level: &'static str,
+        /// How much it matters.
+        level: Level,
         /// The text.
         text: String,
     },
@@ -236,7 +248,7 @@ impl Events {
     }
 
     /// A line for the operator.
-    pub fn message(&self, level: &'static str, text: impl Into<String>) {
+    pub fn message(&self, level: Level, text: impl Into<String>) {
         let text = text.into();
         self.with(|i| Self::send(i, EventKind::Message { level, text }, |_| {}));
     }

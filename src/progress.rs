@@ -7,6 +7,7 @@
 //! [`human_duration`]) and unit-tested; [`HumanSink`] only decides when to
 //! draw.
 
+use crate::events::Level;
 use crate::events::{Event, EventKind, Sink, Verdict};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -144,10 +145,10 @@ impl Sink for HumanSink {
                 }
             }
             EventKind::Message { level, text } => {
-                let prefix = match *level {
-                    "warn" => "warning: ",
-                    "error" => "error: ",
-                    _ => "",
+                let prefix = match level {
+                    Level::Warn => "warning: ",
+                    Level::Error => "error: ",
+                    Level::Info => "",
                 };
                 self.line(&format!("{prefix}{text}"));
             }
@@ -267,7 +268,7 @@ mod tests {
         let ev = Events::new(vec![Box::new(sink)]);
         ev.step_start(Phase::Unpack, "unpack APP, APP_b", None);
         ev.progress(50 << 20, Some(100 << 20));
-        ev.message("warn", "removing leading '/'");
+        ev.message(Level::Warn, "removing leading '/'");
         ev.progress(100 << 20, Some(100 << 20));
         ev.step_end(Verdict::Ok);
         let out = buf.0.lock().unwrap().clone();

@@ -5,6 +5,7 @@
 use super::Context;
 use crate::cli::{LayoutSource, PartitionArgs};
 use crate::disk::{self, DiskEnv, Found, PreparedGpt, WrittenTable};
+use crate::events::Level;
 use crate::events::{Event, EventKind, Events, Sink};
 use crate::exit::{Declined, UsageError, SUCCESS};
 use crate::gpt::write::{Fill, GptWrites, NewGpt};
@@ -87,10 +88,10 @@ struct LogSink;
 impl Sink for LogSink {
     fn emit(&mut self, event: &Event) {
         if let EventKind::Message { level, text } = &event.kind {
-            match *level {
-                "error" => log::error!("{text}"),
-                "warn" => log::warn!("{text}"),
-                _ => log::info!("{text}"),
+            match level {
+                Level::Error => log::error!("{text}"),
+                Level::Warn => log::warn!("{text}"),
+                Level::Info => log::info!("{text}"),
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::bup::board::{self as bboard, Slot};
 use crate::bup::update::{self, Request, UpdateOptions};
 use crate::disk;
 use crate::events::Events;
+use crate::events::Level;
 use crate::layout::{self, Layout, LoadOptions, Soc};
 use crate::probe::ExtSuperblock;
 use crate::repartition::Plan;
@@ -140,7 +141,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let resume = decide::resume(&decision, &content);
     if decision.journal.is_some() && resume.is_none() {
         let why = "the interrupted install was of another image or layout: starting over";
-        events.message("warn", why);
+        events.message(Level::Warn, why);
         facts.journal = None;
         decision = decide::decide(&facts, &opts.request())?;
         decision.why = format!("{why}; {}", decision.why);
@@ -254,7 +255,7 @@ fn run_dir(opts: &InstallOptions, disk: &Disk, events: &Events) -> anyhow::Resul
     let stale = sys::mount::unmount_under(&dir)?;
     if !stale.is_empty() {
         events.message(
-            "warn",
+            Level::Warn,
             format!(
                 "unmounted what an interrupted run left mounted: {}",
                 stale
@@ -281,7 +282,7 @@ fn load_layout(opts: &InstallOptions, disk: &Disk, events: &Events) -> anyhow::R
         Some(&disk.size()),
     )?;
     for n in &layout.notes {
-        events.message("warn", format!("{}: {n}", layout.source));
+        events.message(Level::Warn, format!("{}: {n}", layout.source));
     }
     Ok(layout)
 }

@@ -18,6 +18,7 @@ use super::{node, Fs, FsRole, InstallOptions, Summary};
 use crate::bup::exec::StepAction;
 use crate::bup::update::{self, Request};
 use crate::disk::{self, PartitionNode};
+use crate::events::Level;
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::failpoint;
@@ -125,8 +126,10 @@ impl Run<'_> {
             let prepared = disk::prepare_claimed(target, &self.pre.layout.user, &env)?;
             disk::write(prepared, &env, self.changes, self.events)?.nodes
         } else {
-            self.events
-                .message("info", "the layout is in place: the GPT is not rewritten");
+            self.events.message(
+                Level::Info,
+                "the layout is in place: the GPT is not rewritten",
+            );
             disk::expose_target(self.pre.disk.target(), &env)?
         };
         Ok(())
@@ -165,7 +168,7 @@ impl Run<'_> {
         }
         if !self.summary.resumed.is_empty() {
             self.events.message(
-                "info",
+                Level::Info,
                 format!(
                     "finished by the earlier run, kept: {}",
                     self.summary.resumed.join(", ")
@@ -340,7 +343,7 @@ impl Run<'_> {
         let BupSource::File(p) = self.pre.bup.clone() else {
             let note = "--no-bootloader: the boot partitions were left alone";
             self.summary.boot_note = Some(note.into());
-            self.events.message("warn", note);
+            self.events.message(Level::Warn, note);
             return Ok(());
         };
         let request = match self.pre.decision.mode {
@@ -380,7 +383,7 @@ impl Run<'_> {
         if self.opts.no_bootloader {
             let note = "--no-bootloader: kernel partitions, ESP and UEFI variables were left alone";
             self.summary.boot_note = Some(note.into());
-            self.events.message("warn", note);
+            self.events.message(Level::Warn, note);
             return Ok(());
         }
         let node = |n: u32| node(&self.pre.disk, &self.nodes, n);
@@ -429,7 +432,7 @@ fn restore_data(
         );
     }
     events.message(
-        "info",
+        Level::Info,
         format!("{name} restored and verified ({} entries)", saved.len()),
     );
     Ok(())

@@ -27,6 +27,7 @@ use crate::bup::board::Slot;
 use crate::bup::t234::{KernelWrite, PayloadKind};
 use crate::bup::t234_check::{self, Board, CheckInput, Opened};
 use crate::bup::update::IdentityRequest;
+use crate::events::Level;
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::layout::{Layout, Soc};
@@ -543,7 +544,7 @@ pub fn write(
             Applied::Kept { same: true } => "exists",
             Applied::Kept { same: false } => "exists with another value, kept",
         };
-        events.message("info", format!("{op}: {how}"));
+        events.message(Level::Info, format!("{op}: {how}"));
         out.variables.push(format!("{op}: {how}"));
         crate::failpoint::hit("variable");
     }

@@ -20,6 +20,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use crate::events::Events;
+use crate::events::Level;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -390,7 +391,7 @@ impl HttpReader {
             .saturating_mul(1 << (self.retries_used - 1).min(16))
             .min(MAX_RETRY_DELAY);
         self.opts.events.message(
-            "warn",
+            Level::Warn,
             format!(
                 "{}: {:#}; retry {}/{} in {:.1} s from byte {}",
                 self.shown,

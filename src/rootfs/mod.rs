@@ -57,6 +57,7 @@ pub use decompress::Compression;
 pub use source::{Source, SourceOptions};
 
 use crate::events::Events;
+use crate::events::Level;
 use anyhow::{anyhow, bail, Context, Result};
 use extract::{EntryData, ExtractOptions, Extractor};
 use sha2::{Digest, Sha256};
@@ -515,7 +516,7 @@ fn consume(
         let mut links = LinkCheck::default();
         if first && dest.is_some() && !nix::unistd::geteuid().is_root() {
             events.message(
-                "warn",
+                Level::Warn,
                 "not running as root: owners are not restored (as GNU tar does)",
             );
         }
@@ -538,7 +539,7 @@ fn consume(
             if safe.stripped_root && !stripped && first {
                 stripped = true;
                 events.message(
-                    "warn",
+                    Level::Warn,
                     "removing leading '/' from member names (as GNU tar does)",
                 );
             }
@@ -596,7 +597,7 @@ fn consume(
         }
         if first {
             for w in tar.take_warnings() {
-                events.message("warn", w);
+                events.message(Level::Warn, w);
             }
         }
         let stats = match ex {
