@@ -285,6 +285,7 @@ pub struct Summary {
     /// on an Orin, what the firmware does next).
     pub boot_note: Option<String>,
     /// Orin: each UEFI variable operation and what it found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<String>,
     /// Seconds.
     pub duration: f64,

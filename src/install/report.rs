@@ -243,7 +243,7 @@ pub enum Outcome {
 /// The `plan` event: what the run will do, once the preflight is through.
 pub fn plan_json(pre: &Preflight) -> serde_json::Value {
     let d = &pre.decision;
-    serde_json::json!({
+    let mut plan = serde_json::json!({
         "device": pre.disk.path().display().to_string(),
         "sectors": pre.layout.user.disk_sectors,
         "layout": pre.layout.source,
@@ -266,10 +266,13 @@ pub fn plan_json(pre: &Preflight) -> serde_json::Value {
             BupSource::None => None,
         },
         "boot_devices": pre.boot_devices.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "uefi_variables": pre.orin.as_ref().map(|o| o.ops.iter().map(ToString::to_string).collect::<Vec<_>>()),
         "resuming": pre.resume.is_some(),
         "partitions": pre.plan.partitions,
-    })
+    });
+    if let Some(o) = &pre.orin {
+        plan["uefi_variables"] = o.ops.iter().map(ToString::to_string).collect();
+    }
+    plan
 }
 
 /// A stable, machine-readable reason for a failed run (the `code` of the
