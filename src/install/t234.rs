@@ -3,7 +3,7 @@
 //! On T234 the boot firmware lives on the QSPI flash, which Linux does not
 //! write: the firmware updates its inactive chain itself from a capsule
 //! staged in the ESP, and boots the rootfs slot of the chain it runs
-//! (docs/spec: t234-install.md). So after the slots are unpacked:
+//! (docs/spec/t234-boot-chain.md §3.5, §8). So after the slots are unpacked:
 //!
 //! ```text
 //!  kernel    A_kernel, A_kernel-dtb (and B_) from the kernel payload's
@@ -201,6 +201,35 @@ pub fn left_alone(opts: &InstallOptions) -> Orin {
     }
 }
 
+/// What the parts of [`prepare`] share.
+struct Inputs<'a> {
+    opts: &'a InstallOptions,
+    rundir: &'a Path,
+    layout: &'a Layout,
+    board: &'a Board,
+    captured: &'a [Captured],
+    /// Said when a file is missing and the rootfs is a stream.
+    stream_hint: &'static str,
+}
+
+impl Inputs<'_> {
+    /// A file given on the command line, else a member the preflight
+    /// captured from the rootfs.
+    fn locate(
+        &self,
+        given: Option<&PathBuf>,
+        members: &[&str],
+        stash_as: &str,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        locate(given, self.captured, members, self.rundir, stash_as)
+    }
+
+    fn board_name(&self) -> &str {
+        let s = &self.board.specs;
+        s.full.as_deref().unwrap_or(&s.compat)
+    }
+}
+
 /// Decides and checks the T234 part; nothing is written.
 pub fn prepare(
     opts: &InstallOptions,
@@ -211,223 +240,30 @@ pub fn prepare(
     captured: &[Captured],
     scanned: bool,
 ) -> anyhow::Result<Orin> {
-    let efivars = opts.sysroot.path(efivarfs::EFIVARS);
     if opts.no_bootloader {
         return Ok(left_alone(opts));
     }
+    let inputs = Inputs {
+        opts,
+        rundir,
+        layout,
+        board,
+        captured,
+        stream_hint: if scanned {
+            ""
+        } else {
+            " (the rootfs is read only once, so files inside it cannot be used: give them)"
+        },
+    };
     let has_b = layout.user.by_name("APP_b").is_some();
     let slots = written_slots(decision.mode, decision.target, has_b);
-    let sizes: Vec<(String, u64)> = layout
-        .user
-        .partitions
-        .iter()
-        .map(|p| (p.name.clone(), p.size_bytes(layout.user.sector_size)))
-        .collect();
-    let stream_hint = if scanned {
-        ""
-    } else {
-        " (the rootfs is read only once, so files inside it cannot be used: give them)"
-    };
     let mut lines = Vec::new();
-
-    // The kernel payload.
-    let Some(kpath) = locate(
-        opts.bup.as_ref(),
-        captured,
-        &KERNEL_MEMBERS,
-        rundir,
-        "kernel-payload",
-    )?
-    else {
-        refuse!(
-            FailCode::PayloadMismatch,
-            "no kernel payload: give --bup FILE (kernel_only_payload or tegra-kernel.cap){stream_hint}, \
-             or --no-bootloader; the rootfs has none of {}",
-            KERNEL_MEMBERS.join(", ")
-        );
-    };
-    let mut k = open(&kpath)?;
-    let outcome = t234_check::check(
-        &mut k,
-        &CheckInput {
-            specs: &board.specs,
-            firmware: board.firmware.as_ref(),
-            qspi_layout: QspiLayout::Unknown,
-            kernel_slots: &slots,
-            partition_sizes: Some(&sizes),
-        },
-    )
-    .with_context(|| kpath.display().to_string())?;
-    if outcome.kind != PayloadKind::Kernel {
-        refuse!(
-            FailCode::PayloadMismatch,
-            "{}: a firmware payload, not a kernel payload (the firmware goes in a capsule, --capsule)",
-            kpath.display()
-        );
-    }
-    if let Some(p) = outcome.problems.first() {
-        refuse!(
-            FailCode::PayloadMismatch,
-            "{}: {p} (board {})",
-            kpath.display(),
-            board.specs.full.as_deref().unwrap_or(&board.specs.compat)
-        );
-    }
-    lines.push(format!(
-        "kernel payload {}: {}",
-        kpath.display(),
-        outcome
-            .kernel_writes
-            .iter()
-            .map(|w| w.partition.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let kernel = Kernel {
-        path: kpath,
-        base: k.range.start,
-        writes: outcome.kernel_writes,
-    };
-
-    // The capsule.
-    let capsule = if opts.no_capsule {
-        lines.push("--no-capsule: the boot firmware stays as it is".into());
-        None
-    } else {
-        let Some(cpath) = locate(
-            opts.capsule.as_ref(),
-            captured,
-            &[CAPSULE_MEMBER],
-            rundir,
-            "capsule",
-        )?
-        else {
-            refuse!(
-                FailCode::PayloadMismatch,
-                "no capsule for the boot firmware: give --capsule FILE (tegra-bl.cap){stream_hint}, \
-                 or --no-capsule to keep the firmware; the rootfs has no {CAPSULE_MEMBER}"
-            );
-        };
-        let mut c = open(&cpath)?;
-        if c.capsule.is_none() {
-            refuse!(
-                FailCode::PayloadMismatch,
-                "{}: not a UEFI capsule (a bare payload is not taken by the firmware)",
-                cpath.display()
-            );
-        }
-        let outcome = t234_check::check(
-            &mut c,
-            &CheckInput {
-                specs: &board.specs,
-                firmware: board.firmware.as_ref(),
-                // The running firmware's QSPI layout cannot be read from
-                // Linux: a change of major release is taken as a change.
-                qspi_layout: QspiLayout::Unknown,
-                kernel_slots: &[],
-                partition_sizes: None,
-            },
-        )
-        .with_context(|| cpath.display().to_string())?;
-        if outcome.kind != PayloadKind::Firmware {
-            refuse!(
-                FailCode::PayloadMismatch,
-                "{}: the capsule holds a kernel payload, not the boot firmware",
-                cpath.display()
-            );
-        }
-        if let Some(p) = outcome.problems.first() {
-            refuse!(FailCode::PayloadMismatch, "{}: {p}", cpath.display());
-        }
-        lines.push(format!(
-            "capsule {}: {} images for this board",
-            cpath.display(),
-            outcome.selection.selected.len()
-        ));
-        lines.extend(outcome.notes.iter().map(|n| format!("capsule: {n}")));
-        Some(cpath)
-    };
-
-    // The launcher and the ESP.
-    let launcher = locate(
-        opts.launcher.as_ref(),
-        captured,
-        &[LAUNCHER_MEMBER],
-        rundir,
-        "BOOTAA64.efi",
-    )?
-    .or_else(|| {
-        let p = opts.sysroot.path(LAUNCHER_IN_INITRAMFS);
-        p.is_file().then_some(p)
-    });
-    let format = decision.mode == InstallMode::Initial;
-    if format && !super::preflight::tool_exists("mkfs.vfat") {
-        refuse!(
-            FailCode::ToolMissing,
-            "mkfs.vfat is not installed (dosfstools; needed to make the ESP)"
-        );
-    }
-    if format && launcher.is_none() {
-        refuse!(
-            FailCode::PayloadMismatch,
-            "no UEFI launcher for the new ESP: give --launcher FILE (L4TLauncher, \
-             EFI/BOOT/BOOTAA64.efi){stream_hint}; the rootfs has no {LAUNCHER_MEMBER} \
-             and there is no {LAUNCHER_IN_INITRAMFS}"
-        );
-    }
-    let mut files = Vec::new();
-    for (path, source) in [(vfat::LAUNCHER, &launcher), (vfat::CAPSULE, &capsule)] {
-        if let Some(s) = source {
-            let meta = std::fs::metadata(s).with_context(|| s.display().to_string())?;
-            if !meta.is_file() {
-                refuse!(FailCode::InputInvalid, "{} is not a file", s.display());
-            }
-            files.push(EspFile {
-                path: path.into(),
-                source: s.clone(),
-            });
-        }
-    }
-    let esp = match layout.user.by_name(ESP) {
-        Some(p) => {
-            let need: u64 = files
-                .iter()
-                .filter_map(|f| std::fs::metadata(&f.source).ok())
-                .map(|m| m.len())
-                .sum();
-            // FAT32 structures and cluster slack: a generous margin.
-            let room = p.size_bytes(layout.user.sector_size);
-            if need + (4 << 20) > room {
-                refuse!(
-                    FailCode::NoSpace,
-                    "partition {ESP} ({room} bytes) cannot hold {need} bytes of launcher and capsule"
-                );
-            }
-            Some(Esp {
-                number: p.number,
-                format,
-                files,
-            })
-        }
-        None if files.is_empty() => None,
-        None => refuse!(
-            FailCode::LayoutInvalid,
-            "the layout has no partition named {ESP} for the launcher and the capsule"
-        ),
-    };
-    if let Some(e) = &esp {
-        lines.push(format!(
-            "ESP ({ESP}): {}{}",
-            if e.format { "made anew, " } else { "kept, " },
-            e.files
-                .iter()
-                .map(|f| f.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-
-    // The variables, last.
+    let kernel = kernel_payload(&inputs, &slots, &mut lines)?;
+    let capsule = capsule(&inputs, &mut lines)?;
+    let esp = esp(&inputs, decision.mode, capsule.as_ref(), &mut lines)?;
+    // INFER (§8 step 5): with a capsule, the firmware updates the chain it
+    // does not run and boots it, so the capsule is the switch; the boot
+    // chain's rootfs slot then follows (FACT, §1.3).
     let finish = match (&capsule, decision.mode) {
         (Some(_), _) => Finish::Capsule,
         (None, InstallMode::Update) => Finish::SwitchTo(decision.target),
@@ -445,13 +281,211 @@ pub fn prepare(
         ops.iter().map(Op::to_string).collect::<Vec<_>>().join("; ")
     ));
     Ok(Orin {
-        efivars,
+        efivars: opts.sysroot.path(efivarfs::EFIVARS),
         kernel: Some(kernel),
         esp,
         capsule,
         ops,
         lines,
     })
+}
+
+/// The kernel payload: found, for this board, an entry for each kernel
+/// partition of the slots written, each fitting.
+fn kernel_payload(i: &Inputs, slots: &[Slot], lines: &mut Vec<String>) -> anyhow::Result<Kernel> {
+    let Some(path) = i.locate(i.opts.bup.as_ref(), &KERNEL_MEMBERS, "kernel-payload")? else {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "no kernel payload: give --bup FILE (kernel_only_payload or tegra-kernel.cap){}, \
+             or --no-bootloader; the rootfs has none of {}",
+            i.stream_hint,
+            KERNEL_MEMBERS.join(", ")
+        );
+    };
+    let user = &i.layout.user;
+    let sizes: Vec<(String, u64)> = user
+        .partitions
+        .iter()
+        .map(|p| (p.name.clone(), p.size_bytes(user.sector_size)))
+        .collect();
+    let mut k = open(&path)?;
+    let outcome = t234_check::check(
+        &mut k,
+        &CheckInput {
+            specs: &i.board.specs,
+            firmware: i.board.firmware.as_ref(),
+            qspi_layout: QspiLayout::Unknown,
+            kernel_slots: slots,
+            partition_sizes: Some(&sizes),
+        },
+    )
+    .with_context(|| path.display().to_string())?;
+    if outcome.kind != PayloadKind::Kernel {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "{}: a firmware payload, not a kernel payload (the firmware goes in a capsule, --capsule)",
+            path.display()
+        );
+    }
+    if let Some(p) = outcome.problems.first() {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "{}: {p} (board {})",
+            path.display(),
+            i.board_name()
+        );
+    }
+    let names: Vec<&str> = outcome
+        .kernel_writes
+        .iter()
+        .map(|w| w.partition.as_str())
+        .collect();
+    lines.push(format!(
+        "kernel payload {}: {}",
+        path.display(),
+        names.join(", ")
+    ));
+    Ok(Kernel {
+        path,
+        base: k.range.start,
+        writes: outcome.kernel_writes,
+    })
+}
+
+/// The capsule, unless `--no-capsule`: a UEFI capsule of boot firmware
+/// the running firmware will take for this board.
+fn capsule(i: &Inputs, lines: &mut Vec<String>) -> anyhow::Result<Option<PathBuf>> {
+    if i.opts.no_capsule {
+        lines.push("--no-capsule: the boot firmware stays as it is".into());
+        return Ok(None);
+    }
+    let Some(path) = i.locate(i.opts.capsule.as_ref(), &[CAPSULE_MEMBER], "capsule")? else {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "no capsule for the boot firmware: give --capsule FILE (tegra-bl.cap){}, \
+             or --no-capsule to keep the firmware; the rootfs has no {CAPSULE_MEMBER}",
+            i.stream_hint
+        );
+    };
+    let mut c = open(&path)?;
+    if c.capsule.is_none() {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "{}: not a UEFI capsule (a bare payload is not taken by the firmware)",
+            path.display()
+        );
+    }
+    let outcome = t234_check::check(
+        &mut c,
+        &CheckInput {
+            specs: &i.board.specs,
+            firmware: i.board.firmware.as_ref(),
+            // The running firmware's QSPI layout cannot be read from Linux:
+            // a change of major release is taken as a change.
+            qspi_layout: QspiLayout::Unknown,
+            kernel_slots: &[],
+            partition_sizes: None,
+        },
+    )
+    .with_context(|| path.display().to_string())?;
+    if outcome.kind != PayloadKind::Firmware {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "{}: the capsule holds a kernel payload, not the boot firmware",
+            path.display()
+        );
+    }
+    if let Some(p) = outcome.problems.first() {
+        refuse!(FailCode::PayloadMismatch, "{}: {p}", path.display());
+    }
+    lines.push(format!(
+        "capsule {}: {} images for this board",
+        path.display(),
+        outcome.selection.selected.len()
+    ));
+    lines.extend(outcome.notes.iter().map(|n| format!("capsule: {n}")));
+    Ok(Some(path))
+}
+
+/// The ESP: made anew by an initial install (which then needs the
+/// launcher), kept by an update; the launcher and the capsule on it.
+fn esp(
+    i: &Inputs,
+    mode: InstallMode,
+    capsule: Option<&PathBuf>,
+    lines: &mut Vec<String>,
+) -> anyhow::Result<Option<Esp>> {
+    // INFER (docs/spec/t234-boot-chain.md §1.3): the launcher must suit the
+    // firmware that runs it. The new release's launcher is taken, as
+    // meta-tegra's ESP image pairs it with the same release's capsule; with
+    // --no-capsule on older firmware, give the matching one with --launcher.
+    let launcher = i
+        .locate(i.opts.launcher.as_ref(), &[LAUNCHER_MEMBER], "BOOTAA64.efi")?
+        .or_else(|| {
+            let p = i.opts.sysroot.path(LAUNCHER_IN_INITRAMFS);
+            p.is_file().then_some(p)
+        });
+    let format = mode == InstallMode::Initial;
+    if format && !super::preflight::tool_exists("mkfs.vfat") {
+        refuse!(
+            FailCode::ToolMissing,
+            "mkfs.vfat is not installed (dosfstools; needed to make the ESP)"
+        );
+    }
+    if format && launcher.is_none() {
+        refuse!(
+            FailCode::PayloadMismatch,
+            "no UEFI launcher for the new ESP: give --launcher FILE (L4TLauncher, \
+             EFI/BOOT/BOOTAA64.efi){}; the rootfs has no {LAUNCHER_MEMBER} \
+             and there is no {LAUNCHER_IN_INITRAMFS}",
+            i.stream_hint
+        );
+    }
+    let mut files = Vec::new();
+    let mut need = 0u64;
+    for (path, source) in [
+        (vfat::LAUNCHER, launcher.as_ref()),
+        (vfat::CAPSULE, capsule),
+    ] {
+        let Some(s) = source else { continue };
+        let meta = std::fs::metadata(s).with_context(|| s.display().to_string())?;
+        if !meta.is_file() {
+            refuse!(FailCode::InputInvalid, "{} is not a file", s.display());
+        }
+        need += meta.len();
+        files.push(EspFile {
+            path: path.into(),
+            source: s.clone(),
+        });
+    }
+    let Some(p) = i.layout.user.by_name(ESP) else {
+        if files.is_empty() {
+            return Ok(None);
+        }
+        refuse!(
+            FailCode::LayoutInvalid,
+            "the layout has no partition named {ESP} for the launcher and the capsule"
+        );
+    };
+    // FAT32 structures and cluster slack: a generous margin.
+    let room = p.size_bytes(i.layout.user.sector_size);
+    if need + (4 << 20) > room {
+        refuse!(
+            FailCode::NoSpace,
+            "partition {ESP} ({room} bytes) cannot hold {need} bytes of launcher and capsule"
+        );
+    }
+    let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    lines.push(format!(
+        "ESP ({ESP}): {}{}",
+        if format { "made anew, " } else { "kept, " },
+        names.join(", ")
+    ));
+    Ok(Some(Esp {
+        number: p.number,
+        format,
+        files,
+    }))
 }
 
 fn open(path: &Path) -> anyhow::Result<Opened> {
