@@ -460,12 +460,24 @@ pub struct InstallArgs {
     /// Save DATA (or UDA) before it is re-created and restore it afterwards.
     /// The copy is held in memory: a power cut before the restore loses it.
     /// (When DATA keeps its place it is simply not touched.)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "discard_data")]
     pub keep_data: bool,
+
+    /// Let an initial install erase a DATA (or UDA) that holds a filesystem.
+    /// Without it, or --keep-data, such an install is refused: user data is
+    /// never erased silently (--yes does not imply it).
+    #[arg(long)]
+    pub discard_data: bool,
 
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    /// Reboot once the install passed, after everything is flushed and the
+    /// summary printed (as the old tool's menu offered). Not after a failure
+    /// or a dry run.
+    #[arg(long)]
+    pub reboot: bool,
 
     /// Show the preflight and plan, then stop.
     #[arg(long)]

@@ -33,7 +33,29 @@ pub fn run(args: &InstallArgs, ctx: &Context) -> anyhow::Result<u8> {
             confirm(args.yes, text, &device)
         })
     });
-    Ok(finish(args, ctx, &events, result))
+    let reboot = reboot_wanted(args.reboot, &result);
+    let code = finish(args, ctx, &events, result);
+    if reboot {
+        reboot_now();
+    }
+    Ok(code)
+}
+
+/// `--reboot` reboots only after a pass: never after a failure, a refusal
+/// or a dry run.
+fn reboot_wanted(asked: bool, result: &anyhow::Result<install::Summary>) -> bool {
+    asked && matches!(result, Ok(s) if s.result == report::Outcome::Pass)
+}
+
+/// Flushes everything and reboots; on failure says so (the install itself
+/// is done, so the exit code stays 0).
+fn reboot_now() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    nix::unistd::sync();
+    // Returns only when the kernel refused (Result<Infallible, _>).
+    let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    eprintln!("warning: --reboot: {e}; reboot the board by hand");
 }
 
 /// The summary event and the last line; the exit code.
@@ -192,6 +214,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         soc: a.soc.map(Into::into),
         mode: a.mode.unwrap_or_default().into(),
         keep_data: a.keep_data,
+        discard_data: a.discard_data,
         dry_run: a.dry_run,
         no_fsck: a.no_fsck,
         no_bootloader: a.no_bootloader,
@@ -205,4 +228,22 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(install::DEFAULT_RUNDIR)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reboot_only_after_a_pass() {
+        let with = |r| {
+            let mut s = install::Summary::new("/dev/mmcblk0".into());
+            s.result = r;
+            Ok(s)
+        };
+        assert!(reboot_wanted(true, &with(report::Outcome::Pass)));
+        assert!(!reboot_wanted(false, &with(report::Outcome::Pass)));
+        assert!(!reboot_wanted(true, &with(report::Outcome::DryRun)));
+        assert!(!reboot_wanted(true, &Err(anyhow!("refused"))));
+    }
 }

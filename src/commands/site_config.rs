@@ -29,6 +29,8 @@ pub const KEYS: &[&str] = &[
     "mode",
     "rootfs-sha256",
     "keep-data",
+    "discard-data",
+    "reboot",
     "no-fsck",
     "no-bootloader",
     "capsule",
@@ -153,6 +155,8 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
                 args.rootfs_sha256.get_or_insert_with(v);
             }
             "keep-data" => args.keep_data |= boolean(e, file)?,
+            "discard-data" => args.discard_data |= boolean(e, file)?,
+            "reboot" => args.reboot |= boolean(e, file)?,
             "no-fsck" => args.no_fsck |= boolean(e, file)?,
             "no-bootloader" => args.no_bootloader |= boolean(e, file)?,
             "no-capsule" => args.no_capsule |= boolean(e, file)?,

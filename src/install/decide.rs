@@ -48,6 +48,9 @@ pub struct Request {
     pub restart: bool,
     /// `--keep-data`.
     pub keep_data: bool,
+    /// `--discard-data`: an initial install may re-create a DATA that holds
+    /// a filesystem.
+    pub discard_data: bool,
 }
 
 /// The slot the board runs from, and how that was found out.
@@ -139,6 +142,15 @@ pub enum Refusal {
     /// Update mode without knowing the running slot.
     #[error("update mode needs to know which slot the board runs (boot.slot_suffix= or slot metadata); none found")]
     RunningSlotUnknown,
+    /// An initial install would re-create a DATA that holds a filesystem,
+    /// and the operator did not say what becomes of it.
+    #[error("{name} holds {what}, which this initial install would erase: give --keep-data to keep it (or --discard-data to erase it)")]
+    DataWouldBeLost {
+        /// DATA or UDA.
+        name: String,
+        /// What it holds.
+        what: String,
+    },
 }
 
 impl Refusal {
@@ -158,6 +170,11 @@ pub fn decide(f: &Facts<'_>, req: &Request) -> Result<Decision, Refusal> {
         InstallMode::Update => update_target(f, journal)?,
     };
     let data = data_handling(f, req, mode, journal.is_some());
+    if data == Some(DataHandling::Recreate) && !req.discard_data && journal.is_none() {
+        if let Some((name, what)) = data_in_use(f) {
+            return Err(Refusal::DataWouldBeLost { name, what });
+        }
+    }
     Ok(Decision {
         mode,
         why,
@@ -283,6 +300,20 @@ fn data_handling(
     } else {
         DataHandling::Recreate
     })
+}
+
+/// DATA's name and what it holds, when it holds a filesystem (not zeros,
+/// nor bytes nothing recognises).
+fn data_in_use(f: &Facts<'_>) -> Option<(String, String)> {
+    let data = f.filesystems.iter().find(|x| x.role == FsRole::Data)?;
+    let c = f
+        .plan
+        .partitions
+        .iter()
+        .find(|p| p.name == data.name)?
+        .content
+        .as_ref()?;
+    (!matches!(c, Content::Empty | Content::Unknown)).then(|| (data.name.clone(), c.describe()))
 }
 
 /// The filesystems a run of `mode` creates.
@@ -450,6 +481,10 @@ mod tests {
     }
 
     fn run(r: &Row<'_>) -> Result<Decision, Refusal> {
+        run_as(r, &r.req)
+    }
+
+    fn run_as(r: &Row<'_>, req: &Request) -> Result<Decision, Refusal> {
         let fs = fs();
         decide(
             &Facts {
@@ -461,12 +496,17 @@ mod tests {
                 running: r.running.as_ref(),
                 boot_mismatch: r.boot_mismatch,
             },
-            &r.req,
+            req,
         )
     }
 
+    /// The mode tables are about the mode: DATA's fate has its own test.
     fn mode_of(r: &Row<'_>) -> (InstallMode, String, Slot) {
-        let d = run(r).unwrap();
+        let req = Request {
+            discard_data: true,
+            ..r.req
+        };
+        let d = run_as(r, &req).unwrap();
         (d.mode, d.why, d.target)
     }
 
@@ -692,6 +732,7 @@ mod tests {
         };
         let initial = Request {
             mode: ModeRequest::Initial,
+            discard_data: true,
             ..Request::default()
         };
         let names = |d: &Decision| d.create.join(" ");
@@ -740,6 +781,23 @@ mod tests {
         })
         .unwrap();
         assert_eq!(d.data, Some(DataHandling::Recreate));
+        // Not without being told: a DATA with a filesystem is never erased
+        // silently.
+        let silent = Request {
+            mode: ModeRequest::Initial,
+            ..Request::default()
+        };
+        let refused = run(&Row {
+            plan: moved.clone(),
+            req: silent,
+            ..Row::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "DATA holds ext4 'DATA', which this initial install would erase: give --keep-data to keep it (or --discard-data to erase it)"
+        );
+        assert!(!refused.is_usage());
         // Resuming: the copy in memory is gone, so DATA is re-created.
         let d = run(&Row {
             plan: moved,

@@ -116,6 +116,8 @@ pub struct InstallOptions {
     pub mode: ModeRequest,
     /// Keep DATA.
     pub keep_data: bool,
+    /// Let an initial install erase a DATA that holds a filesystem.
+    pub discard_data: bool,
     /// Stop after the preflight.
     pub dry_run: bool,
     /// Skip `e2fsck -p` after unpacking.
@@ -151,6 +153,7 @@ impl InstallOptions {
             mode: self.mode,
             restart: self.restart,
             keep_data: self.keep_data,
+            discard_data: self.discard_data,
         }
     }
 
@@ -294,7 +297,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn new(device: String) -> Summary {
+    pub(crate) fn new(device: String) -> Summary {
         Summary {
             result: report::Outcome::Fail,
             exit: 0,

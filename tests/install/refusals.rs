@@ -27,6 +27,8 @@ struct Case {
     code: i32,
     /// Expected in the error line.
     says: &'static str,
+    /// Options of the rig's command the case runs without.
+    without: &'static [&'static str],
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -59,6 +61,7 @@ fn run_case(rig: &Rig, c: &Case) {
     if c.device.is_some() {
         overridden.push("--device".into());
     }
+    overridden.extend(c.without.iter().map(|s| (*s).to_owned()));
     let base = rig.install_cmd();
     let mut cmd = crate::support::sysinstall();
     cmd.env("SYSINSTALL_RUNDIR", rig.dir.path().join("run"));
@@ -163,6 +166,9 @@ fn expected_code(case: &str) -> Option<&'static str> {
     Some(match case {
         "layout missing" | "layout malformed" | "placeholder without a value" => "layout_invalid",
         "update without a layout in place" => "mode_refused",
+        "an initial install over a DATA that holds a filesystem, without --discard-data" => {
+            "mode_refused"
+        }
         "rootfs SHA-256 mismatch" | "rootfs .sha256 file mismatch" => "checksum_mismatch",
         "rootfs missing" | "payload missing" | "data tarball missing" => "input_missing",
         "rootfs not an archive" | "rootfs with ../" | "data tarball corrupt" => "rootfs_invalid",
@@ -211,6 +217,7 @@ fn case(name: &'static str, args: &[&str], code: i32, says: &'static str) -> Cas
         env: Vec::new(),
         code,
         says,
+        without: &[],
     }
 }
 
@@ -611,6 +618,11 @@ for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
         ..case("", &[&rootfs], 3, "not a block device")
     });
     cases.push(Case {
+        name: "an initial install over a DATA that holds a filesystem, without --discard-data",
+        without: &["--discard-data"],
+        ..case("", &["--mode", "initial", &rootfs], 3, "--discard-data")
+    });
+    cases.push(Case {
         name: "mke2fs not installed",
         env: vec![("PATH", empty_path.display().to_string())],
         ..case("", &[&rootfs], 3, "mke2fs is not installed")
@@ -626,7 +638,13 @@ for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
         let o = output(
             crate::support::sysinstall()
                 .env("SYSINSTALL_RUNDIR", d.join("run"))
-                .args(["install", "--dry-run", "--progress", "none"])
+                .args([
+                    "install",
+                    "--dry-run",
+                    "--discard-data",
+                    "--progress",
+                    "none",
+                ])
                 .args(["--layout", &moved_boot, "--device"])
                 .arg(&rig.lo.path)
                 .arg("--boot-device")
@@ -652,7 +670,8 @@ for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
         let o = output(
             crate::support::sysinstall()
                 .env("SYSINSTALL_RUNDIR", d.join("run"))
-                .args(["install", "--yes", "--progress", "none", "--layout"])
+                .args(["install", "--yes", "--discard-data", "--progress", "none"])
+                .arg("--layout")
                 .arg(&rig.layout)
                 .arg("--device")
                 .arg(&rig.lo.path)

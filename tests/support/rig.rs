@@ -219,7 +219,10 @@ impl Rig {
             .arg("--boot-device")
             .arg(&self.boot[0])
             .arg("--boot-device")
-            .arg(&self.boot[1]);
+            .arg(&self.boot[1])
+            // The rig's DATA holds nothing anyone needs; the refusal to
+            // erase it silently has its own case in refusals.rs.
+            .arg("--discard-data");
         c
     }
 
