@@ -479,6 +479,12 @@ pub struct InstallArgs {
     #[arg(long)]
     pub reboot: bool,
 
+    /// Do not carry the board's machine-id into new slots whose rootfs has
+    /// none (by default it is read from the slot the board ran, before that
+    /// is replaced, as the old installer kept it).
+    #[arg(long)]
+    pub new_machine_id: bool,
+
     /// Show the preflight and plan, then stop.
     #[arg(long)]
     pub dry_run: bool,

@@ -215,6 +215,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         mode: a.mode.unwrap_or_default().into(),
         keep_data: a.keep_data,
         discard_data: a.discard_data,
+        new_machine_id: a.new_machine_id,
         dry_run: a.dry_run,
         no_fsck: a.no_fsck,
         no_bootloader: a.no_bootloader,

@@ -29,14 +29,14 @@ use sha2::{Digest, Sha256};
 
 /// Bytes of LBA 0 the record may use (the MBR boot-code area).
 pub const AREA: usize = 440;
-/// Record magic; its last byte is the format version (2: with the stream's
-/// hash and the artifact name; a version-1 record of an older sysinstall
-/// reads as no record, which costs a redo, never correctness).
-pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x02";
+/// Record magic; its last byte is the format version (3: with the stream's
+/// hash, the artifact name and the machine-id carried over; a record of an
+/// older format reads as no record, which costs a redo, never correctness).
+pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x03";
 /// Longest artifact name kept (bytes of UTF-8).
 pub const ARTIFACT_MAX: usize = 128;
 /// Length of the encoded record.
-pub const RECORD_LEN: usize = 12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 32 + 1 + ARTIFACT_MAX + 4;
+pub const RECORD_LEN: usize = 12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 32 + 1 + ARTIFACT_MAX + 1 + 16 + 4;
 /// Prefix of the per-filesystem marker.
 pub const MARKER_PREFIX: &str = "sysinstall:";
 
@@ -82,6 +82,9 @@ pub struct Record {
     /// The installed artifact's name, once known (for the PASS line of a
     /// run that resumes after the unpack).
     pub artifact: Option<String>,
+    /// The board's machine-id the new slots get (read before the old slot
+    /// was re-created, so a resumed run still has it).
+    pub machine_id: Option<[u8; 16]>,
 }
 
 impl Record {
@@ -103,6 +106,7 @@ impl Record {
             started: now,
             stream_sha256: None,
             artifact: None,
+            machine_id: None,
         })
     }
 
@@ -157,6 +161,8 @@ impl Record {
             dst.copy_from_slice(artifact);
         }
         put(&field);
+        put(&[u8::from(self.machine_id.is_some())]);
+        put(&self.machine_id.unwrap_or([0; 16]));
         let crc = crc32fast::hash(b.get(..RECORD_LEN - 4).unwrap_or(&[]));
         if let Some(dst) = b.get_mut(RECORD_LEN - 4..) {
             dst.copy_from_slice(&crc.to_le_bytes());
@@ -197,6 +203,13 @@ impl Record {
             return None;
         }
         let artifact = std::str::from_utf8(field.get(..len)?).ok()?;
+        let id_at = 97 + ARTIFACT_MAX;
+        let id: [u8; 16] = b.get(id_at + 1..id_at + 17)?.try_into().ok()?;
+        let machine_id = match *b.get(id_at)? {
+            0 if id == [0; 16] => None,
+            1 => Some(id),
+            _ => return None,
+        };
         Some(Record {
             mode,
             state,
@@ -206,6 +219,7 @@ impl Record {
             started: u64::from_le_bytes(b.get(56..64)?.try_into().ok()?),
             stream_sha256: (sha != [0; 32]).then_some(sha),
             artifact: (!artifact.is_empty()).then(|| artifact.to_owned()),
+            machine_id,
         })
     }
 }
@@ -284,7 +298,15 @@ mod tests {
         let mut r = rec();
         r.stream_sha256 = Some([0xAB; 32]);
         r.artifact = Some("tegra-demo ünïcode 1.2".into());
+        r.machine_id = Some([0x5a; 16]);
         assert_eq!(Record::decode(&r.encode()), Some(r.clone()));
+        // A machine-id flag that is neither 0 nor 1 is not a record.
+        let mut b = r.encode();
+        b[97 + ARTIFACT_MAX] = 2;
+        let crc = crc32fast::hash(&b[..RECORD_LEN - 4]);
+        b[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Record::decode(&b), None);
+        r.machine_id = None;
         // An over-long name is cut to what fits, on a character boundary.
         r.artifact = Some("é".repeat(100));
         let back = Record::decode(&r.encode()).unwrap();

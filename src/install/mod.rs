@@ -118,6 +118,8 @@ pub struct InstallOptions {
     pub keep_data: bool,
     /// Let an initial install erase a DATA that holds a filesystem.
     pub discard_data: bool,
+    /// Carry no machine-id into the new slots.
+    pub new_machine_id: bool,
     /// Stop after the preflight.
     pub dry_run: bool,
     /// Skip `e2fsck -p` after unpacking.
@@ -287,6 +289,8 @@ pub struct Summary {
     /// Why the boot partitions were not touched, if they were not (or,
     /// on an Orin, what the firmware does next).
     pub boot_note: Option<String>,
+    /// The board's machine-id was written into new slots that had none.
+    pub machine_id_carried: bool,
     /// Orin: each UEFI variable operation and what it found.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<String>,
@@ -309,6 +313,7 @@ impl Summary {
             boot_written: Vec::new(),
             boot_skipped: Vec::new(),
             boot_note: None,
+            machine_id_carried: false,
             variables: Vec::new(),
             duration: 0.0,
             resumed: Vec::new(),

@@ -66,6 +66,8 @@ pub struct Preflight {
     pub bup: BupSource,
     /// The Orin part of the install (kernel partitions, ESP, variables).
     pub orin: Option<t234::Orin>,
+    /// The machine-id new slots without one get.
+    pub machine_id: Option<[u8; 16]>,
     /// DATA, saved for `--keep-data`.
     pub saved_data: Option<SavedTree>,
     /// The report shown before the confirmation.
@@ -181,6 +183,15 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
             &decision,
         )?),
     };
+    let machine_id = machine_id(
+        opts,
+        &rundir,
+        &mut disk,
+        &plan,
+        &fs,
+        &decision,
+        resume.as_ref(),
+    );
     let saved_data = match decision.data {
         Some(DataHandling::SaveAndRestore) => {
             Some(save_data(opts, &rundir, &mut disk, &plan, &fs)?)
@@ -223,6 +234,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         },
         bup,
         orin,
+        machine_id,
         saved_data,
         report,
     })
@@ -696,6 +708,45 @@ fn save_data(
         .with_context(|| format!("--keep-data: saving {} ({})", data.name, path.display()))?;
     m.unmount()?;
     Ok(saved)
+}
+
+/// The board's machine-id, for new slots whose rootfs has none: the one an
+/// interrupted run of this install recorded, else the one in the slot the
+/// board ran (the running one for an update, APP for an initial install),
+/// read from a read-only mount before anything is written. Not the running
+/// system's: that is the upgrader's own, not the board's. None with
+/// `--new-machine-id`, or when nothing has one.
+fn machine_id(
+    opts: &InstallOptions,
+    rundir: &Path,
+    disk: &mut Disk,
+    plan: &Plan,
+    fs: &[Fs],
+    decision: &Decision,
+    resume: Option<&Record>,
+) -> Option<[u8; 16]> {
+    if opts.new_machine_id {
+        return None;
+    }
+    if let Some(id) = resume.and_then(|r| r.machine_id) {
+        return Some(id);
+    }
+    let old = match decision.mode {
+        InstallMode::Update => decision.target.other(),
+        InstallMode::Initial => Slot::A,
+    };
+    let slot = fs.iter().find(|f| f.role == FsRole::Slot(old))?;
+    let current = plan.partitions.iter().find(|p| p.name == slot.name)?;
+    if !matches!(current.content, Some(crate::probe::Content::Ext(_))) {
+        return None;
+    }
+    let number = current.current.as_ref()?.number;
+    let nodes = disk::expose_target(disk.target(), &opts.disk_env()).ok()?;
+    let path = super::node(disk, &nodes, number);
+    let m = Mount::ext4_inspect(&path, &rundir.join("machine-id")).ok()?;
+    let id = rootfs::post::read_machine_id(m.path());
+    m.unmount().ok()?;
+    id
 }
 
 /// A data tarball that can be read twice is read through once now (hash,

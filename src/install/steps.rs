@@ -59,6 +59,10 @@ pub fn execute(
             now_secs(),
         )?,
     };
+    let mut record = record;
+    if record.machine_id.is_none() {
+        record.machine_id = pre.machine_id;
+    }
     let mut run = Run {
         opts,
         pre,
@@ -232,6 +236,11 @@ impl Run<'_> {
         }
         for m in &mounts {
             rootfs::post::refresh_timestamp_at(m.path(), now)?;
+            if let Some(id) = &self.record.machine_id {
+                if rootfs::post::carry_machine_id(m.path(), id)? {
+                    self.summary.machine_id_carried = true;
+                }
+            }
             self.summary.artifact = self
                 .summary
                 .artifact

@@ -182,8 +182,114 @@ fn unquote(v: &str) -> String {
     out.chars().filter(|c| !c.is_control()).collect()
 }
 
+/// Where systemd keeps the machine's identity.
+pub const MACHINE_ID: &str = "etc/machine-id";
+
+/// A machine-id as systemd writes it: 32 hex digits, then a newline or
+/// nothing. `uninitialized`, an empty file, all zeros or anything else: none.
+pub fn parse_machine_id(text: &[u8]) -> Option<[u8; 16]> {
+    let hex = text.strip_suffix(b"\n").unwrap_or(text);
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *id.get_mut(i)? = u8::from_str_radix(digits, 16).ok()?;
+    }
+    (id != [0; 16]).then_some(id)
+}
+
+/// The machine-id of the tree at `root`, read without following a symlink.
+pub fn read_machine_id(root: &Path) -> Option<[u8; 16]> {
+    let p = root.join(MACHINE_ID);
+    if fs::symlink_metadata(&p).ok()?.file_type().is_symlink() {
+        return None;
+    }
+    parse_machine_id(&fs::read(p).ok()?)
+}
+
+/// Gives the tree at `root` the machine-id `id` when it has none (no file,
+/// an empty one, `uninitialized`), as the old installer carried the board's
+/// identity into a new rootfs; a rootfs that brings its own id, or makes
+/// the file a symlink, keeps it. Returns whether it wrote.
+pub fn carry_machine_id(root: &Path, id: &[u8; 16]) -> Result<bool> {
+    let p = root.join(MACHINE_ID);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_file() => return Ok(false),
+        Ok(_) if read_machine_id(root).is_some() => return Ok(false),
+        _ => {}
+    }
+    if !root.join("etc").is_dir() {
+        return Ok(false);
+    }
+    let text: String = id.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n";
+    write_synced(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    Ok(true)
+}
+
+/// Writes a file (replacing it), mode 0444 as systemd leaves it, and
+/// flushes it.
+fn write_synced(p: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = fs::remove_file(p);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(p)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn machine_ids_as_systemd_writes_them() {
+        let id = parse_machine_id(b"0123456789abcdef0123456789ABCDEF\n").unwrap();
+        assert_eq!(id[0], 0x01);
+        assert_eq!(id[15], 0xef);
+        assert!(parse_machine_id(b"0123456789abcdef0123456789abcdef").is_some());
+        for bad in [
+            &b""[..],
+            b"uninitialized\n",
+            b"0123",
+            &[b'0'; 32],
+            b"0123456789abcdef0123456789abcdeg",
+        ] {
+            assert_eq!(parse_machine_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_machine_id_is_carried_only_where_there_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let id = [0x42u8; 16];
+        assert!(
+            !carry_machine_id(root, &id).unwrap(),
+            "no /etc: not a rootfs"
+        );
+        fs::create_dir(root.join("etc")).unwrap();
+        assert!(carry_machine_id(root, &id).unwrap());
+        assert_eq!(read_machine_id(root), Some(id));
+        assert_eq!(
+            fs::read_to_string(root.join(MACHINE_ID)).unwrap(),
+            "42".repeat(16) + "\n"
+        );
+        // Its own id stays.
+        assert!(!carry_machine_id(root, &[7; 16]).unwrap());
+        assert_eq!(read_machine_id(root), Some(id));
+        // `uninitialized` (systemd's first-boot marker) is replaced.
+        fs::remove_file(root.join(MACHINE_ID)).unwrap();
+        fs::write(root.join(MACHINE_ID), "uninitialized\n").unwrap();
+        assert!(carry_machine_id(root, &id).unwrap());
+        // A symlink is the rootfs's choice.
+        fs::remove_file(root.join(MACHINE_ID)).unwrap();
+        std::os::unix::fs::symlink("/run/machine-id", root.join(MACHINE_ID)).unwrap();
+        assert!(!carry_machine_id(root, &id).unwrap());
+    }
     use super::*;
 
     #[test]

@@ -201,3 +201,44 @@ fn a_streamed_rootfs_with_the_wrong_hash_never_reaches_the_boot_partitions() {
     );
     rig.verify_initial(&rig.rootfs);
 }
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn the_boards_machine_id_goes_into_a_new_slot_that_has_none() {
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let o = rig.install();
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // The board ran slot A and has an identity there; the new rootfs (the
+    // rig's) brings none.
+    let id = "0123456789abcdef0123456789abcdef";
+    let mnt = rig.dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    rig.lo.partx_add();
+    let sh = |script: &str| {
+        let o = output(std::process::Command::new("sh").args(["-ec", script]));
+        assert!(o.status.success(), "{script}: {}", stderr(&o));
+    };
+    let (app, app_b) = (rig.lo.part(1), rig.lo.part(2));
+    let m = mnt.display();
+    sh(&format!(
+        "mount {} {m}; echo {id} > {m}/etc/machine-id; umount {m}",
+        app.display()
+    ));
+    let o = output(
+        rig.install_cmd()
+            .args(["--events", "json"])
+            .arg(&rig.rootfs),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["mode"], "update");
+    assert_eq!(summary["machine_id_carried"], true, "{summary}");
+    sh(&format!(
+        "mount -o ro {} {m}; cp {m}/etc/machine-id {m}.copy; umount {m}",
+        app_b.display()
+    ));
+    let carried = std::fs::read_to_string(format!("{m}.copy")).unwrap();
+    assert_eq!(carried, format!("{id}\n"), "APP_b's machine-id");
+}
