@@ -153,6 +153,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         (false, _) => None,
         (true, Some(b)) if !opts.no_bootloader => Some(t234::prepare(
             opts,
+            &plan,
             &rundir,
             &layout,
             b,

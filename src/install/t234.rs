@@ -31,6 +31,8 @@ use crate::events::Level;
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::layout::{Layout, Soc};
+use crate::probe::Content;
+use crate::repartition::Plan;
 use crate::rootfs::{Capture, Captured};
 use crate::sys::efivarfs::{self, Efivarfs};
 use crate::sys::vfat::{self, EspFile, VfatOptions};
@@ -204,6 +206,8 @@ pub fn left_alone(opts: &InstallOptions) -> Orin {
 /// What the parts of [`prepare`] share.
 struct Inputs<'a> {
     opts: &'a InstallOptions,
+    /// The disk now and what becomes of it.
+    plan: &'a Plan,
     rundir: &'a Path,
     layout: &'a Layout,
     board: &'a Board,
@@ -231,8 +235,10 @@ impl Inputs<'_> {
 }
 
 /// Decides and checks the T234 part; nothing is written.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     opts: &InstallOptions,
+    plan: &Plan,
     rundir: &Path,
     layout: &Layout,
     board: &Board,
@@ -245,6 +251,7 @@ pub fn prepare(
     }
     let inputs = Inputs {
         opts,
+        plan,
         rundir,
         layout,
         board,
@@ -467,6 +474,20 @@ fn esp(
             "the layout has no partition named {ESP} for the launcher and the capsule"
         );
     };
+    let now = i
+        .plan
+        .partitions
+        .iter()
+        .find(|p| p.name == ESP)
+        .and_then(|p| p.content.as_ref());
+    if !format && !matches!(now, Some(Content::Vfat)) {
+        refuse!(
+            FailCode::ModeRefused,
+            "an update keeps the ESP ({ESP}), but it holds {}, not a FAT filesystem: \
+             install with --mode initial",
+            now.map_or("nothing readable".into(), Content::describe)
+        );
+    }
     // FAT32 structures and cluster slack: a generous margin.
     let room = p.size_bytes(i.layout.user.sector_size);
     if need + (4 << 20) > room {

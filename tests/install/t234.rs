@@ -488,6 +488,37 @@ fn orin_refusals_leave_the_disk_and_the_variables_unchanged() {
             wrong.push(format!("{name}: the disk or the variable store changed"));
         }
     }
-    eprintln!("{} Orin refusal cases", cases.len());
+    // The layout in place but an ESP that holds no FAT: an update, which
+    // keeps the ESP, is refused before it writes a slot.
+    let layout = crate::support::data_dir()
+        .join("flash-layouts")
+        .join(LAYOUT);
+    let p = output(
+        crate::support::sysinstall()
+            .args([
+                "partition",
+                "--yes",
+                "--set",
+                "APPSIZE=536870912",
+                "--layout",
+            ])
+            .arg(&layout)
+            .arg("--device")
+            .arg(&o.lo.path),
+    );
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    let before = (o.disk(), store(&plain));
+    let out = o.run(&plain, &["--mode", "update"]);
+    let fail = stdout(&out);
+    if out.status.code() != Some(3) || !fail.contains("not a FAT filesystem") {
+        wrong.push(format!(
+            "update over an ESP without FAT: {fail}{}",
+            stderr(&out)
+        ));
+    }
+    if (o.disk(), store(&plain)) != before {
+        wrong.push("update over an ESP without FAT: the disk or the variable store changed".into());
+    }
+    eprintln!("{} Orin refusal cases", cases.len() + 1);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
