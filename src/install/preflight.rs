@@ -103,22 +103,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     let journal = read_journal(&mut disk)?;
     let soc = opts.soc.or(layout.soc);
     let orin = t234::is_t234(soc);
-    // On an Orin the boot firmware is on the QSPI, which is never written:
-    // no boot devices; the board and its running chain come from UEFI.
-    let board = match (orin, opts.no_bootloader) {
-        (false, _) => None,
-        (true, false) => Some(t234::read_board(opts, &layout)?),
-        (true, true) => t234::read_board(opts, &layout).ok(),
-    };
-    let boot_devices = if orin {
-        Vec::new()
-    } else {
-        boot_devices(opts, disk.path(), &layout)?
-    };
-    let running = match &board {
-        Some(b) => t234::running_slot(b),
-        None => running_slot(opts, &boot_devices, &layout),
-    };
+    let (board, boot_devices, running) = the_board(opts, &disk, &layout, orin)?;
     let mismatch = boot_mismatch(&layout, soc, &plan, &boot_devices);
     let mut facts = Facts {
         device: &shown,
@@ -149,40 +134,20 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         decision.why = format!("{why}; {}", decision.why);
     }
     check_slots_fit(opts, &rundir, &fs, &decision, &rootfs)?;
-    let orin = match (orin, &board) {
-        (false, _) => None,
-        (true, Some(b)) if !opts.no_bootloader => Some(t234::prepare(
-            opts,
-            &plan,
-            &rundir,
-            &layout,
-            b,
-            &decision,
-            &rootfs.captured,
-            rootfs.scanned,
-        )?),
-        (true, _) => Some(t234::left_alone(opts)),
+    let boot = BootInputs {
+        opts,
+        disk: &disk,
+        rundir: &rundir,
+        layout: &layout,
+        plan: &plan,
+        soc,
+        boot_devices: &boot_devices,
+        decision: &decision,
+        rootfs: &rootfs,
     };
-    let (bup, payload_finding) = match &orin {
-        Some(o) => (
-            BupSource::None,
-            PayloadFinding::Orin {
-                lines: o.lines.clone(),
-            },
-        ),
-        None => locate_payload(opts, &rundir, &layout, soc, &rootfs, decision.mode)?,
-    };
-    let boot_line = match bup {
-        BupSource::None => None,
-        _ => Some(check_boot(
-            opts,
-            &disk,
-            &layout,
-            soc,
-            &boot_devices,
-            &bup,
-            &decision,
-        )?),
+    let (bup, payload_finding, boot_line, orin) = match (orin, &board) {
+        (true, board) => orin_boot_chain(&boot, board.as_ref())?,
+        (false, _) => boot_partitions(&boot)?,
     };
     let machine_id = machine_id(
         opts,
@@ -239,6 +204,101 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         saved_data,
         report,
     })
+}
+
+/// Who the board is and which slot it runs, and where its boot chain is
+/// written. On an Orin the boot firmware is on the QSPI, which is never
+/// written: no boot devices; the board and its running chain come from UEFI.
+type TheBoard = (
+    Option<crate::bup::t234_check::Board>,
+    Vec<PathBuf>,
+    Option<RunningSlot>,
+);
+
+fn the_board(
+    opts: &InstallOptions,
+    disk: &Disk,
+    layout: &Layout,
+    orin: bool,
+) -> anyhow::Result<TheBoard> {
+    if orin {
+        let board = if opts.no_bootloader {
+            t234::read_board(opts, layout).ok()
+        } else {
+            Some(t234::read_board(opts, layout)?)
+        };
+        let running = board.as_ref().and_then(t234::running_slot);
+        return Ok((board, Vec::new(), running));
+    }
+    let boot_devices = boot_devices(opts, disk.path(), layout)?;
+    let running = running_slot(opts, &boot_devices, layout);
+    Ok((None, boot_devices, running))
+}
+
+/// What deciding the boot chain's part of the install looks at.
+struct BootInputs<'a> {
+    opts: &'a InstallOptions,
+    disk: &'a Disk,
+    rundir: &'a Path,
+    layout: &'a Layout,
+    plan: &'a Plan,
+    soc: Option<Soc>,
+    boot_devices: &'a [PathBuf],
+    decision: &'a Decision,
+    rootfs: &'a RootfsCheck,
+}
+
+/// The payload, its finding, the boot devices' line, and the Orin part.
+type BootChain = (
+    BupSource,
+    PayloadFinding,
+    Option<String>,
+    Option<t234::Orin>,
+);
+
+/// T186/T194/T210: the payload for the boot partitions, checked for this
+/// board and against the boot devices.
+fn boot_partitions(b: &BootInputs) -> anyhow::Result<BootChain> {
+    let (bup, finding) =
+        locate_payload(b.opts, b.rundir, b.layout, b.soc, b.rootfs, b.decision.mode)?;
+    let line = match bup {
+        BupSource::None => None,
+        _ => Some(check_boot(
+            b.opts,
+            b.disk,
+            b.layout,
+            b.soc,
+            b.boot_devices,
+            &bup,
+            b.decision,
+        )?),
+    };
+    Ok((bup, finding, line, None))
+}
+
+/// Orin: kernel partitions, ESP and UEFI variables (or none of them with
+/// `--no-bootloader`).
+fn orin_boot_chain(
+    b: &BootInputs,
+    board: Option<&crate::bup::t234_check::Board>,
+) -> anyhow::Result<BootChain> {
+    let orin = match board {
+        Some(board) if !b.opts.no_bootloader => t234::prepare(
+            b.opts,
+            b.plan,
+            b.rundir,
+            b.layout,
+            board,
+            b.decision,
+            &b.rootfs.captured,
+            b.rootfs.scanned,
+        )?,
+        _ => t234::left_alone(b.opts),
+    };
+    let finding = PayloadFinding::Orin {
+        lines: orin.lines.clone(),
+    };
+    Ok((BupSource::None, finding, None, Some(orin)))
 }
 
 /// The target: a whole-disk block device, opened once and locked for the
