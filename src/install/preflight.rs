@@ -92,6 +92,17 @@ struct RootfsCheck {
     stream: Option<Source>,
 }
 
+impl RootfsCheck {
+    /// Where the hash the unpack must meet comes from, for its message.
+    fn sha256_from(&self, opts: &InstallOptions) -> String {
+        if self.scanned {
+            format!("the preflight's read of {}", opts.rootfs)
+        } else {
+            "--rootfs-sha256".into()
+        }
+    }
+}
+
 /// Finds and checks everything; nothing is written.
 pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Preflight> {
     let shown = opts.device.display().to_string();
@@ -165,7 +176,6 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         _ => None,
     };
     check_data_tarball(opts, events, &rundir, &fs, &plan, &decision)?;
-    let data = fs.iter().find(|f| f.role == FsRole::Data);
     let report = report::preflight(&PreflightView {
         device: &shown,
         sectors: layout.user.disk_sectors,
@@ -175,7 +185,10 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         rootfs: &rootfs.finding,
         payload: &payload_finding,
         boot: boot_line.as_deref(),
-        data_name: data.map(|d| d.name.as_str()),
+        data_name: fs
+            .iter()
+            .find(|f| f.role == FsRole::Data)
+            .map(|d| d.name.as_str()),
         data_tarball: opts.data.as_deref(),
         plan: &plan,
         resume: resume.as_ref(),
@@ -192,12 +205,8 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         resume,
         content,
         rootfs_sha256: rootfs.sha256,
+        rootfs_sha256_from: rootfs.sha256_from(opts),
         rootfs_stream: rootfs.stream.take(),
-        rootfs_sha256_from: if rootfs.scanned {
-            format!("the preflight's read of {}", opts.rootfs)
-        } else {
-            "--rootfs-sha256".into()
-        },
         bup,
         orin,
         machine_id,

@@ -422,16 +422,7 @@ fn esp(
     capsule: Option<&PathBuf>,
     lines: &mut Vec<String>,
 ) -> anyhow::Result<Option<Esp>> {
-    // INFER (docs/spec/t234-boot-chain.md §1.3): the launcher must suit the
-    // firmware that runs it. The new release's launcher is taken, as
-    // meta-tegra's ESP image pairs it with the same release's capsule; with
-    // --no-capsule on older firmware, give the matching one with --launcher.
-    let launcher = i
-        .locate(i.opts.launcher.as_ref(), &[LAUNCHER_MEMBER], "BOOTAA64.efi")?
-        .or_else(|| {
-            let p = i.opts.sysroot.path(LAUNCHER_IN_INITRAMFS);
-            p.is_file().then_some(p)
-        });
+    let launcher = launcher(i)?;
     let format = mode == InstallMode::Initial;
     if format && !super::preflight::tool_exists("mkfs.vfat") {
         refuse!(
@@ -448,23 +439,10 @@ fn esp(
             i.stream_hint
         );
     }
-    let mut files = Vec::new();
-    let mut need = 0u64;
-    for (path, source) in [
+    let (files, need) = esp_files(&[
         (vfat::LAUNCHER, launcher.as_ref()),
         (vfat::CAPSULE, capsule),
-    ] {
-        let Some(s) = source else { continue };
-        let meta = std::fs::metadata(s).with_context(|| s.display().to_string())?;
-        if !meta.is_file() {
-            refuse!(FailCode::InputInvalid, "{} is not a file", s.display());
-        }
-        need += meta.len();
-        files.push(EspFile {
-            path: path.into(),
-            source: s.clone(),
-        });
-    }
+    ])?;
     let Some(p) = i.layout.user.by_name(ESP) else {
         if files.is_empty() {
             return Ok(None);
@@ -507,6 +485,37 @@ fn esp(
         format,
         files,
     }))
+}
+
+/// The launcher for the ESP: given, else in the rootfs, else in the
+/// upgrader.
+fn launcher(i: &Inputs) -> anyhow::Result<Option<PathBuf>> {
+    // INFER (docs/spec/t234-boot-chain.md §1.3): the launcher must suit the
+    // firmware that runs it. The new release's launcher is taken, as
+    // meta-tegra's ESP image pairs it with the same release's capsule; with
+    // --no-capsule on older firmware, give the matching one with --launcher.
+    let given = i.locate(i.opts.launcher.as_ref(), &[LAUNCHER_MEMBER], "BOOTAA64.efi")?;
+    let upgrader = i.opts.sysroot.path(LAUNCHER_IN_INITRAMFS);
+    Ok(given.or_else(|| upgrader.is_file().then_some(upgrader)))
+}
+
+/// The files for the ESP (those given) and how many bytes they hold.
+fn esp_files(sources: &[(&str, Option<&PathBuf>)]) -> anyhow::Result<(Vec<EspFile>, u64)> {
+    let mut files = Vec::new();
+    let mut need = 0u64;
+    for (path, source) in sources {
+        let Some(s) = source else { continue };
+        let meta = std::fs::metadata(s).with_context(|| s.display().to_string())?;
+        if !meta.is_file() {
+            refuse!(FailCode::InputInvalid, "{} is not a file", s.display());
+        }
+        need += meta.len();
+        files.push(EspFile {
+            path: (*path).into(),
+            source: (*s).clone(),
+        });
+    }
+    Ok((files, need))
 }
 
 fn open(path: &Path) -> anyhow::Result<Opened> {
