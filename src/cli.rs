@@ -5,6 +5,7 @@
 //! Names, flags and values spelled out in the project's issues are interfaces
 //! that recipes and lab scripts call; keep them.
 
+use crate::rootfs::http::Secret;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -42,7 +43,7 @@ pub struct Cli {
 pub enum Command {
     /// Install: partition, mkfs, unpack both slots, data, boot partitions (the default).
     #[command(after_help = crate::exit::EXIT_CODES_HELP)]
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Convert a flash layout XML (or partition_table CSV) into the eMMC partition table.
     #[command(after_help = crate::exit::EXIT_CODES_HELP)]
     Layout(LayoutArgs),
@@ -207,10 +208,57 @@ pub enum ProgressMode {
     None,
 }
 
+/// How http(s) and OCI sources are fetched: the same for the rootfs, the
+/// data tarball, `URL.sha256` and registry manifests.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// HTTP header for every request to a source's own server, never to
+    /// another host it redirects to (repeatable), e.g. 'X-Api-Key: 123'.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<Secret>,
+
+    /// Send `Authorization: Bearer TOKEN` to a source's own server (for
+    /// oci://, the registry token). A command line is visible in `ps`:
+    /// prefer SYSINSTALL_BEARER=TOKEN in the environment, or --bearer-file.
+    #[arg(long, value_name = "TOKEN")]
+    pub bearer: Option<Secret>,
+
+    /// Read the bearer token from FILE (mode 0600 or stricter).
+    #[arg(long, value_name = "FILE", conflicts_with = "bearer")]
+    pub bearer_file: Option<PathBuf>,
+
+    /// `bearer-file` of the site configuration: used when neither the
+    /// command line nor the environment gives a token.
+    #[arg(skip)]
+    pub site_bearer_file: Option<PathBuf>,
+
+    /// Also trust the CA certificate(s) in this PEM file for https:// and
+    /// oci:// (besides the built-in Mozilla roots).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Do NOT check server certificates (warned at every connection and
+    /// recorded in the summary). Only for a lab; prefer --cacert.
+    #[arg(long)]
+    pub insecure_tls: bool,
+
+    /// How many times to reconnect (resuming with Range) after a dropped or
+    /// stalled connection [default: 5].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Drop and resume a connection that brings no data for this long
+    /// (also the connect timeout) [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub stall_timeout: Option<u64>,
+}
+
 /// `sysinstall unpack`.
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// Tarball: a path, file://, http://, https://, or - for stdin.
+    /// Tarball: a path, file://, http://, https://, oci://REGISTRY/REPO:TAG (or
+    /// @sha256:DIGEST), oci+http://, or - for stdin. Registry login: OCI_USERNAME and
+    /// OCI_PASSWORD; proxies: http_proxy, https_proxy, no_proxy.
     #[arg(value_name = "SOURCE")]
     pub source: String,
 
@@ -230,9 +278,9 @@ pub struct UnpackArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 
-    /// HTTP: how many times to retry (resuming with Range) after a dropped connection.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub retries: u32,
+    /// http(s) and OCI options.
+    #[command(flatten)]
+    pub source_opts: SourceArgs,
 
     /// Do not flush the destinations' filesystems (syncfs) at the end.
     #[arg(long)]
@@ -404,13 +452,21 @@ pub enum EventsFormat {
 /// `sysinstall install` (and `sysinstall` alone).
 #[derive(Debug, Clone, Default, Args)]
 pub struct InstallArgs {
-    /// Rootfs tarball: path, file://, http(s):// or - (default /installer/image.tar.gz, or .tar.zst).
+    /// Rootfs tarball: path, file://, http(s)://, oci://REGISTRY/REPO:TAG (or
+    /// @sha256:DIGEST), oci+http:// or - (default /installer/image.tar.gz, or .tar.zst).
+    /// Registry login: OCI_USERNAME and OCI_PASSWORD; proxies: http_proxy,
+    /// https_proxy, no_proxy.
     #[arg(value_name = "ROOTFS")]
     pub rootfs: Option<String>,
 
-    /// Data tarball for DATA (default /installer/data.tar.gz when present).
+    /// Data tarball for DATA, from the same kinds of sources (default
+    /// /installer/data.tar.gz when present).
     #[arg(value_name = "DATA")]
     pub data: Option<String>,
+
+    /// http(s) and OCI options.
+    #[command(flatten)]
+    pub source_opts: SourceArgs,
 
     /// Layout file and placeholder values.
     #[command(flatten)]

@@ -7,17 +7,32 @@
 //! stdout (to stderr when stdout carries the JSON events).
 
 use super::{prompt, site_config, Context};
-use crate::cli::{InstallArgs, ProgressMode};
+use crate::cli::{InstallArgs, ProgressMode, SourceArgs};
 use crate::events::{Events, JsonSink, Sink};
 use crate::exit::{self, CommandKind, UsageError};
 use crate::install::{self, decide::Refusal, report, InstallOptions};
 use crate::layout::subst;
 use crate::progress::HumanSink;
+use crate::rootfs::http::{self, NetOptions, Secret};
+use crate::rootfs::proxy::ProxyConfig;
 use crate::sys::board::SysRoot;
-use anyhow::anyhow;
-use std::io::Write;
+use anyhow::{anyhow, bail, Context as _};
+use std::io::{Read as _, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The environment variable that carries the bearer token (out of `ps`).
+pub const BEARER_ENV: &str = "SYSINSTALL_BEARER";
+/// Registry login for `oci://` sources.
+pub const OCI_USERNAME_ENV: &str = "OCI_USERNAME";
+/// Registry password for `oci://` sources.
+pub const OCI_PASSWORD_ENV: &str = "OCI_PASSWORD";
+/// Longest `--stall-timeout` (a day: longer is no timeout at all).
+const MAX_STALL_TIMEOUT: u64 = 86_400;
+/// Largest bearer token file read.
+const MAX_BEARER_FILE: u64 = 64 << 10;
 
 /// Runs `sysinstall install`. Failures are reported here (the FAIL line
 /// and the summary event), so the exit code is returned either way.
@@ -25,16 +40,21 @@ pub fn run(args: &InstallArgs, ctx: &Context) -> anyhow::Result<u8> {
     crate::interrupt::install().map_err(|e| anyhow!("installing the signal handlers: {e}"))?;
     let events = match events(args, ctx) {
         Ok(e) => e,
-        Err(e) => return Ok(finish(args, ctx, &Events::silent(), Err(e))),
+        Err(e) => {
+            let insecure = args.source_opts.insecure_tls;
+            return Ok(finish(args, ctx, &Events::silent(), Err(e), insecure));
+        }
     };
+    let mut insecure = args.source_opts.insecure_tls;
     let result = resolve(args).and_then(|opts| {
+        insecure = opts.net.insecure_tls;
         let device = opts.device.display().to_string();
         install::run(&opts, &ctx.changes, &events, &mut |text| {
             confirm(args.yes, text, &device)
         })
     });
     let reboot = reboot_wanted(args.reboot, &result);
-    let code = finish(args, ctx, &events, result);
+    let code = finish(args, ctx, &events, result, insecure);
     if reboot {
         reboot_now();
     }
@@ -64,18 +84,28 @@ fn finish(
     ctx: &Context,
     events: &Events,
     result: anyhow::Result<install::Summary>,
+    insecure_tls: bool,
 ) -> u8 {
+    // --insecure-tls is recorded wherever the result is read.
+    let insecure = |mut v: serde_json::Value| {
+        if let (true, Some(o)) = (insecure_tls, v.as_object_mut()) {
+            o.insert("insecure_tls".into(), true.into());
+        }
+        v
+    };
     let (code, line) = match result {
         Ok(mut summary) => {
             summary.exit = exit::SUCCESS;
-            events.summary(serde_json::to_value(&summary).unwrap_or_default());
+            events.summary(insecure(serde_json::to_value(&summary).unwrap_or_default()));
             if summary.result != report::Outcome::Pass {
                 return exit::SUCCESS;
             }
-            (
-                exit::SUCCESS,
-                report::pass_line(summary.artifact.as_deref(), summary.boot_note.as_deref()),
-            )
+            let mut line =
+                report::pass_line(summary.artifact.as_deref(), summary.boot_note.as_deref());
+            if insecure_tls {
+                line.push_str(INSECURE_NOTE);
+            }
+            (exit::SUCCESS, line)
         }
         Err(err) => {
             let err = as_usage(err);
@@ -83,13 +113,13 @@ fn finish(
             let reason = exit::one_line(&err);
             let why = report::failure_code(&err);
             events.failure(why.as_str(), why.retryable(), &reason);
-            events.summary(serde_json::json!({
+            events.summary(insecure(serde_json::json!({
                 "result": report::Outcome::Fail,
                 "exit": code,
                 "code": why.as_str(),
                 "retryable": why.retryable(),
                 "error": reason,
-            }));
+            })));
             (code, report::fail_line(&reason, code))
         }
     };
@@ -164,10 +194,115 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// Appended to the PASS line of a run with `--insecure-tls`.
+pub const INSECURE_NOTE: &str = " (WARNING: --insecure-tls: server certificates were NOT checked)";
+
+/// The http(s) and OCI options: the command line (and site configuration,
+/// already merged into `args`) and the environment (`env`): the bearer
+/// token, the registry login, the proxies.
+pub fn net_options(
+    args: &SourceArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<NetOptions> {
+    let mut headers: Vec<(String, Secret)> = Vec::new();
+    for h in &args.headers {
+        let (name, value) = http::parse_header(h.expose()).map_err(UsageError)?;
+        // A later one of the same name (the command line's over the file's) wins.
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        headers.push((name, value));
+    }
+    // The command line, then the environment, then the site configuration.
+    let bearer = match (&args.bearer, &args.bearer_file, env(BEARER_ENV)) {
+        (Some(b), _, _) => Some(b.clone()),
+        (None, Some(f), _) => Some(read_bearer_file(f)?),
+        (None, None, Some(b)) if !b.is_empty() => Some(Secret::new(b)),
+        _ => args
+            .site_bearer_file
+            .as_deref()
+            .map(read_bearer_file)
+            .transpose()?,
+    };
+    if let Some(b) = &bearer {
+        if b.expose().contains(['\r', '\n', '\0']) || b.expose().trim().is_empty() {
+            return Err(UsageError("the bearer token is empty or has a line break".into()).into());
+        }
+    }
+    if bearer.is_some()
+        && headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+    {
+        return Err(UsageError(
+            "--header 'Authorization: ...' and a bearer token: give one of them".into(),
+        )
+        .into());
+    }
+    let registry_login = match (env(OCI_USERNAME_ENV), env(OCI_PASSWORD_ENV)) {
+        (Some(u), Some(p)) if !u.is_empty() => Some((u, Secret::new(p))),
+        (None, None) => None,
+        _ => {
+            return Err(UsageError(format!(
+                "{OCI_USERNAME_ENV} and {OCI_PASSWORD_ENV} go together"
+            ))
+            .into())
+        }
+    };
+    let ca_certs = match &args.cacert {
+        Some(f) => http::load_ca_certs(f).context("--cacert")?,
+        None => Vec::new(),
+    };
+    let stall = args.stall_timeout.unwrap_or(30);
+    if !(1..=MAX_STALL_TIMEOUT).contains(&stall) {
+        return Err(UsageError(format!(
+            "--stall-timeout {stall}: between 1 and {MAX_STALL_TIMEOUT} seconds"
+        ))
+        .into());
+    }
+    let defaults = NetOptions::default();
+    Ok(NetOptions {
+        headers,
+        bearer,
+        ca_certs,
+        insecure_tls: args.insecure_tls,
+        proxy: ProxyConfig::from_env(env).map_err(UsageError)?,
+        retries: args.retries.unwrap_or(defaults.retries),
+        stall_timeout: Duration::from_secs(stall),
+        registry_login,
+        ..defaults
+    })
+}
+
+/// A token file: a regular file no one but its owner can read.
+fn read_bearer_file(path: &Path) -> anyhow::Result<Secret> {
+    let shown = path.display();
+    let f = std::fs::File::open(path).with_context(|| format!("opening {shown}"))?;
+    let md = f.metadata().with_context(|| format!("reading {shown}"))?;
+    if !md.is_file() {
+        bail!("{shown}: the bearer token file is not a regular file");
+    }
+    if md.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "{shown}: the bearer token file can be read by others (mode {:o}): chmod 600 it",
+            md.permissions().mode() & 0o777
+        );
+    }
+    let mut text = String::new();
+    f.take(MAX_BEARER_FILE)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {shown}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("{shown}: the bearer token file is empty");
+    }
+    Ok(Secret::new(token))
+}
+
 /// The command line, over the site configuration, over the defaults.
 pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     let mut a = cli.clone();
     site_config::load_into(cli.config.as_deref(), &mut a)
+        .map_err(report::or_code(report::FailCode::InputInvalid))?;
+    let net = net_options(&a.source_opts, &|k| std::env::var(k).ok())
         .map_err(report::or_code(report::FailCode::InputInvalid))?;
     let rootfs = match a.rootfs.clone() {
         Some(r) => r,
@@ -199,6 +334,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     Ok(InstallOptions {
         rootfs,
         rootfs_sha256: a.rootfs_sha256.clone(),
+        net,
         data,
         layout,
         set: subst::parse_assignments(&a.layout.set).map_err(UsageError)?,
@@ -246,5 +382,135 @@ mod tests {
         assert!(!reboot_wanted(false, &with(report::Outcome::Pass)));
         assert!(!reboot_wanted(true, &with(report::Outcome::DryRun)));
         assert!(!reboot_wanted(true, &Err(anyhow!("refused"))));
+    }
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn token_file(dir: &Path, mode: u32) -> PathBuf {
+        let p = dir.join(format!("token-{mode:o}"));
+        std::fs::write(&p, "file-token\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn bearer_token_precedence() {
+        let d = tempfile::tempdir().unwrap();
+        let f = token_file(d.path(), 0o600);
+        let a = |bearer: Option<&str>, file: Option<&Path>, site: Option<&Path>| SourceArgs {
+            bearer: bearer.map(Secret::new),
+            bearer_file: file.map(Path::to_owned),
+            site_bearer_file: site.map(Path::to_owned),
+            ..SourceArgs::default()
+        };
+        let with_env = env(&[(BEARER_ENV, "env-token")]);
+        let got = |args: SourceArgs, e: &dyn Fn(&str) -> Option<String>| {
+            net_options(&args, e)
+                .unwrap()
+                .bearer
+                .map(|b| b.expose().to_owned())
+        };
+        assert_eq!(
+            got(a(Some("cli"), None, Some(&f)), &with_env).as_deref(),
+            Some("cli")
+        );
+        assert_eq!(
+            got(a(None, Some(&f), None), &with_env).as_deref(),
+            Some("file-token")
+        );
+        assert_eq!(
+            got(a(None, None, Some(&f)), &with_env).as_deref(),
+            Some("env-token")
+        );
+        assert_eq!(
+            got(a(None, None, Some(&f)), &env(&[])).as_deref(),
+            Some("file-token")
+        );
+        assert_eq!(got(a(None, None, None), &env(&[])), None);
+        let open = token_file(d.path(), 0o644);
+        let e = net_options(&a(None, Some(&open), None), &env(&[])).unwrap_err();
+        assert!(format!("{e:#}").contains("chmod 600"), "{e:#}");
+        // A token and an Authorization header contradict each other.
+        let both = SourceArgs {
+            headers: vec![Secret::new("Authorization: Basic x")],
+            ..a(Some("t"), None, None)
+        };
+        assert!(net_options(&both, &env(&[]))
+            .unwrap_err()
+            .is::<UsageError>());
+    }
+
+    #[test]
+    fn the_rest_of_the_options() {
+        let args = SourceArgs {
+            headers: vec![
+                Secret::new("X-Key: from-file"),
+                Secret::new("x-key: from-cli"),
+                Secret::new("X-Other: 1"),
+            ],
+            retries: Some(9),
+            stall_timeout: Some(5),
+            ..SourceArgs::default()
+        };
+        let n = net_options(
+            &args,
+            &env(&[
+                (OCI_USERNAME_ENV, "u"),
+                (OCI_PASSWORD_ENV, "p"),
+                ("https_proxy", "http://proxy:3128"),
+            ]),
+        )
+        .unwrap();
+        let h: Vec<(&str, &str)> = n
+            .headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.expose()))
+            .collect();
+        assert_eq!(h, [("x-key", "from-cli"), ("X-Other", "1")]);
+        assert_eq!((n.retries, n.stall_timeout), (9, Duration::from_secs(5)));
+        assert_eq!(
+            n.registry_login.as_ref().map(|(u, _)| u.as_str()),
+            Some("u")
+        );
+        assert_eq!(n.proxy.https.as_ref().map(|p| p.port), Some(3128));
+        let d = NetOptions::default();
+        let n = net_options(&SourceArgs::default(), &env(&[])).unwrap();
+        assert_eq!((n.retries, n.stall_timeout), (d.retries, d.stall_timeout));
+        for (args, e) in [
+            (
+                SourceArgs {
+                    stall_timeout: Some(0),
+                    ..SourceArgs::default()
+                },
+                env(&[]),
+            ),
+            (SourceArgs::default(), env(&[(OCI_USERNAME_ENV, "u")])),
+            (
+                SourceArgs {
+                    headers: vec![Secret::new("Host: x")],
+                    ..SourceArgs::default()
+                },
+                env(&[]),
+            ),
+            (SourceArgs::default(), env(&[("http_proxy", "socks5://x")])),
+        ] {
+            assert!(net_options(&args, &e).unwrap_err().is::<UsageError>());
+        }
+        let e = net_options(
+            &SourceArgs {
+                cacert: Some("/nonexistent/ca.pem".into()),
+                ..SourceArgs::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/ca.pem"), "{e:#}");
     }
 }

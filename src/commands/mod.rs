@@ -31,7 +31,9 @@ pub fn run(cli: Cli) -> u8 {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
-    let command = cli.command.unwrap_or(Command::Install(cli.install));
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Install(Box::new(cli.install)));
     let (kind, result) = match &command {
         Command::Install(a) => (CommandKind::Writer, install::run(a, &ctx)),
         Command::Layout(a) => (CommandKind::ReadOnly, layout::run(a, &ctx)),

@@ -6,10 +6,17 @@
 //!
 //! `yes`, `dry-run` and `config` are not accepted here: confirming a
 //! destructive run is a decision for each run, not a site default.
+//!
+//! Nor is `bearer`: this file is part of the initramfs, readable by anyone
+//! who can read the image, and a token in it would be one more copy of a
+//! secret. `bearer-file = PATH` names a file holding the token instead; it
+//! is refused unless only its owner can read it (mode 0600 or stricter).
+//! `SYSINSTALL_BEARER` in the environment is the other way.
 
 #![deny(clippy::indexing_slicing)]
 
 use crate::cli::{InstallArgs, ModeArg, ProgressMode, SocArg};
+use crate::rootfs::http::Secret;
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +48,19 @@ pub const KEYS: &[&str] = &[
     "progress",
     "tnspec",
     "machine",
+    "header",
+    "bearer-file",
+    "cacert",
+    "insecure-tls",
+    "retries",
+    "stall-timeout",
 ];
+
+/// Why a key is refused although it names an option.
+const REFUSED: &[(&str, &str)] = &[(
+    "bearer",
+    "a token does not belong in a file others may read: use bearer-file = PATH (mode 0600) or SYSINSTALL_BEARER",
+)];
 
 /// One `key = value` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +88,11 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<ConfigLine>, String> {
             ));
         };
         let key = k.trim().to_owned();
+        if let Some((_, why)) = REFUSED.iter().find(|(r, _)| *r == key) {
+            return Err(format!(
+                "{file}:{line}: '{key}' is not accepted here: {why}"
+            ));
+        }
         if !KEYS.contains(&key.as_str()) {
             return Err(format!(
                 "{file}:{line}: unknown key '{key}' (known: {})",
@@ -102,6 +126,15 @@ fn boolean(e: &ConfigLine, file: &str) -> Result<bool, String> {
     }
 }
 
+fn number<T: std::str::FromStr>(e: &ConfigLine, file: &str) -> Result<T, String> {
+    e.value.parse().map_err(|_| {
+        format!(
+            "{file}:{}: {} = '{}' is not a number",
+            e.line, e.key, e.value
+        )
+    })
+}
+
 fn choice<T: ValueEnum>(e: &ConfigLine, file: &str) -> Result<T, String> {
     T::from_str(&e.value, true).map_err(|_| {
         format!(
@@ -116,6 +149,8 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
     let cli_set = args.layout.set.clone();
     let cli_boot = args.boot_devices.clone();
     let cli_mkfs = args.mkfs_options.clone();
+    let cli_headers = args.source_opts.headers.clone();
+    let mut headers = Vec::new();
     let mut mkfs = Vec::new();
     let mut set = Vec::new();
     let mut boot = Vec::new();
@@ -174,6 +209,27 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
             "machine" => {
                 args.board.machine.get_or_insert_with(v);
             }
+            "header" => headers.push(Secret::new(v())),
+            "bearer-file" => {
+                // A token on the command line or in the environment wins.
+                args.source_opts
+                    .site_bearer_file
+                    .get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "cacert" => {
+                args.source_opts
+                    .cacert
+                    .get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "insecure-tls" => args.source_opts.insecure_tls |= boolean(e, file)?,
+            "retries" => {
+                let n = number(e, file)?;
+                args.source_opts.retries.get_or_insert(n);
+            }
+            "stall-timeout" => {
+                let n = number(e, file)?;
+                args.source_opts.stall_timeout.get_or_insert(n);
+            }
             _ => {}
         }
     }
@@ -185,6 +241,11 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
     if !mkfs.is_empty() {
         mkfs.extend(cli_mkfs);
         args.mkfs_options = mkfs;
+    }
+    // Headers: the file's first; a command-line header of the same name wins.
+    if !headers.is_empty() {
+        headers.extend(cli_headers);
+        args.source_opts.headers = headers;
     }
     if cli_boot.is_empty() && !boot.is_empty() {
         args.boot_devices = boot;
@@ -233,6 +294,42 @@ mod tests {
         assert_eq!(a.boot_devices.len(), 2);
         assert!(a.keep_data);
         assert_eq!(a.mode, Some(ModeArg::Update));
+    }
+
+    #[test]
+    fn source_options_from_the_file() {
+        let text = "header = X-Site: 1\nheader = X-Both: file\ncacert = /etc/ca.pem\ninsecure-tls = no\nretries = 9\nstall-timeout = 120\nbearer-file = /etc/token\n";
+        let mut a = InstallArgs::default();
+        a.source_opts.headers = vec![Secret::new("X-Both: cli")];
+        a.source_opts.retries = Some(2);
+        apply(&parse(text, "s.conf").unwrap(), "s.conf", &mut a).unwrap();
+        let h: Vec<&str> = a.source_opts.headers.iter().map(Secret::expose).collect();
+        // The command line's comes last, so it wins over the file's.
+        assert_eq!(h, ["X-Site: 1", "X-Both: file", "X-Both: cli"]);
+        assert_eq!(
+            a.source_opts.cacert.as_deref(),
+            Some(Path::new("/etc/ca.pem"))
+        );
+        assert!(!a.source_opts.insecure_tls);
+        assert_eq!(a.source_opts.retries, Some(2));
+        assert_eq!(a.source_opts.stall_timeout, Some(120));
+        assert_eq!(a.source_opts.bearer_file, None);
+        assert_eq!(
+            a.source_opts.site_bearer_file.as_deref(),
+            Some(Path::new("/etc/token"))
+        );
+        let e = parse("bearer = abc\n", "s.conf").unwrap_err();
+        assert!(
+            e.starts_with("s.conf:1: 'bearer' is not accepted here") && !e.contains("abc"),
+            "{e}"
+        );
+        let e = apply(
+            &parse("retries = many\n", "s.conf").unwrap(),
+            "s.conf",
+            &mut InstallArgs::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e, "s.conf:1: retries = 'many' is not a number");
     }
 
     #[test]

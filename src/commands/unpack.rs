@@ -15,9 +15,11 @@ pub fn run(args: &UnpackArgs, ctx: &Context) -> anyhow::Result<u8> {
         args.progress
     };
     let events = Events::new(vec![Box::new(HumanSink::new(mode.style()))]);
+    let net = super::install::net_options(&args.source_opts, &|k| std::env::var(k).ok())?;
+    let insecure = net.insecure_tls;
     let opts = SourceOptions {
         sha256: args.rootfs_sha256.clone(),
-        retries: args.retries,
+        net,
         events: events.clone(),
         ..SourceOptions::default()
     };
@@ -67,6 +69,9 @@ pub fn run(args: &UnpackArgs, ctx: &Context) -> anyhow::Result<u8> {
         r.sha256,
         if r.verified { " (verified)" } else { "" }
     );
+    if insecure {
+        println!("{}", super::install::INSECURE_NOTE.trim());
+    }
     if r.kept_newer > 0 {
         println!(
             "kept {} existing files that were newer than the archive's",

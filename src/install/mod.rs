@@ -98,6 +98,8 @@ pub struct InstallOptions {
     pub rootfs: String,
     /// Expected SHA-256 of the rootfs.
     pub rootfs_sha256: Option<String>,
+    /// How http(s) and OCI sources are fetched (every source of the run).
+    pub net: crate::rootfs::http::NetOptions,
     /// Data tarball source.
     pub data: Option<String>,
     /// Layout file.

@@ -490,6 +490,7 @@ fn check_rootfs(
         &opts.rootfs,
         &SourceOptions {
             sha256: opts.rootfs_sha256.clone(),
+            net: opts.net.clone(),
             events: events.clone(),
             ..SourceOptions::default()
         },
@@ -833,8 +834,14 @@ fn check_data_tarball(
     let Some(t) = &opts.data else {
         return Ok(());
     };
-    let s = Source::open(t, &SourceOptions::default())
-        .map_err(report::or_code(FailCode::InputInvalid))?;
+    let s = Source::open(
+        t,
+        &SourceOptions {
+            net: opts.net.clone(),
+            ..SourceOptions::default()
+        },
+    )
+    .map_err(report::or_code(FailCode::InputInvalid))?;
     if !s.rereadable() {
         return Ok(());
     }

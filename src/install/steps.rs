@@ -283,6 +283,7 @@ impl Run<'_> {
                     .map(|h| rootfs::source::hex(&h))
                     .or_else(|| self.opts.rootfs_sha256.clone()),
                 sha256_from: Some(self.pre.rootfs_sha256_from.clone()),
+                net: self.opts.net.clone(),
                 events: self.events.clone(),
                 ..SourceOptions::default()
             },
@@ -324,7 +325,13 @@ impl Run<'_> {
             }
             if let Some(t) = &self.opts.data {
                 rootfs::unpack(
-                    Source::open(t, &SourceOptions::default())?,
+                    Source::open(
+                        t,
+                        &SourceOptions {
+                            net: self.opts.net.clone(),
+                            ..SourceOptions::default()
+                        },
+                    )?,
                     &[m.path().to_owned()],
                     &UnpackOptions {
                         keep_newer_files: true,

@@ -1,14 +1,21 @@
 //! Where a tarball comes from: a local path, `file://`, `http://`,
-//! `https://`, or `-` for stdin; and the SHA-256 it must have.
+//! `https://`, an OCI registry (`oci://`, `oci+http://`), or `-` for stdin;
+//! and the SHA-256 it must have.
+//!
+//! The expected SHA-256 is, in this order: the one given
+//! (`--rootfs-sha256`); for `oci://`, the chosen layer's digest (a given
+//! hash must then be that digest); `NAME.sha256` beside a local file or
+//! `URL.sha256` beside an http(s) URL.
 
-use super::http::{HttpOptions, HttpReader, HttpStatus};
+use super::http::{HttpOptions, HttpReader, HttpStatus, NetOptions};
+use super::oci::Reference;
+use super::registry::Registry;
 use crate::events::Events;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// How to open a source.
 #[derive(Clone)]
@@ -21,12 +28,9 @@ pub struct SourceOptions {
     pub sha256_from: Option<String>,
     /// Look for `NAME.sha256` beside a local file when `sha256` is not given.
     pub sidecar: bool,
-    /// HTTP: retries after a failure, each resuming where the last stopped.
-    pub retries: u32,
-    /// HTTP: delay before the first retry (doubles each time, at most 30 s).
-    pub retry_delay: Duration,
-    /// HTTP: connect and read timeout.
-    pub timeout: Duration,
+    /// http(s) and registries: headers, credentials, TLS, proxies,
+    /// retries, the stall timeout, and the tags this run resolved.
+    pub net: NetOptions,
     /// Where retries and warnings are reported.
     pub events: Events,
 }
@@ -37,9 +41,7 @@ impl Default for SourceOptions {
             sha256: None,
             sha256_from: None,
             sidecar: true,
-            retries: 5,
-            retry_delay: Duration::from_secs(1),
-            timeout: Duration::from_secs(30),
+            net: NetOptions::default(),
             events: Events::silent(),
         }
     }
@@ -52,7 +54,7 @@ enum Kind {
     Pipe(PathBuf),
     /// `-`.
     Stdin,
-    /// `http://` or `https://`: can be fetched again.
+    /// `http://`, `https://` or `oci://`: can be fetched again.
     Http(String),
 }
 
@@ -66,8 +68,9 @@ pub struct Source {
 }
 
 impl Source {
-    /// Opens `spec`: a path, `file://PATH`, `http(s)://URL` or `-`. The
-    /// expected SHA-256 is `opts.sha256`, else the `.sha256` file beside a
+    /// Opens `spec`: a path, `file://PATH`, `http(s)://URL`,
+    /// `oci://REFERENCE` or `-`. The expected SHA-256 is `opts.sha256`, else
+    /// (for `oci://`) the layer's digest, else the `.sha256` file beside a
     /// local file or URL.
     pub fn open(spec: &str, opts: &SourceOptions) -> Result<Source> {
         let mut expected = opts
@@ -88,15 +91,31 @@ impl Source {
         }
         let (kind, reader, len): (Kind, Box<dyn Read + Send>, Option<u64>) = if spec == "-" {
             (Kind::Stdin, Box::new(io::stdin()), None)
+        } else if Reference::is_oci(spec) {
+            let registry = Registry::new(spec, &opts.net, &opts.events)?;
+            let blob = registry.resolve()?;
+            if let Some((want, from)) = &expected {
+                if *want != blob.digest {
+                    bail!(
+                        "{spec} is sha256:{} (the layer its manifest names), {from} expects {}",
+                        hex(&blob.digest),
+                        hex(want)
+                    );
+                }
+            }
+            expected.get_or_insert_with(|| (blob.digest, format!("the manifest of {spec}")));
+            let reader = registry.open_blob(&blob)?;
+            (
+                Kind::Http(spec.to_owned()),
+                Box::new(reader),
+                Some(blob.size),
+            )
         } else if is_http {
             let http = HttpReader::open(
                 spec,
                 HttpOptions {
-                    retries: opts.retries,
-                    retry_delay: opts.retry_delay,
-                    timeout: opts.timeout,
-                    events: opts.events.clone(),
                     resume_without_validator: expected.is_some(),
+                    ..HttpOptions::new(opts.net.clone(), opts.events.clone())
                 },
             )
             .with_context(|| format!("downloading {spec}"))?;
@@ -107,7 +126,7 @@ impl Source {
                 Some(p) if p.starts_with('/') => PathBuf::from(p),
                 Some(_) => bail!("{spec}: a file:// URL needs an absolute path (file:///dir/name)"),
                 None if spec.contains("://") => {
-                    bail!("{spec}: unsupported URL scheme (use a path, file://, http://, https:// or -)")
+                    bail!("{spec}: unsupported URL scheme (use a path, file://, http://, https://, oci://, oci+http:// or -)")
                 }
                 None => PathBuf::from(spec),
             };
@@ -150,7 +169,7 @@ impl Source {
     }
 
     /// True when the same bytes can be read a second time (a regular file,
-    /// an http(s) URL); false for standard input and pipes.
+    /// an http(s) URL, an OCI blob); false for standard input and pipes.
     pub fn rereadable(&self) -> bool {
         matches!(self.kind, Kind::File(_) | Kind::Http(_))
     }
@@ -299,13 +318,7 @@ fn fetch_sidecar(url: &str, opts: &SourceOptions) -> Result<Option<([u8; 32], St
     let side = format!("{url}.sha256");
     let reader = match HttpReader::open(
         &side,
-        HttpOptions {
-            retries: opts.retries,
-            retry_delay: opts.retry_delay,
-            timeout: opts.timeout,
-            events: opts.events.clone(),
-            resume_without_validator: false,
-        },
+        HttpOptions::new(opts.net.clone(), opts.events.clone()),
     ) {
         Ok(r) => r,
         Err(e)

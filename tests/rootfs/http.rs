@@ -352,8 +352,11 @@ fn a_stalled_connection_times_out_and_resumes() {
     let d = dests();
     let opts = SourceOptions {
         sha256: Some(sha),
-        timeout: std::time::Duration::from_millis(500),
-        retry_delay: std::time::Duration::from_millis(10),
+        net: sysinstall::rootfs::http::NetOptions {
+            stall_timeout: std::time::Duration::from_millis(500),
+            retry_delay: std::time::Duration::from_millis(10),
+            ..Default::default()
+        },
         ..SourceOptions::default()
     };
     let started = std::time::Instant::now();
