@@ -116,7 +116,19 @@ impl RegistryAuth {
             )
         };
         let fetched = HttpReader::open(&url, opts).and_then(|r| r.read_all(MAX_TOKEN_RESPONSE));
-        let body = fetched.with_context(|| format!("getting a registry token from {realm}"))?;
+        let unauthorized = |e: &anyhow::Error| {
+            e.chain().any(|c| {
+                c.downcast_ref::<http::HttpStatus>()
+                    .is_some_and(|s| s.code == 401)
+            })
+        };
+        let body = match fetched {
+            Ok(b) => b,
+            Err(e) if self.net.registry_login.is_none() && unauthorized(&e) => bail!(
+                "the registry's token service {realm} wants a login: set OCI_USERNAME and OCI_PASSWORD"
+            ),
+            Err(e) => return Err(e).with_context(|| format!("getting a registry token from {realm}")),
+        };
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| anyhow!("the token from {realm} is not JSON: {e}"))?;
         let token = ["token", "access_token"]

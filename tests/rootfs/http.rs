@@ -185,7 +185,7 @@ fn respond(mut conn: TcpStream, head: &str, body: &[u8], how: Behaviour, n: usiz
 
 /// A 3 MB .tar.zst of pseudo-random files (incompressible, so the cut lands
 /// mid-stream) and its SHA-256.
-fn tarball() -> (Vec<u8>, String) {
+pub(crate) fn tarball() -> (Vec<u8>, String) {
     let mut b = tar::Builder::new(Vec::new());
     let mut x: u32 = 12345;
     for i in 0..3 {
@@ -228,7 +228,7 @@ fn unpack(url: &str, dest: &Path, extra: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn dests() -> tempfile::TempDir {
+pub(crate) fn dests() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir(d.path().join("a")).unwrap();
     std::fs::create_dir(d.path().join("b")).unwrap();
@@ -452,6 +452,27 @@ fn https_to_a_plain_server_fails_cleanly() {
     assert_eq!(
         err.lines().filter(|l| l.contains("error:")).count(),
         1,
+        "{err}"
+    );
+}
+
+/// `--stall-timeout`: the stalled first response is given up after a
+/// second (the server would hold it for five) and resumed.
+#[test]
+fn the_stall_timeout_is_an_option() {
+    let (body, sha) = tarball();
+    let server = serve(body, Behaviour::StallOnceThenRange(500_000), 2);
+    let d = dests();
+    let (code, out, err) = unpack(
+        &server.url,
+        d.path(),
+        &["--rootfs-sha256", &sha, "--stall-timeout", "1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(verified)"), "{out}");
+    assert!(
+        err.contains("no data for too long (timed out); retry 1/5")
+            && err.contains("from byte 500000"),
         "{err}"
     );
 }

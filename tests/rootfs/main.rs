@@ -1,4 +1,4 @@
-//! Rootfs: sources (file, http, stdin), the scan, unpacking against GNU tar, hostile archives, mkfs and data.
+//! Rootfs: sources (file, http, stdin; TLS, credentials, proxies, OCI registries), the scan, unpacking against GNU tar, hostile archives, mkfs and data.
 //!
 //! One test binary per subsystem (`src/rootfs` ↔ `tests/rootfs/`); the helpers are
 //! in `tests/support/`. Tiers: see `tests/support/mod.rs`.
@@ -13,5 +13,6 @@ mod gnu_compat;
 mod http;
 mod malicious;
 mod mkfs;
+mod net;
 mod scan;
 mod sources;

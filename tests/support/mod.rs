@@ -21,6 +21,7 @@ pub mod bup;
 pub mod disk;
 pub mod hostile;
 pub mod http;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -29,6 +30,22 @@ use std::process::{Command, Output};
 pub fn sysinstall() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sysinstall"));
     c.env("RUST_BACKTRACE", "0").env_remove("SYSINSTALL_LOG");
+    // The test servers are on 127.0.0.1: a developer's proxy or token
+    // settings must not reach them unless a test sets them.
+    for v in [
+        "http_proxy",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "SYSINSTALL_BEARER",
+        "OCI_USERNAME",
+        "OCI_PASSWORD",
+    ] {
+        c.env_remove(v);
+    }
     c
 }
 
