@@ -243,3 +243,78 @@ fn a_resume_never_mixes_two_images() {
         rig.check(&["tree", &img, &lj, slot, rootfs2.to_str().unwrap()]);
     }
 }
+
+/// An `oci://` tag that moves while the install runs: the preflight
+/// resolved it to v1's layer and checked that blob; the unpack reads the
+/// same blob (both slots v1), the tag is asked for once and v2's blob
+/// never. After a power cut the tag points at v2: the re-run resolves it
+/// anew, sees another image and starts over (both slots v2), never a mix.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn an_oci_tag_that_moves_never_mixes_two_images() {
+    use crate::support::net::{Registry, RegistryAuth};
+    use crate::support::sha256_file;
+    require_root(TOOLS);
+    let mut rig = Rig::new();
+    let d = rig.dir.path().to_owned();
+    let (bup2, _) = make_bup(&d, &rig.layout, "payload-v2", "v2");
+    let rootfs2 = make_rootfs(&d, &bup2, "v2");
+    let (sha1, sha2) = (sha256_file(&rig.rootfs), sha256_file(&rootfs2));
+    let layer = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let reg = Registry::start(None, RegistryAuth::Token(None));
+    let v1 = reg.push(&[(layer, None, &std::fs::read(&rig.rootfs).unwrap())]);
+    let v2 = reg.push(&[(layer, None, &std::fs::read(&rootfs2).unwrap())]);
+    reg.tag("rig/rootfs", "latest", &v1);
+    reg.move_after_first_get("rig/rootfs", "latest", &v2);
+    let reference = reg.reference("rig/rootfs:latest");
+
+    let o = output(rig.install_cmd().args(["--events", "json"]).arg(&reference));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["rootfs_sha256"], sha1.as_str());
+    rig.verify_initial(&rig.rootfs);
+    // What the registry served (the requests that carried the token; each
+    // source opened asks once without one and gets the token flow's 401).
+    let paths: Vec<String> = reg
+        .server
+        .requests()
+        .iter()
+        .filter(|q| q.header("authorization").is_some())
+        .map(|q| q.path().to_owned())
+        .collect();
+    let count = |p: &str| paths.iter().filter(|x| *x == p).count();
+    assert_eq!(count("/v2/rig/rootfs/manifests/latest"), 1, "{paths:?}");
+    assert_eq!(
+        count(&format!("/v2/rig/rootfs/blobs/sha256:{sha1}")),
+        2,
+        "read by the preflight and by the unpack: {paths:?}"
+    );
+    assert_eq!(count(&format!("/v2/rig/rootfs/blobs/sha256:{sha2}")), 0);
+
+    // On blank disks: a power cut after APP, the tag back on v1 and
+    // moving to v2 after it is served.
+    rig.reset_disks();
+    reg.tag("rig/rootfs", "latest", &v1);
+    reg.move_after_first_get("rig/rootfs", "latest", &v2);
+    let o = output(
+        rig.install_cmd()
+            .env("SYSINSTALL_FAILPOINT", "before-mark-APP_b")
+            .arg(&reference),
+    );
+    assert_eq!(o.status.signal(), Some(9), "{}{}", stdout(&o), stderr(&o));
+    let o = output(rig.install_cmd().arg(&reference));
+    assert_passed(&o);
+    assert!(
+        stderr(&o).contains("starting over"),
+        "the journal was of v1: {}",
+        stderr(&o)
+    );
+    let (img, lj) = (
+        rig.image.to_str().unwrap().to_owned(),
+        rig.layout_json.to_str().unwrap().to_owned(),
+    );
+    for slot in ["APP", "APP_b"] {
+        rig.check(&["tree", &img, &lj, slot, rootfs2.to_str().unwrap()]);
+    }
+}
