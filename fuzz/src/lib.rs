@@ -764,3 +764,97 @@ pub fn smd_ver(data: &[u8]) {
         assert_eq!(Smd::decode(&bytes).ok(), Some(s), "SMD does not round-trip");
     }
 }
+
+/// What `sources` asserts of a reference that parsed.
+fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
+    use sysinstall::rootfs::oci::Reference;
+    assert!(!r.host.is_empty() && !r.name.is_empty());
+    assert!(r.tag.is_some() || r.digest.is_some(), "no tag and no digest");
+    assert!(r.tag.as_ref().is_none_or(|t| !t.is_empty() && t.len() <= 128));
+    assert!(!r.name.starts_with('/') && !r.name.ends_with('/') && !r.name.contains("//"));
+    assert!(r.name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c)));
+    let base = r.api_base();
+    assert!(base.starts_with(if r.plain_http { "http://" } else { "https://" }));
+    assert!(base.ends_with(&format!("/v2/{}", r.name)));
+    assert!(!r.manifest_ref().is_empty());
+    // The canonical text parses back to the same reference.
+    let host = if r.host.contains(':') { format!("[{}]", r.host) } else { r.host.clone() };
+    let mut text = format!(
+        "{}://{host}:{}/{}",
+        if r.plain_http { "oci+http" } else { "oci" },
+        r.port,
+        r.name
+    );
+    if let Some(t) = &r.tag {
+        text.push_str(&format!(":{t}"));
+    }
+    if r.digest.is_some() {
+        text.push('@');
+        text.push_str(&r.manifest_ref());
+    }
+    if let Some(t) = &r.title {
+        text.push_str(&format!("#{t}"));
+    }
+    assert_eq!(Reference::parse(&text).as_ref(), Ok(r), "{text}");
+}
+
+/// The source parsers that read what a server or the environment says:
+/// `oci://` references, manifests and indexes (and the layer choice),
+/// `WWW-Authenticate` challenges, proxy settings and `no_proxy`.
+pub fn sources(data: &[u8]) {
+    use sysinstall::rootfs::oci::{self, Manifest, Reference};
+    use sysinstall::rootfs::proxy::{NoProxy, Proxy};
+    // Manifests: whatever parses, the choice is one of its own entries.
+    for ct in [None, Some("application/vnd.oci.image.index.v1+json")] {
+        match oci::parse_manifest(data, ct) {
+            Ok(Manifest::Image(layers)) => {
+                if let Ok(l) = oci::pick_layer(&layers, None) {
+                    assert!(layers.contains(l));
+                    if layers.len() > 1 {
+                        assert!(oci::is_tarball_type(&l.media_type));
+                    }
+                }
+                if let Some(t) = layers.iter().find_map(|l| l.title.clone()) {
+                    let l = oci::pick_layer(&layers, Some(&t)).expect("a title present is found");
+                    assert_eq!(l.title.as_deref(), Some(t.as_str()));
+                }
+                for l in &layers {
+                    if let Ok(d) = l.sha256() {
+                        assert_eq!(format!("sha256:{}", sysinstall::rootfs::source::hex(&d)), l.digest);
+                    }
+                }
+            }
+            Ok(Manifest::Index(entries)) => {
+                if let Ok(e) = oci::pick_manifest(&entries) {
+                    assert!(entries.contains(e));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    // Challenges: schemes and parameter names are lower-case tokens.
+    if let Ok(cs) = oci::parse_challenges(&text) {
+        for c in &cs {
+            assert!(!c.scheme.is_empty());
+            assert!(!c.scheme.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b','));
+            for (n, _) in &c.params {
+                assert!(!n.is_empty() && !n.bytes().any(|b| b.is_ascii_uppercase()));
+            }
+        }
+    }
+    // References, as given and behind each scheme.
+    for t in [text.to_string(), format!("oci://{text}"), format!("oci+http://{text}")] {
+        if let Ok(r) = Reference::parse(&t) {
+            assert!(Reference::is_oci(&t));
+            check_reference(&r);
+        }
+    }
+    // Proxy settings never show their credentials.
+    if let Ok(p) = Proxy::parse(&text) {
+        assert!(!p.host.is_empty());
+        assert!(!p.shown().contains('@'));
+    }
+    let np = NoProxy::parse(&text);
+    let _ = (np.bypass("registry.example", 443), np.bypass("10.1.2.3", 80), np.bypass("::1", 1));
+}
