@@ -770,7 +770,7 @@ fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
     use sysinstall::rootfs::oci::Reference;
     assert!(!r.host.is_empty() && !r.name.is_empty());
     assert!(r.tag.is_some() || r.digest.is_some(), "no tag and no digest");
-    assert!(r.tag.as_ref().is_none_or(|t| !t.is_empty() && t.len() <= 128));
+    assert!(r.tag.as_ref().map_or(true, |t| !t.is_empty() && t.len() <= 128));
     assert!(!r.name.starts_with('/') && !r.name.ends_with('/') && !r.name.contains("//"));
     assert!(r.name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c)));
     let base = r.api_base();

@@ -203,14 +203,14 @@ impl NoProxy {
         self.rules.iter().any(|r| match r {
             Rule::All => true,
             Rule::Domain(d, p) => {
-                p.is_none_or(|p| p == port)
+                p.map_or(true, |p| p == port)
                     && (lower == *d
                         || lower
                             .strip_suffix(d.as_str())
                             .is_some_and(|head| head.ends_with('.')))
             }
             Rule::Net(net, bits, p) => {
-                p.is_none_or(|p| p == port) && ip.is_some_and(|a| in_net(a, *net, *bits))
+                p.map_or(true, |p| p == port) && ip.is_some_and(|a| in_net(a, *net, *bits))
             }
         })
     }
