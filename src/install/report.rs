@@ -306,8 +306,15 @@ pub enum FailCode {
     RootfsInvalid,
     /// A stream's SHA-256 is not the expected one.
     ChecksumMismatch,
-    /// A source cannot be had for now (a server error, the network).
+    /// A source cannot be had for now (a server error, the network, a
+    /// stall, a proxy that cannot be reached).
     SourceUnavailable,
+    /// The TLS handshake with a server failed: most often its certificate
+    /// is not trusted (a private CA not given with `--cacert`).
+    TlsFailed,
+    /// A server, registry, token service or proxy wants credentials or
+    /// refused the ones given (HTTP 401, 403, 407).
+    AuthFailed,
     /// What is to be installed does not fit.
     NoSpace,
     /// The bootloader payload is corrupt, missing, or not for this board.
@@ -337,6 +344,8 @@ impl FailCode {
             FailCode::RootfsInvalid => "rootfs_invalid",
             FailCode::ChecksumMismatch => "checksum_mismatch",
             FailCode::SourceUnavailable => "source_unavailable",
+            FailCode::TlsFailed => "tls_failed",
+            FailCode::AuthFailed => "auth_failed",
             FailCode::NoSpace => "no_space",
             FailCode::PayloadMismatch => "payload_mismatch",
             FailCode::ToolMissing => "tool_missing",
@@ -403,12 +412,44 @@ pub fn recode(
     }
 }
 
+/// The first `T` in `err`'s chain, looking into io::Errors and the
+/// decoder's `SourceError`s too (a download's error reaches the install
+/// through `Read`).
+fn find_deep<T: std::error::Error + 'static>(err: &anyhow::Error) -> Option<&T> {
+    fn visit<'a, T: std::error::Error + 'static>(
+        e: &'a (dyn std::error::Error + 'static),
+        depth: u32,
+    ) -> Option<&'a T> {
+        if depth > 16 {
+            return None;
+        }
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(t) = visit::<T>(inner, depth + 1) {
+                return Some(t);
+            }
+        }
+        if let Some(s) = e.downcast_ref::<crate::rootfs::decompress::SourceError>() {
+            if let Some(t) = visit::<T>(&s.0, depth + 1) {
+                return Some(t);
+            }
+        }
+        e.source().and_then(|s| visit::<T>(s, depth + 1))
+    }
+    err.chain().find_map(|c| visit::<T>(c, 0))
+}
+
 /// The code of a failed run, from the most telling error in its chain.
 pub fn failure_code(err: &anyhow::Error) -> FailCode {
     use crate::bup::boot_plan::BootPlanError;
     use crate::bup::payload::PayloadError;
     use crate::interrupt::Interrupted;
-    use crate::rootfs::http::HttpStatus;
+    use crate::rootfs::http::{Fault, HttpStatus, SourceFault};
     use crate::rootfs::source::ChecksumMismatch;
     use crate::sys::blockdev::{DeviceLocked, ReadOnly};
     use crate::sys::holders::InUse;
@@ -456,6 +497,15 @@ pub fn failure_code(err: &anyhow::Error) -> FailCode {
     if has(&|e| e.is::<NoSpace>()) {
         return FailCode::NoSpace;
     }
+    // A download's error may sit in an io::Error, itself in a SourceError.
+    if let Some(f) = find_deep::<SourceFault>(err) {
+        return match f.fault {
+            Fault::Network => FailCode::SourceUnavailable,
+            Fault::Tls => FailCode::TlsFailed,
+            Fault::Auth => FailCode::AuthFailed,
+            Fault::Digest => FailCode::ChecksumMismatch,
+        };
+    }
     if let Some(status) = err
         .chain()
         .find_map(|c| c.downcast_ref::<HttpStatus>())
@@ -463,6 +513,7 @@ pub fn failure_code(err: &anyhow::Error) -> FailCode {
     {
         return match status {
             404 | 410 => FailCode::InputMissing,
+            401 | 403 | 407 => FailCode::AuthFailed,
             _ => FailCode::SourceUnavailable,
         };
     }
@@ -489,5 +540,64 @@ pub fn failure_code(err: &anyhow::Error) -> FailCode {
         }
         Some(_) => FailCode::IoError,
         None => FailCode::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::decompress::SourceError;
+    use crate::rootfs::http::{fault, Fault, HttpStatus, SourceFault};
+    use std::io;
+
+    /// A download that fails while it is unpacked reaches the install as
+    /// the decoder's error: an io::Error holding a SourceError holding the
+    /// reader's io::Error holding the fault.
+    fn mid_stream(f: Fault) -> anyhow::Error {
+        let reader = io::Error::other(SourceFault {
+            fault: f,
+            message: "downloading x (at byte 5, after 0 retries): ...".into(),
+        });
+        let decoder = io::Error::new(reader.kind(), SourceError(reader));
+        anyhow::Error::new(decoder).context("unpacking APP")
+    }
+
+    #[test]
+    fn a_source_fault_is_found_at_any_depth() {
+        for (f, code) in [
+            (Fault::Network, FailCode::SourceUnavailable),
+            (Fault::Tls, FailCode::TlsFailed),
+            (Fault::Auth, FailCode::AuthFailed),
+            (Fault::Digest, FailCode::ChecksumMismatch),
+        ] {
+            assert_eq!(failure_code(&mid_stream(f)), code);
+            let direct = fault(f, anyhow::anyhow!("x")).context("resolving oci://r/x:1");
+            assert_eq!(failure_code(&direct), code);
+        }
+        // A decoder error with no fault in it is still the source's.
+        let plain = io::Error::other(SourceError(io::Error::other("broken")));
+        assert_eq!(
+            failure_code(&anyhow::Error::new(plain)),
+            FailCode::SourceUnavailable
+        );
+    }
+
+    #[test]
+    fn http_statuses_map_to_codes() {
+        let status = |code| {
+            anyhow::Error::new(HttpStatus {
+                code,
+                reason: String::new(),
+            })
+            .context("downloading u")
+        };
+        assert_eq!(failure_code(&status(404)), FailCode::InputMissing);
+        assert_eq!(failure_code(&status(410)), FailCode::InputMissing);
+        for c in [401, 403, 407] {
+            assert_eq!(failure_code(&status(c)), FailCode::AuthFailed);
+        }
+        assert_eq!(failure_code(&status(503)), FailCode::SourceUnavailable);
+        assert!(FailCode::SourceUnavailable.retryable());
+        assert!(!FailCode::TlsFailed.retryable() && !FailCode::AuthFailed.retryable());
     }
 }

@@ -901,25 +901,64 @@ impl Read for HttpReader {
                 self.wait_before_retry(&err);
                 continue;
             }
-            return Err(io::Error::other(format!(
+            let message = format!(
                 "downloading {} (at byte {}, after {} retries): {err:#}",
                 self.shown, self.pos, self.retries_used
-            )));
+            );
+            return Err(match fault_of(&err) {
+                Some(fault) => io::Error::other(SourceFault { fault, message }),
+                None => io::Error::other(message),
+            });
         }
     }
 }
 
-/// An error worth a retry (network trouble, 5xx); shows as its message.
-#[derive(Debug)]
-struct Transient(String);
-
-impl std::fmt::Display for Transient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// What went wrong with a source, as far as the install's failure codes
+/// care (`install::report::failure_code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Network trouble, a stall, a 5xx, 408 or 429: worth a retry.
+    Network,
+    /// The TLS handshake failed (most often: a certificate not trusted).
+    Tls,
+    /// Credentials missing or refused: HTTP 401, 403, a proxy's 407, a
+    /// registry's token service.
+    Auth,
+    /// Bytes that are not the digest they must have (an OCI manifest, a
+    /// layer other than `--rootfs-sha256`).
+    Digest,
 }
 
-impl std::error::Error for Transient {}
+/// An error with its [`Fault`]; shows as its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceFault {
+    /// Why.
+    pub fault: Fault,
+    /// The one-line reason (the whole chain it was made from).
+    pub message: String,
+}
+
+/// `e`, flattened into one message, with `fault`.
+pub fn fault(fault: Fault, e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(SourceFault {
+        fault,
+        message: format!("{e:#}"),
+    })
+}
+
+/// The fault an error carries: a [`SourceFault`] in its chain, else an HTTP
+/// status that says it (401, 403, 407; 5xx, 408, 429).
+pub fn fault_of(e: &anyhow::Error) -> Option<Fault> {
+    if let Some(f) = e.chain().find_map(|c| c.downcast_ref::<SourceFault>()) {
+        return Some(f.fault);
+    }
+    match e.chain().find_map(|c| c.downcast_ref::<HttpStatus>())?.code {
+        401 | 403 | 407 => Some(Fault::Auth),
+        408 | 429 | 500.. => Some(Fault::Network),
+        _ => None,
+    }
+}
 
 fn transient(e: io::Error, what: &str) -> anyhow::Error {
     // A read timeout shows as EAGAIN ("Resource temporarily unavailable").
@@ -929,15 +968,24 @@ fn transient(e: io::Error, what: &str) -> anyhow::Error {
     ) {
         return retryable(anyhow!("{what}: no data for too long (timed out)"));
     }
+    // The handshake runs on the first write or read: a certificate that is
+    // not trusted is not worth a retry.
+    if let Some(hint) = tls::handshake_failure(&e) {
+        return fault(
+            Fault::Tls,
+            anyhow::Error::new(e).context(format!("{what}: TLS{hint}")),
+        );
+    }
     retryable(anyhow::Error::new(e).context(what.to_owned()))
 }
 
 fn retryable(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(Transient(format!("{e:#}")))
+    fault(Fault::Network, e)
 }
 
 fn is_retryable(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<Transient>().is_some()
+    e.downcast_ref::<SourceFault>()
+        .is_some_and(|f| f.fault == Fault::Network)
 }
 
 fn read_head(r: &mut impl BufRead) -> Result<Head> {
@@ -1037,13 +1085,20 @@ fn tunnel(sock: &mut TcpStream, url: &Url, proxy: &Proxy) -> Result<()> {
     let head = parse_head(text.trim_end()).with_context(via)?;
     match head.status {
         200..=299 => Ok(()),
-        407 => bail!(
-            "{}: proxy authentication required (give it as http://USER:PASSWORD@HOST:PORT)",
-            via()
-        ),
+        407 => Err(fault(
+            Fault::Auth,
+            anyhow!(
+                "{}: HTTP 407: proxy authentication required (give it as http://USER:PASSWORD@HOST:PORT)",
+                via()
+            ),
+        )),
         s => {
             let e = anyhow!("{}: CONNECT {target}: HTTP {s} {}", via(), head.reason);
-            Err(if s >= 500 { retryable(e) } else { e })
+            Err(match s {
+                403 => fault(Fault::Auth, e),
+                _ if s >= 500 => retryable(e),
+                _ => e,
+            })
         }
     }
 }
@@ -1150,6 +1205,18 @@ mod tls {
         Ok(Box::new(rustls::StreamOwned::new(conn, sock)))
     }
 
+    /// A failed handshake in `e`, with a hint for the operator ("" when
+    /// there is none); `None` when `e` is not about TLS.
+    pub(super) fn handshake_failure(e: &std::io::Error) -> Option<&'static str> {
+        let t = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+        Some(match t {
+            rustls::Error::InvalidCertificate(_) => {
+                " (the server's certificate is not trusted: give its CA with --cacert)"
+            }
+            _ => "",
+        })
+    }
+
     pub(super) fn parse_ca_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let mut out = Vec::new();
         let mut store = RootCertStore::empty();
@@ -1175,6 +1242,10 @@ mod tls {
 
     pub(super) fn wrap(_sock: TcpStream, host: &str, _opts: &HttpOptions) -> Result<Box<dyn Conn>> {
         bail!("https://{host}: this sysinstall was built without the `https` feature")
+    }
+
+    pub(super) fn handshake_failure(_e: &std::io::Error) -> Option<&'static str> {
+        None
     }
 
     pub(super) fn parse_ca_certs(_pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {

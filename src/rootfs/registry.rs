@@ -13,7 +13,7 @@
 //! itself is plain HTTP (`oci+http://`, a lab). A token that expires during
 //! a long download is renewed when the blob's reconnection is refused.
 
-use super::http::{self, Authorizer, Head, HttpOptions, HttpReader, NetOptions, Secret};
+use super::http::{self, Authorizer, Fault, Head, HttpOptions, HttpReader, NetOptions, Secret};
 use super::oci::{self, Blob, Manifest, Reference};
 use super::source::hex;
 use crate::events::Events;
@@ -54,15 +54,21 @@ impl Authorizer for RegistryAuth {
             Secret::new(format!("Bearer {}", self.token(c)?.expose()))
         } else if challenges.iter().any(|c| c.scheme == "basic") {
             let Some((user, pass)) = &self.net.registry_login else {
-                bail!("the registry wants a user name and password: set OCI_USERNAME and OCI_PASSWORD");
+                return Err(auth(anyhow!(
+                    "the registry wants a user name and password: set OCI_USERNAME and OCI_PASSWORD"
+                )));
             };
             let basic = Secret::new(http::basic_authorization(user, pass.expose()));
             if self.authorization().as_ref() == Some(&basic) {
-                bail!("the registry refused OCI_USERNAME/OCI_PASSWORD");
+                return Err(auth(anyhow!(
+                    "the registry refused OCI_USERNAME/OCI_PASSWORD"
+                )));
             }
             basic
         } else {
-            bail!("HTTP 401 from the registry without a Bearer or Basic challenge");
+            return Err(auth(anyhow!(
+                "HTTP 401 from the registry without a Bearer or Basic challenge"
+            )));
         };
         if let Ok(mut c) = self.current.lock() {
             *c = Some(new);
@@ -124,9 +130,11 @@ impl RegistryAuth {
         };
         let body = match fetched {
             Ok(b) => b,
-            Err(e) if self.net.registry_login.is_none() && unauthorized(&e) => bail!(
-                "the registry's token service {realm} wants a login: set OCI_USERNAME and OCI_PASSWORD"
-            ),
+            Err(e) if self.net.registry_login.is_none() && unauthorized(&e) => {
+                return Err(auth(anyhow!(
+                    "the registry's token service {realm} wants a login: set OCI_USERNAME and OCI_PASSWORD"
+                )))
+            }
             Err(e) => return Err(e).with_context(|| format!("getting a registry token from {realm}")),
         };
         let v: serde_json::Value = serde_json::from_slice(&body)
@@ -142,6 +150,16 @@ impl RegistryAuth {
     }
 }
 
+/// Credentials missing or refused.
+fn auth(e: anyhow::Error) -> anyhow::Error {
+    http::fault(Fault::Auth, e)
+}
+
+/// Bytes that are not the digest they must have.
+fn digest(e: anyhow::Error) -> anyhow::Error {
+    http::fault(Fault::Digest, e)
+}
+
 /// A fixed `Authorization` (the realm's Basic login): a second 401 ends it.
 struct Fixed(Secret);
 
@@ -150,7 +168,9 @@ impl Authorizer for Fixed {
         Some(self.0.clone())
     }
     fn challenged(&self, _head: &Head) -> Result<()> {
-        bail!("HTTP 401: the token service refused OCI_USERNAME/OCI_PASSWORD")
+        Err(auth(anyhow!(
+            "HTTP 401: the token service refused OCI_USERNAME/OCI_PASSWORD"
+        )))
     }
 }
 
@@ -275,18 +295,18 @@ impl Registry {
         let got: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(w) = want {
             if got != w {
-                bail!(
+                return Err(digest(anyhow!(
                     "the manifest {url} has SHA-256 {}, not the digest asked for",
                     hex(&got)
-                );
+                )));
             }
         }
         if let Some(a) = announced {
             if a.strip_prefix("sha256:") != Some(hex(&got).as_str()) {
-                bail!(
+                return Err(digest(anyhow!(
                     "the manifest {url} has SHA-256 {}, the registry announced {a}",
                     hex(&got)
-                );
+                )));
             }
         }
         let m = oci::parse_manifest(&bytes, content_type.as_deref())
@@ -305,12 +325,12 @@ impl Registry {
             .with_context(|| format!("downloading {}", self.shown))?;
         if let Some(len) = reader.content_length() {
             if len != blob.size {
-                bail!(
+                return Err(digest(anyhow!(
                     "{}: the registry serves {len} bytes for sha256:{}, its manifest says {}",
                     self.shown,
                     hex(&blob.digest),
                     blob.size
-                );
+                )));
             }
         }
         Ok(reader)

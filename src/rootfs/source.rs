@@ -96,11 +96,14 @@ impl Source {
             let blob = registry.resolve()?;
             if let Some((want, from)) = &expected {
                 if *want != blob.digest {
-                    bail!(
-                        "{spec} is sha256:{} (the layer its manifest names), {from} expects {}",
-                        hex(&blob.digest),
-                        hex(want)
-                    );
+                    return Err(super::http::fault(
+                        super::http::Fault::Digest,
+                        anyhow!(
+                            "{spec} is sha256:{} (the layer its manifest names), {from} expects {}",
+                            hex(&blob.digest),
+                            hex(want)
+                        ),
+                    ));
                 }
             }
             expected.get_or_insert_with(|| (blob.digest, format!("the manifest of {spec}")));

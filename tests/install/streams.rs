@@ -318,3 +318,177 @@ fn an_oci_tag_that_moves_never_mixes_two_images() {
         rig.check(&["tree", &img, &lj, slot, rootfs2.to_str().unwrap()]);
     }
 }
+
+/// Each way a network source fails carries its own code and `retryable`
+/// flag, in the failure event and the summary, against real servers in the
+/// harness; every one is refused before the disk is touched.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_network_source_that_fails_says_why() {
+    use crate::support::net::{Proxy, Registry, RegistryAuth, Response, Server, TestCa};
+    use crate::support::sha256_file;
+    use std::sync::Arc;
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let rootfs = std::fs::read(&rig.rootfs).unwrap();
+    let served = rootfs.clone();
+    let file = move |req: &crate::support::net::Request| match req.path() {
+        "/rootfs.tar.zst" => Response::ok(served.clone()),
+        _ => Response::status(404),
+    };
+    let before = rig.state();
+    // Runs the install; returns the code and `retryable` of the failure.
+    let refused = |what: &str, cmd: &mut Command, says: &str| -> (String, bool) {
+        let o = output(cmd.args(["--retries", "0", "--events", "json"]));
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{what}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let events: Vec<serde_json::Value> = stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let summary = events.last().unwrap();
+        assert_eq!(summary["kind"], "summary", "{what}");
+        let failure = events.iter().find(|e| e["kind"] == "failure").unwrap();
+        assert_eq!(failure["code"], summary["code"], "{what}");
+        assert_eq!(failure["retryable"], summary["retryable"], "{what}");
+        let error = summary["error"].as_str().unwrap();
+        assert!(error.contains(says), "{what}: {error}");
+        assert!(
+            stderr(&o).contains("(nothing on the disk was changed)"),
+            "{what}"
+        );
+        assert_eq!(rig.state(), before, "{what}: the disk changed");
+        (
+            summary["code"].as_str().unwrap().to_owned(),
+            summary["retryable"].as_bool().unwrap(),
+        )
+    };
+    let tls = |v: (String, bool)| assert_eq!(v, ("tls_failed".to_owned(), false));
+    let auth = |v: (String, bool)| assert_eq!(v, ("auth_failed".to_owned(), false));
+    let unavailable = |v: (String, bool)| assert_eq!(v, ("source_unavailable".to_owned(), true));
+    let mismatch = |v: (String, bool)| assert_eq!(v, ("checksum_mismatch".to_owned(), false));
+
+    // A private CA not given with --cacert.
+    let ca = TestCa::new();
+    let https = Server::https(&ca, Arc::new(file.clone()));
+    let url = format!("{}/rootfs.tar.zst", https.base);
+    tls(refused(
+        "untrusted CA",
+        rig.install_cmd().arg(&url),
+        "--cacert",
+    ));
+
+    // A server that wants a bearer token: none, then a wrong one.
+    let guarded = file.clone();
+    let server = Server::http(Arc::new(move |req| {
+        if req.header("authorization") != Some("Bearer good") {
+            return Response::status(401);
+        }
+        guarded(req)
+    }));
+    let url = format!("{}/rootfs.tar.zst", server.base);
+    auth(refused("no token", rig.install_cmd().arg(&url), "HTTP 401"));
+    auth(refused(
+        "wrong token",
+        rig.install_cmd().env("SYSINSTALL_BEARER", "bad").arg(&url),
+        "HTTP 401",
+    ));
+    // A server that forbids.
+    let forbidding = Server::http(Arc::new(|_| Response::status(403)));
+    let url403 = format!("{}/rootfs.tar.zst", forbidding.base);
+    auth(refused("403", rig.install_cmd().arg(&url403), "HTTP 403"));
+
+    // A server error, and nothing listening.
+    let failing = Server::http(Arc::new(|_| Response::status(503)));
+    let url503 = format!("{}/rootfs.tar.zst", failing.base);
+    unavailable(refused("503", rig.install_cmd().arg(&url503), "HTTP 503"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!(
+        "http://127.0.0.1:{}/rootfs.tar.zst",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    unavailable(refused(
+        "refused",
+        rig.install_cmd().arg(&dead),
+        "connecting to",
+    ));
+
+    // Proxies: one that wants a login, one that is not there.
+    let plain = Server::http(Arc::new(file.clone()));
+    let url = format!("{}/rootfs.tar.zst", plain.base);
+    let proxy = Proxy::start(Some("Basic dXNlcjpwQHNz"));
+    auth(refused(
+        "proxy login",
+        rig.install_cmd().env("http_proxy", &proxy.url).arg(&url),
+        "407",
+    ));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let no_proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    unavailable(refused(
+        "proxy down",
+        rig.install_cmd().env("http_proxy", &no_proxy).arg(&url),
+        "connecting to",
+    ));
+    // https through a proxy that wants a login: its CONNECT is refused.
+    let url = format!("{}/rootfs.tar.zst", https.base);
+    auth(refused(
+        "CONNECT login",
+        rig.install_cmd()
+            .env("https_proxy", &proxy.url)
+            .arg("--cacert")
+            .arg(ca.ca_pem())
+            .arg(&url),
+        "HTTP 407",
+    ));
+
+    // A registry that wants a login none was given for.
+    let layer = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let login = Registry::start(None, RegistryAuth::Token(Some(("u".into(), "pw".into()))));
+    let m = login.push(&[(layer, None, &rootfs)]);
+    login.tag("rig/rootfs", "r1", &m);
+    auth(refused(
+        "registry login",
+        rig.install_cmd().arg(login.reference("rig/rootfs:r1")),
+        "OCI_USERNAME",
+    ));
+    auth(refused(
+        "registry wrong login",
+        rig.install_cmd()
+            .env("OCI_USERNAME", "u")
+            .env("OCI_PASSWORD", "wrong")
+            .arg(login.reference("rig/rootfs:r1")),
+        "OCI_USERNAME/OCI_PASSWORD",
+    ));
+
+    // A tag that moved away from the image --rootfs-sha256 pins; a manifest
+    // that is not the digest asked for.
+    let reg = Registry::start(None, RegistryAuth::Token(None));
+    let other = reg.push(&[(layer, None, b"not the pinned image")]);
+    reg.tag("rig/rootfs", "latest", &other);
+    mismatch(refused(
+        "moved tag",
+        rig.install_cmd()
+            .args(["--rootfs-sha256", &sha256_file(&rig.rootfs)])
+            .arg(reg.reference("rig/rootfs:latest")),
+        "(the layer its manifest names), --rootfs-sha256 expects",
+    ));
+    let forged = format!("sha256:{}", "cd".repeat(32));
+    reg.manifest_as(
+        &forged,
+        "application/vnd.oci.image.manifest.v1+json",
+        "{\"schemaVersion\":2,\"layers\":[]}",
+    );
+    mismatch(refused(
+        "forged manifest",
+        rig.install_cmd()
+            .arg(reg.reference(&format!("rig/rootfs@{forged}"))),
+        "not the digest asked for",
+    ));
+}
