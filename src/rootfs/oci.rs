@@ -263,15 +263,17 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// The SHA-256 this descriptor names.
+    /// The SHA-256 this descriptor names: `sha256:` and 64 lower-case hex
+    /// digits, as the image spec has it (so the digest asked for is the
+    /// digest named, byte for byte).
     pub fn sha256(&self) -> Result<[u8; 32], String> {
         self.digest
             .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64)
+            .filter(|h| h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
             .and_then(parse_hex)
             .ok_or_else(|| {
                 format!(
-                    "digest {:?}: only sha256 digests are supported",
+                    "digest {:?}: not sha256: and 64 lower-case hex digits (only sha256 is supported)",
                     self.digest
                 )
             })
@@ -714,6 +716,15 @@ mod tests {
         assert_eq!(layers[0].size, 1234);
         assert_eq!(layers[0].title.as_deref(), Some("rootfs.tar.zst"));
         assert_eq!(layers[0].sha256().unwrap(), parse_hex(D).unwrap());
+        // Upper case or a sign is not the digest's spelling (found by the
+        // sources fuzz target: "Cd" was taken as "cd").
+        for bad in [D.to_uppercase(), format!("+{}", &D[1..])] {
+            let d = Descriptor {
+                digest: format!("sha256:{bad}"),
+                ..layers[0].clone()
+            };
+            assert!(d.sha256().is_err(), "{bad}");
+        }
         // The media type from the response when the document has none.
         let idx = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{D}","size":5,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
