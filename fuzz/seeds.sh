@@ -3,7 +3,8 @@
 # sample layouts of tests/data/flash-layouts and layouts/,
 # plus what make-seeds generates with the project's own code (CSVs and GPT
 # images of those layouts, GPT headers and entry arrays, journal records, a
-# site config), plus real filesystem heads made by mke2fs/mkswap.
+# site config, OCI manifests, challenges, references and proxy settings),
+# plus real filesystem heads made by mke2fs/mkswap.
 #
 # Usage: fuzz/seeds.sh            (idempotent; existing corpus files are kept)
 set -euo pipefail

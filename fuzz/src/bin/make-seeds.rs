@@ -1,7 +1,8 @@
 //! Writes the generated part of the seed corpora, using the project's own
 //! code: CSVs and GPT images of the sample layouts as placed by the layout
 //! engine, GPT header sectors and entry arrays, journal records, a site
-//! configuration. `seeds.sh` adds the sample files and real filesystems.
+//! configuration, OCI manifests and the other text the source parsers
+//! read. `seeds.sh` adds the sample files and real filesystems.
 //!
 //! Usage: `make-seeds CORPUS_DIR LAYOUT_FILE...`
 
@@ -316,6 +317,72 @@ fn capsule_seeds(dir: &Path, v2: &[u8]) {
     write(dir, "capsule", "depex", &dep.build(&v3));
 }
 
+/// Seeds for the `sources` target: what registries, token services and
+/// the environment hand the source parsers (manifests as registries and
+/// oras write them, an index, `WWW-Authenticate` values, references,
+/// proxy settings, `no_proxy` lists).
+fn source_seeds(dir: &Path) {
+    let d = |b: &str| format!("sha256:{}", b.repeat(32));
+    let layer = "application/vnd.oci.image.layer.v1.tar";
+    let seeds: Vec<(&str, String)> = vec![
+        (
+            "manifest-oras",
+            format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+                 \"config\":{{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"{}\",\"size\":2}},\
+                 \"layers\":[{{\"mediaType\":\"{layer}\",\"digest\":\"{}\",\"size\":1048576,\
+                 \"annotations\":{{\"org.opencontainers.image.title\":\"rootfs.tar.zst\"}}}},\
+                 {{\"mediaType\":\"{layer}\",\"digest\":\"{}\",\"size\":81,\
+                 \"annotations\":{{\"org.opencontainers.image.title\":\"rootfs.tar.zst.sha256\"}}}}]}}",
+                d("44"),
+                d("ab"),
+                d("cd")
+            ),
+        ),
+        (
+            "manifest-docker",
+            format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\
+                 \"layers\":[{{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\
+                 \"digest\":\"{}\",\"size\":123}}]}}",
+                d("01")
+            ),
+        ),
+        (
+            "index",
+            format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[\
+                 {{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{}\",\"size\":400,\
+                 \"platform\":{{\"os\":\"linux\",\"architecture\":\"amd64\"}}}},\
+                 {{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{}\",\"size\":400,\
+                 \"platform\":{{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}}}}]}}",
+                d("12"),
+                d("34")
+            ),
+        ),
+        (
+            "challenge-bearer",
+            "Bearer realm=\"https://auth.example/token\",service=\"registry.example\",\
+             scope=\"repository:jetson/rootfs:pull\""
+                .into(),
+        ),
+        (
+            "challenge-two",
+            "Basic realm=\"lab\", Bearer realm=\"https://a.example/t?x=1\",error=\"insufficient_scope\""
+                .into(),
+        ),
+        ("ref-tag", "oci://registry.example:5000/jetson/rootfs:r36.4#rootfs.tar.zst".into()),
+        ("ref-digest", format!("oci+http://[::1]:5000/a/b-c/d_e@{}", d("ef"))),
+        ("ref-both", format!("registry.example/jetson/rootfs:latest@{}", d("0f"))),
+        ("proxy", "http://user:p%40ss@proxy.example:3128/".into()),
+        ("proxy-bare", "[fe80::1]:8080".into()),
+        ("no-proxy", "localhost,.example.com,10.0.0.0/8,::1,registry.lab:5000,*".into()),
+    ];
+    for (name, text) in seeds {
+        write(dir, "sources", name, text.as_bytes());
+    }
+}
+
 fn main() {
     let mut args = std::env::args_os().skip(1).map(PathBuf::from);
     let dir = args
@@ -351,6 +418,7 @@ fn main() {
     journal_seeds(&dir);
     config_seeds(&dir);
     bup_seeds(&dir);
+    source_seeds(&dir);
     eprintln!(
         "make-seeds: {placed} placed layouts written to {}",
         dir.display()
