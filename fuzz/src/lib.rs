@@ -858,3 +858,29 @@ pub fn sources(data: &[u8]) {
     let np = NoProxy::parse(&text);
     let _ = (np.bypass("registry.example", 443), np.bypass("10.1.2.3", 80), np.bypass("::1", 1));
 }
+
+/// An HTTP response as a server (any server) sends it: the head and the
+/// body, chunked, by length or to the end, through the client's own reader.
+pub fn http_response(data: &[u8]) {
+    use sysinstall::rootfs::http::{parse_content_range, read_response};
+    const MAX: u64 = 1 << 16;
+    let Ok((head, body)) = read_response(data, MAX) else {
+        return;
+    };
+    assert!(body.len() as u64 <= MAX);
+    assert!(body.len() <= data.len(), "a body longer than the bytes sent");
+    for (name, value) in &head.headers {
+        assert_eq!(name, &name.to_ascii_lowercase(), "header name not lower-cased");
+        assert_eq!(name.trim(), name);
+        assert_eq!(value.trim(), value);
+        if let Some((start, Some(total))) = parse_content_range(value) {
+            let _ = (start, total);
+        }
+    }
+    let chunked = head
+        .get("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    if let (false, Some(len)) = (chunked, head.get("content-length").and_then(|l| l.parse::<u64>().ok())) {
+        assert_eq!(body.len() as u64, len.min(MAX), "a body not of its Content-Length");
+    }
+}

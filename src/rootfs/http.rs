@@ -480,6 +480,40 @@ enum Framing {
     Close,
 }
 
+impl Framing {
+    /// How the body of a response with this head ends: chunked, by its
+    /// length, or when the server closes.
+    fn of(head: &Head) -> Result<Framing> {
+        let chunked = head
+            .get("transfer-encoding")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        Ok(if chunked {
+            Framing::Chunked {
+                left: 0,
+                done: false,
+            }
+        } else if let Some(l) = head.get("content-length") {
+            Framing::Length(l.parse().map_err(|_| anyhow!("bad Content-Length {l:?}"))?)
+        } else {
+            Framing::Close
+        })
+    }
+}
+
+/// One response read from `bytes` the way the client reads a server's: the
+/// head, then at most `max_body` bytes of the body as the head frames it.
+/// The fuzz target's way into the parser of what a server sends, without a
+/// socket.
+pub fn read_response(bytes: &[u8], max_body: u64) -> Result<(Head, Vec<u8>)> {
+    let conn: Box<dyn Conn> = Box::new(io::Cursor::new(bytes.to_vec()));
+    let mut r = BufReader::new(conn);
+    let head = read_head(&mut r)?;
+    let framing = Framing::of(&head)?;
+    let mut body = Vec::new();
+    Body { r, framing }.take(max_body).read_to_end(&mut body)?;
+    Ok((head, body))
+}
+
 /// One response body.
 struct Body {
     r: BufReader<Box<dyn Conn>>,
@@ -796,19 +830,7 @@ impl HttpReader {
                     });
                 }
             }
-            let framing = if head
-                .get("transfer-encoding")
-                .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
-            {
-                Framing::Chunked {
-                    left: 0,
-                    done: false,
-                }
-            } else if let Some(l) = head.get("content-length") {
-                Framing::Length(l.parse().map_err(|_| anyhow!("bad Content-Length {l:?}"))?)
-            } else {
-                Framing::Close
-            };
+            let framing = Framing::of(&head)?;
             let validator = head
                 .get("etag")
                 .or_else(|| head.get("last-modified"))

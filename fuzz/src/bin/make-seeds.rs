@@ -253,6 +253,23 @@ fn bup_seeds(dir: &Path) {
         b"3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1\03310-B01---1--jetson-tx2-devkit-",
     );
 
+    // HTTP responses: by length, chunked with an extension and a trailer,
+    // a resumed range, to the end of the connection.
+    for (name, text) in [
+        ("length", &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\nhello"[..]),
+        (
+            "chunked",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX: y\r\n\r\n",
+        ),
+        (
+            "range",
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-4/5\r\nContent-Length: 3\r\n\r\nllo",
+        ),
+        ("close", b"HTTP/1.0 200 OK\nServer: x\n\nbody to the end"),
+    ] {
+        write(dir, "http_response", name, text);
+    }
+
     // The boot-device pseudo-GPT of a 4 MiB device: length, then its last 34 sectors.
     let len = 4u64 << 20;
     let parts = vec![
