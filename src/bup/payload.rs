@@ -102,7 +102,7 @@ pub struct PayloadHeader {
     /// `uncomp_size`; the generator writes `blob_size` here.
     pub uncompressed_size: u32,
     /// The first [`ACCESSORY_KEPT`] bytes of the accessory.
-    #[serde(serialize_with = "hex")]
+    #[serde(serialize_with = "crate::bytes::serialize_hex")]
     pub accessory: Vec<u8>,
 }
 
@@ -116,10 +116,6 @@ impl PayloadHeader {
     pub fn accessory_len(&self) -> u32 {
         self.header_size.saturating_sub(HEADER_LEN)
     }
-}
-
-fn hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -2,6 +2,7 @@
 //! `https://`, or `-` for stdin; and the SHA-256 it must have.
 
 use super::http::{HttpOptions, HttpReader, HttpStatus};
+use crate::bytes::hex;
 use crate::events::Events;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -245,11 +246,6 @@ pub struct ChecksumMismatch {
     pub want: String,
     /// Where the expected hash came from.
     pub from: String,
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 64 hex digits → 32 bytes.
