@@ -53,6 +53,9 @@ pub const MAX_NAME_UTF16: usize = crate::gpt::NAME_UNITS;
 /// can never overflow a u64. A `--disk-sectors` or `num_sectors` above it is
 /// a typo, not an eMMC. [`max_disk_sectors`] for any sector size.
 pub const MAX_DISK_SECTORS: u64 = i64::MAX as u64 / SECTOR_SIZE;
+/// The rule broken by a nil type or unique GUID.
+pub const NIL_GUID: &str =
+    "has the nil GUID 00000000-0000-0000-0000-000000000000, which marks an unused GPT entry";
 
 /// Sectors of a GPT header plus its 128-entry array: 33 at 512 bytes a
 /// sector, 5 at 4096.
