@@ -241,12 +241,9 @@ pub enum PayloadError {
     },
 }
 
+/// Zero when `b` is too short: the callers rely on that fallback.
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
+    crate::bytes::le32(b, off).unwrap_or(0)
 }
 
 /// REF's `rstrip` (§1.6): the bytes up to the first NUL, TAB or SPACE, or the
