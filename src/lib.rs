@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod bup;
+pub mod bytes;
 pub mod cli;
 pub mod commands;
 pub mod disk;

@@ -5,6 +5,7 @@
 
 #![deny(clippy::indexing_slicing)]
 
+use crate::bytes::{le16, le32};
 use crate::guid::Guid;
 use serde::Serialize;
 
@@ -107,14 +108,6 @@ impl Content {
             _ => None,
         }
     }
-}
-
-fn le16(b: &[u8], off: usize) -> Option<u16> {
-    b.get(off..off + 2)?.try_into().ok().map(u16::from_le_bytes)
-}
-
-fn le32(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off + 4)?.try_into().ok().map(u32::from_le_bytes)
 }
 
 fn cstr(b: &[u8]) -> String {

@@ -27,13 +27,14 @@
 use crate::gpt::read::{DiskGpt, GptCopy};
 use crate::gpt::{GptEntry, ENTRY_COUNT, SECTOR};
 use crate::guid::Guid;
-use crate::layout::render::human_size;
 use crate::layout::{Partition, PartitionTable};
 pub use crate::probe::Content;
+
+mod render;
 use crate::probe::{identify, PROBE_BYTES};
+pub use render::render_table;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// What happens to a partition.
@@ -426,172 +427,6 @@ fn check_header(
             ));
         }
     }
-}
-
-/// Renders the plan as a table for people.
-pub fn render_table(plan: &Plan, device: &str) -> String {
-    let mut s = String::new();
-    let n = plan.disk_sectors;
-    let _ = writeln!(
-        s,
-        "Disk {device}: {n} sectors ({})",
-        human_size(n.saturating_mul(plan.sector_size))
-    );
-    let _ = match &plan.current {
-        CurrentTable::None => writeln!(
-            s,
-            "Current table: none{}",
-            plan.disk_content
-                .as_ref()
-                .map(|c| format!(" (the disk starts with: {})", c.describe()))
-                .unwrap_or_default()
-        ),
-        CurrentTable::Unreadable { reason } => writeln!(s, "Current table: unreadable ({reason})"),
-        CurrentTable::Gpt {
-            copy,
-            partitions,
-            problem,
-        } => writeln!(
-            s,
-            "Current table: GPT, {partitions} partition{}, read from the {}{}",
-            if *partitions == 1 { "" } else { "s" },
-            match copy {
-                GptCopy::Primary => "primary",
-                GptCopy::Backup => "backup",
-            },
-            problem
-                .as_ref()
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
-        ),
-    };
-    let _ = writeln!(s);
-
-    let rows: Vec<[String; 8]> = plan
-        .partitions
-        .iter()
-        .map(|p| {
-            let shown = p.wanted.as_ref().or(p.current.as_ref());
-            let (start, end, size) = shown
-                .map(|e| {
-                    (
-                        e.first_lba.to_string(),
-                        e.last_lba.to_string(),
-                        human_size(e.sectors().saturating_mul(plan.sector_size)),
-                    )
-                })
-                .unwrap_or_default();
-            let mut detail: Vec<String> = Vec::new();
-            if let (Some(c), Some(w)) = (&p.current, &p.wanted) {
-                if p.action == PartitionAction::Move || p.action == PartitionAction::Resize {
-                    detail.push(format!("now {}..{}", c.first_lba, c.last_lba));
-                }
-                if p.action == PartitionAction::Resize && !p.data_lost && w.last_lba > c.last_lba {
-                    detail.push("filesystem not grown".to_owned());
-                }
-            }
-            detail.extend(p.changes.iter().cloned());
-            let data = match (&p.content, p.data_lost) {
-                (_, true) => "LOST",
-                (Some(Content::Empty), false) => "none",
-                (Some(_), false) => "kept",
-                (None, false) => "-",
-            };
-            [
-                p.action.as_str().to_owned(),
-                p.wanted
-                    .as_ref()
-                    .or(p.current.as_ref())
-                    .map(|e| e.number.to_string())
-                    .unwrap_or_default(),
-                p.name.clone(),
-                start,
-                end,
-                size,
-                p.content
-                    .as_ref()
-                    .map(Content::describe)
-                    .unwrap_or_else(|| "-".into()),
-                if detail.is_empty() {
-                    data.to_owned()
-                } else {
-                    format!("{data} ({})", detail.join("; "))
-                },
-            ]
-        })
-        .collect();
-    let head = [
-        "ACTION", "NUMBER", "NAME", "START", "END", "SIZE", "NOW", "DATA",
-    ];
-    let mut widths = head.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            let right = matches!(i, 1 | 3 | 4);
-            if i + 1 == cells.len() {
-                l.push_str(c);
-            } else if right {
-                let _ = write!(l, "{c:>w$}  ");
-            } else {
-                let _ = write!(l, "{c:<w$}  ");
-            }
-        }
-        l.trim_end().to_owned()
-    };
-    let _ = writeln!(s, "{}", line(&head.map(str::to_owned)));
-    for r in &rows {
-        let _ = writeln!(s, "{}", line(r));
-    }
-    let _ = writeln!(s);
-    for c in &plan.header_changes {
-        let _ = writeln!(s, "Table: {c}");
-    }
-    for c in &plan.notes {
-        let _ = writeln!(s, "Note: {c}");
-    }
-    if plan.in_place {
-        let _ = writeln!(
-            s,
-            "The layout is already in place: partitioning can be skipped."
-        );
-    } else {
-        let changed = plan
-            .partitions
-            .iter()
-            .filter(|p| p.action != PartitionAction::Keep || !p.changes.is_empty())
-            .count();
-        let lost: Vec<String> = plan
-            .data_lost()
-            .map(|p| match &p.content {
-                Some(c) => format!("{} ({})", p.name, c.describe()),
-                None => p.name.clone(),
-            })
-            .collect();
-        let _ = write!(
-            s,
-            "The table must be rewritten: {changed} partition{} change{}",
-            if changed == 1 { "" } else { "s" },
-            if changed == 1 { "s" } else { "" }
-        );
-        if lost.is_empty() {
-            let _ = writeln!(s, "; no data is lost.");
-        } else {
-            let _ = writeln!(s, "; data is lost on {}.", lost.join(", "));
-        }
-        if let Some(c) = plan.disk_content.as_ref().filter(|c| has_data(c)) {
-            let _ = writeln!(
-                s,
-                "The disk holds {} without a GPT; it is lost.",
-                c.describe()
-            );
-        }
-    }
-    s
 }
 
 #[cfg(test)]

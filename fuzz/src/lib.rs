@@ -820,7 +820,7 @@ pub fn sources(data: &[u8]) {
                 }
                 for l in &layers {
                     if let Ok(d) = l.sha256() {
-                        assert_eq!(format!("sha256:{}", sysinstall::rootfs::source::hex(&d)), l.digest);
+                        assert_eq!(format!("sha256:{}", sysinstall::bytes::hex(&d)), l.digest);
                     }
                 }
             }

@@ -40,6 +40,7 @@ use super::smd::{self, Redundancy, Smd};
 use super::tnspec::Selection;
 use super::ver::{self, VersionError};
 use super::BootMedium;
+use crate::bytes::hex;
 use crate::guid::Guid;
 use crate::layout::{BootPartition, Soc};
 use serde::Serialize;
@@ -479,11 +480,6 @@ pub fn sha256_of<R: Read>(r: &mut R, len: u64) -> io::Result<[u8; 32]> {
         left -= n as u64;
     }
     Ok(h.finalize().into())
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Planner<'a, R> {

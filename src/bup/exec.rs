@@ -24,10 +24,11 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use super::boot_plan::{hex, other_copy, BootStep, Inventory, StepData, WriteArea};
+use super::boot_plan::{other_copy, BootStep, Inventory, StepData, WriteArea};
 use super::bootgpt;
 use super::device::{Device, FileWindow, UserArea};
 use super::BootMedium;
+use crate::bytes::hex;
 use crate::events::{Events, Phase, Verdict};
 use crate::exit::Changes;
 use crate::layout::{BootPartition, Soc};

@@ -102,7 +102,7 @@ pub struct PayloadHeader {
     /// `uncomp_size`; the generator writes `blob_size` here.
     pub uncompressed_size: u32,
     /// The first [`ACCESSORY_KEPT`] bytes of the accessory.
-    #[serde(serialize_with = "hex")]
+    #[serde(serialize_with = "crate::bytes::serialize_hex")]
     pub accessory: Vec<u8>,
 }
 
@@ -116,10 +116,6 @@ impl PayloadHeader {
     pub fn accessory_len(&self) -> u32 {
         self.header_size.saturating_sub(HEADER_LEN)
     }
-}
-
-fn hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -245,12 +241,9 @@ pub enum PayloadError {
     },
 }
 
+/// Zero when `b` is too short: the callers rely on that fallback.
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
+    crate::bytes::le32(b, off).unwrap_or(0)
 }
 
 /// REF's `rstrip` (§1.6): the bytes up to the first NUL, TAB or SPACE, or the

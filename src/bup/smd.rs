@@ -279,12 +279,9 @@ fn crc32(b: &[u8]) -> u32 {
     crc32fast::hash(b)
 }
 
+/// Zero when `b` is too short: the callers rely on that fallback.
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
+    crate::bytes::le32(b, off).unwrap_or(0)
 }
 
 fn put(b: &mut [u8], off: usize, v: &[u8]) {

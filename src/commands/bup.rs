@@ -89,7 +89,7 @@ fn accessory(p: &Payload) -> String {
         (0, _) => "none".into(),
         (8, Ok(q)) => format!("{:#018x}", u64::from_le_bytes(q)),
         (n, _) => {
-            let hex: String = a.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::bytes::hex(a);
             let more = if n as usize > a.len() { "..." } else { "" };
             format!("{n} bytes: {hex}{more}")
         }

@@ -125,12 +125,10 @@ pub enum GptError {
 }
 
 fn get<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], GptError> {
-    b.get(off..off + N)
-        .and_then(|s| <[u8; N]>::try_from(s).ok())
-        .ok_or(GptError::Truncated {
-            need: off + N,
-            have: b.len(),
-        })
+    crate::bytes::array_at::<N>(b, off).ok_or(GptError::Truncated {
+        need: off + N,
+        have: b.len(),
+    })
 }
 
 fn le32(b: &[u8], off: usize) -> Result<u32, GptError> {

@@ -992,11 +992,11 @@ mod tests {
     }
 
     fn u64_at(b: &[u8], off: usize) -> u64 {
-        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+        crate::bytes::le64(b, off).unwrap()
     }
 
     fn u32_at(b: &[u8], off: usize) -> u32 {
-        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+        crate::bytes::le32(b, off).unwrap()
     }
 
     fn blank(n: u64) -> Cursor<Vec<u8>> {

@@ -112,7 +112,7 @@ impl Record {
 
     /// The nonce in hex (the filesystem markers' key).
     pub fn nonce_hex(&self) -> String {
-        self.nonce.iter().map(|b| format!("{b:02x}")).collect()
+        crate::bytes::hex(&self.nonce)
     }
 
     /// The `s_last_mounted` text of a completed filesystem of this install

@@ -368,7 +368,7 @@ pub fn run(
     events.step_end(Verdict::Ok);
     events.plan(report::plan_json(&pre));
     summary.mode = Some(pre.decision.mode);
-    summary.rootfs_sha256 = pre.rootfs_sha256.map(|h| crate::rootfs::source::hex(&h));
+    summary.rootfs_sha256 = pre.rootfs_sha256.map(|h| crate::bytes::hex(&h));
     if opts.dry_run {
         eprintln!("{}\n\n--dry-run: nothing was written.", pre.report);
         summary.result = report::Outcome::DryRun;

@@ -498,7 +498,7 @@ fn check_rootfs(
     .map_err(report::or_code(FailCode::InputInvalid))?;
     let described = source.describe();
     let identity = |sha: Option<[u8; 32]>| match sha {
-        Some(h) => format!("sha256:{}", rootfs::source::hex(&h)),
+        Some(h) => format!("sha256:{}", crate::bytes::hex(&h)),
         None => format!("source:{}", opts.rootfs),
     };
     if !source.rereadable() {

@@ -280,7 +280,7 @@ impl Run<'_> {
                 sha256: self
                     .pre
                     .rootfs_sha256
-                    .map(|h| rootfs::source::hex(&h))
+                    .map(|h| crate::bytes::hex(&h))
                     .or_else(|| self.opts.rootfs_sha256.clone()),
                 sha256_from: Some(self.pre.rootfs_sha256_from.clone()),
                 net: self.opts.net.clone(),

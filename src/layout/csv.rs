@@ -22,7 +22,7 @@
 
 use super::{
     render::type_code, LayoutError, Partition, PartitionTable, GPT_ENTRIES, MAX_NAME_UTF16,
-    SECTOR_SIZE,
+    NIL_GUID, SECTOR_SIZE,
 };
 use crate::guid::{Guid, BASIC_DATA, EFI_SYSTEM, LINUX_FILESYSTEM};
 
@@ -32,10 +32,6 @@ pub const SGDISK_FIRST_USABLE: u64 = 34;
 pub const MAX_ROWS: usize = GPT_ENTRIES as usize;
 
 const META_PREFIX: &str = "# sysinstall:";
-
-/// The rule broken by a nil type or unique GUID.
-pub const NIL_GUID: &str =
-    "has the nil GUID 00000000-0000-0000-0000-000000000000, which marks an unused GPT entry";
 
 /// Size of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

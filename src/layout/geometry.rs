@@ -44,8 +44,8 @@
 use super::xml::{DeviceSpec, FlashLayout, PartitionSpec};
 use super::{
     gpt_sectors, max_disk_sectors, min_primary_gpt_bytes, BootArea, BootDeviceKind, BootPartition,
-    LayoutError, Partition, PartitionTable, GPT_ENTRIES, GPT_SECTORS, MAX_NAME_UTF16, SECTOR_SIZE,
-    SECTOR_SIZES,
+    LayoutError, Partition, PartitionTable, GPT_ENTRIES, GPT_SECTORS, MAX_NAME_UTF16, NIL_GUID,
+    SECTOR_SIZE, SECTOR_SIZES,
 };
 use crate::guid::{Guid, BASIC_DATA};
 
@@ -412,7 +412,7 @@ pub fn user_table(
                     None => BASIC_DATA,
                 };
                 if type_guid.is_nil() {
-                    return Err(err(format!("partition_type_guid {}", super::csv::NIL_GUID)));
+                    return Err(err(format!("partition_type_guid {}", NIL_GUID)));
                 }
                 let unique_guid = match p.field("unique_guid").filter(|t| !t.is_empty()) {
                     Some(t) => match Guid::parse(t) {
@@ -423,7 +423,7 @@ pub fn user_table(
                             None
                         }
                         Ok(g) if g.is_nil() => {
-                            return Err(err(format!("unique_guid {}", super::csv::NIL_GUID)));
+                            return Err(err(format!("unique_guid {}", NIL_GUID)));
                         }
                         Ok(g) => {
                             if let Some(other) = parts.iter().find(|q| q.unique_guid == Some(g)) {

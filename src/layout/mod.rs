@@ -33,31 +33,34 @@ use serde::Serialize;
 pub const SECTOR_SIZE: u64 = 512;
 /// The sector sizes a user device may have: NVIDIA's tools place 512- and
 /// 4096-byte-sector devices, each in its own unit (flash-layout.md §2.7).
-pub const SECTOR_SIZES: [u64; 2] = [512, 4096];
+pub const SECTOR_SIZES: [u64; 2] = crate::gpt::write::SECTOR_SIZES;
 /// Entries in every GPT we write (NVIDIA and sgdisk both use 128).
-pub const GPT_ENTRIES: u32 = 128;
+pub const GPT_ENTRIES: u32 = crate::gpt::ENTRY_COUNT;
 /// Size of one GPT entry in bytes.
-pub const GPT_ENTRY_SIZE: u32 = 128;
+pub const GPT_ENTRY_SIZE: u32 = crate::gpt::ENTRY_SIZE;
 /// Bytes of a 128-entry GPT entry array.
-pub const GPT_ENTRY_ARRAY_BYTES: u64 = GPT_ENTRIES as u64 * GPT_ENTRY_SIZE as u64;
+pub const GPT_ENTRY_ARRAY_BYTES: u64 = crate::gpt::write::ENTRY_ARRAY_BYTES;
 /// Sectors taken by a GPT header plus its 128-entry array at 512 bytes a
 /// sector (1 + 32); [`gpt_sectors`] for any sector size.
-pub const GPT_SECTORS: u64 = 33;
+pub const GPT_SECTORS: u64 = crate::gpt::write::BACKUP_SECTORS;
 /// Bytes a primary GPT must at least have at 512 bytes a sector: header
 /// sector + 128 × 128-byte entries; [`min_primary_gpt_bytes`] for any size.
-pub const MIN_PRIMARY_GPT_BYTES: u64 = 512 + 128 * 128;
+pub const MIN_PRIMARY_GPT_BYTES: u64 = SECTOR_SIZE + GPT_ENTRY_ARRAY_BYTES;
 /// Longest GPT partition name, in UTF-16 code units.
-pub const MAX_NAME_UTF16: usize = 36;
+pub const MAX_NAME_UTF16: usize = crate::gpt::NAME_UNITS;
 /// Largest disk of 512-byte sectors a table is placed on: 2^63 bytes, so
 /// that every byte offset fits Linux's `loff_t` (i64) and `sectors × 512`
 /// can never overflow a u64. A `--disk-sectors` or `num_sectors` above it is
 /// a typo, not an eMMC. [`max_disk_sectors`] for any sector size.
 pub const MAX_DISK_SECTORS: u64 = i64::MAX as u64 / SECTOR_SIZE;
+/// The rule broken by a nil type or unique GUID.
+pub const NIL_GUID: &str =
+    "has the nil GUID 00000000-0000-0000-0000-000000000000, which marks an unused GPT entry";
 
 /// Sectors of a GPT header plus its 128-entry array: 33 at 512 bytes a
 /// sector, 5 at 4096.
 pub fn gpt_sectors(sector_size: u64) -> u64 {
-    1 + GPT_ENTRY_ARRAY_BYTES.div_ceil(sector_size.max(1))
+    crate::gpt::write::backup_sectors(sector_size)
 }
 
 /// The smallest `primary_gpt` NVIDIA accepts: one header sector and 128

@@ -373,7 +373,7 @@ fn run(
     };
     Ok(UnpackReport {
         format: p.format,
-        sha256: source::hex(&p.sha256),
+        sha256: crate::bytes::hex(&p.sha256),
         verified: expected.is_some(),
         compressed_bytes: p.compressed,
         tar_bytes: p.tar_bytes,

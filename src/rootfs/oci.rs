@@ -37,7 +37,8 @@
 //! digest must hash to that digest.
 #![deny(clippy::indexing_slicing)]
 
-use super::source::{hex, parse_hex};
+use super::source::parse_hex;
+use crate::bytes::hex;
 use std::sync::{Arc, Mutex};
 
 /// Longest reference accepted.

@@ -223,7 +223,7 @@ pub fn carry_machine_id(root: &Path, id: &[u8; 16]) -> Result<bool> {
     if !root.join("etc").is_dir() {
         return Ok(false);
     }
-    let text: String = id.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n";
+    let text: String = crate::bytes::hex(id) + "\n";
     write_synced(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
     Ok(true)
 }

@@ -15,7 +15,7 @@
 
 use super::http::{self, Authorizer, Fault, Head, HttpOptions, HttpReader, NetOptions, Secret};
 use super::oci::{self, Blob, Manifest, Reference};
-use super::source::hex;
+use crate::bytes::hex;
 use crate::events::Events;
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};

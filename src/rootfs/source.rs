@@ -10,6 +10,7 @@
 use super::http::{HttpOptions, HttpReader, HttpStatus, NetOptions};
 use super::oci::Reference;
 use super::registry::Registry;
+use crate::bytes::hex;
 use crate::events::Events;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -267,11 +268,6 @@ pub struct ChecksumMismatch {
     pub want: String,
     /// Where the expected hash came from.
     pub from: String,
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 64 hex digits → 32 bytes.

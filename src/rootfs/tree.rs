@@ -9,9 +9,9 @@
 //! everything an unpack or a restore must keep.
 
 use super::extract::{ExtractOptions, Extractor};
-use super::source::hex;
 use super::tar::{Kind, TarEntry, Timestamp};
 use super::xattr;
+use crate::bytes::hex;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// unit of the kernel's sysfs `start` and `size` whatever the device's.
 pub const SECTOR_SIZE: u64 = 512;
 /// Logical sector sizes a target may have (512, and 4096 for 4Kn NVMe).
-pub const SECTOR_SIZES: [u64; 2] = [512, 4096];
+pub const SECTOR_SIZES: [u64; 2] = crate::gpt::write::SECTOR_SIZES;
 
 /// How often a busy disk lock is retried, and the pause between.
 const LOCK_RETRIES: u32 = 30;

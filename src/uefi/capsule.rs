@@ -350,28 +350,19 @@ impl std::fmt::Debug for CapsuleError {
     }
 }
 
+/// Zero when `b` is too short: the callers rely on that fallback.
 fn u16_at(b: &[u8], off: usize) -> u16 {
-    let mut w = [0u8; 2];
-    if let Some(s) = b.get(off..off + 2) {
-        w.copy_from_slice(s);
-    }
-    u16::from_le_bytes(w)
+    crate::bytes::le16(b, off).unwrap_or(0)
 }
 
+/// Zero when `b` is too short: the callers rely on that fallback.
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
+    crate::bytes::le32(b, off).unwrap_or(0)
 }
 
+/// Zero when `b` is too short: the callers rely on that fallback.
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(off..off + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
+    crate::bytes::le64(b, off).unwrap_or(0)
 }
 
 fn guid_at(b: &[u8], off: usize) -> Guid {

@@ -107,7 +107,7 @@ fn show(var: Var, v: &VarValue) -> String {
         _ => match (v.as_u32(var), v.as_u64(var)) {
             (Ok(x), _) => format!("{x:#x}"),
             (_, Ok(x)) => format!("{x:#x}"),
-            _ => v.data.iter().map(|b| format!("{b:02x}")).collect(),
+            _ => crate::bytes::hex(&v.data),
         },
     }
 }

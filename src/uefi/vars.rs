@@ -171,12 +171,8 @@ pub struct VarValue {
     /// `EFI_VARIABLE_*` attribute bits.
     pub attrs: u32,
     /// The data (as hex in JSON).
-    #[serde(serialize_with = "hex")]
+    #[serde(serialize_with = "crate::bytes::serialize_hex")]
     pub data: Vec<u8>,
-}
-
-fn hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Why variable contents are not what a variable holds.
