@@ -38,6 +38,16 @@ if ! "$edk2_venv/bin/python" -c 'import edk2basetools.Capsule.GenerateCapsule' 2
     "$edk2_venv/bin/pip" install -q --disable-pip-version-check "edk2-basetools==0.1.53"
 fi
 
+# PyPI virt-firmware's virt-fw-vars seeds and reads the UEFI variable store
+# of the qemu UEFI tier (tests/qemu/uefi.sh; SYSINSTALL_VIRTFW_VENV overrides
+# the place).
+virtfw_venv=${SYSINSTALL_VIRTFW_VENV:-${SYSINSTALL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sysinstall}/virt-firmware-venv}
+if ! "$virtfw_venv/bin/virt-fw-vars" --help >/dev/null 2>&1; then
+    echo "setup: installing virt-firmware into $virtfw_venv"
+    python3 -m venv "$virtfw_venv"
+    "$virtfw_venv/bin/pip" install -q --disable-pip-version-check "virt-firmware==26.10"
+fi
+
 if command -v rustup >/dev/null; then
     installed=$(rustup component list --installed 2>/dev/null)
     grep -q '^clippy' <<<"$installed" || rustup component add clippy
