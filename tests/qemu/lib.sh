@@ -35,25 +35,17 @@ qemu_kernel() {
     echo "$root"
 }
 
-# Fetches and unpacks Debian's AAVMF (package qemu-efi-aarch64: EDK2's
-# ArmVirtQemu for -M virt) into the cache, keyed by version, and prints the
-# directory holding AAVMF_CODE.fd and AAVMF_VARS.fd. Not installed.
+# Prints the directory of Debian's AAVMF (package qemu-efi-aarch64, which
+# tests/setup.sh installs: EDK2's ArmVirtQemu for -M virt), the one holding
+# AAVMF_CODE.fd and AAVMF_VARS.fd; fails when it is not installed.
 qemu_firmware() {
-    local pkg=qemu-efi-aarch64 deb version dir
-    deb=$(deb_fetch "$pkg:all") || return 1
-    version=$(dpkg-deb -f "$deb" Version)
-    dir=$debs_cache/firmware/${pkg}_${version//:/%3a}
-    if [ ! -f "$dir/.complete" ]; then
-        rm -rf "$dir"
-        mkdir -p "$dir"
-        dpkg-deb -x "$deb" "$dir"
-        touch "$dir/.complete"
-    fi
-    [ -s "$dir/usr/share/AAVMF/AAVMF_CODE.fd" ] && [ -s "$dir/usr/share/AAVMF/AAVMF_VARS.fd" ] || {
-        echo "qemu: $deb has no usr/share/AAVMF/AAVMF_{CODE,VARS}.fd" >&2
+    local dir=${SYSINSTALL_AAVMF_DIR:-/usr/share/AAVMF}
+    if [ -s "$dir/AAVMF_CODE.fd" ] && [ -s "$dir/AAVMF_VARS.fd" ]; then
+        echo "$dir"
+    else
+        echo "qemu: no $dir/AAVMF_{CODE,VARS}.fd (tests/setup.sh installs qemu-efi-aarch64)" >&2
         return 1
-    }
-    echo "$dir/usr/share/AAVMF"
+    fi
 }
 
 # --- bookkeeping ---------------------------------------------------------------
@@ -81,6 +73,7 @@ host_check() {   # check.py SUBCOMMAND ARGS...: its ok/FAIL lines count
 summary() {   # TIER-NAME
     echo "== $1 timings (seconds, wall)"
     local entry
+    # shellcheck disable=SC2086  # "name seconds": two words on purpose
     for entry in "${timings[@]}"; do printf '   %-24s %8s\n' ${entry}; done
     printf '   %-24s %8s\n' total "$(since "$t0")"
     echo "$1: $passed passed, $failed failed"
