@@ -2,6 +2,7 @@
 # efivarfs: the kernel's rules sysinstall's efivarfs code relies on
 # (docs/spec/t234-boot-chain.md §3.4, §6.1), on real efivarfs over AAVMF.
 # Each step records its status and the variable's bytes; the host judges.
+# shellcheck source=lib.sh
 . /installer/guest-lib.sh
 NEXT=BootChainFwNext-$NV_GUID
 

@@ -6,7 +6,9 @@
 # everything under $R goes back to the host on the results disk.
 R=${RESULTS:-/run/results}
 EFIVARS=/sys/firmware/efi/efivars
+# shellcheck disable=SC2034  # for the scripts that source this file
 NV_GUID=781e084c-a330-417c-b678-38e696380cb9      # gNVIDIAPublicVariableGuid
+# shellcheck disable=SC2034
 GLOBAL_GUID=8be4df61-93ca-11d2-aa0d-00e098032b8c  # EFI_GLOBAL_VARIABLE
 
 fact() {   # KEY VALUE: one line of $R/facts

@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # partition: the Orin Nano NVMe layout onto /dev/nvme0n1 with sysinstall,
 # the kernel's partition nodes after each run.
+# shellcheck source=lib.sh
 . /installer/guest-lib.sh
 run layout sysinstall layout /installer/layout.xml --device /dev/nvme0n1 --format json
 run partition sysinstall partition --layout /installer/layout.xml --device /dev/nvme0n1 --yes

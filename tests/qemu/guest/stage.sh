@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # stage: `sysinstall status --stage` against the seeded Jetson-like store,
 # with an ESP made by mkfs.vfat as sysinstall makes it (src/sys/vfat.rs).
+# shellcheck source=lib.sh
 . /installer/guest-lib.sh
 esp=$(part_by_name nvme0n1 esp) || { echo "no partition named esp on nvme0n1"; exit 1; }
 fact esp "$esp"

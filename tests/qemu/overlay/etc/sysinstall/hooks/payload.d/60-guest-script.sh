@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2154  # sourced by /init: $TEST and save_results are its
 # sysinstall.test=script: run the scenario's guest script from the payload
 # disk (installer/guest-test.sh, put there by the host for this boot; the
 # UEFI tier's scenarios work this way, see tests/qemu/guest/), keep its
