@@ -22,6 +22,9 @@ exits 1 if any failed.
   esp   IMG LAYOUT_JSON PART --file PATH=SOURCE... [--gone PATH...]
                                   the FAT filesystem in PART (mtools, fsck.fat -n)
                                   holds each PATH byte for byte as SOURCE
+  kernel IMG LAYOUT_JSON MANIFEST --slots a,b [--old MANIFEST]
+                                  A_/B_kernel(-dtb) hold a T234 kernel payload's
+                                  entries (mkbup.py --t234 kernel manifest)
   vars  DUMP_JSON [--value NAME=HEX] [--absent NAME] [--same OTHER_JSON NAME...]
                                   a UEFI variable store dumped by `virt-fw-vars
                                   --output-json`: HEX is the efivarfs form, the
@@ -526,6 +529,41 @@ def cmd_esp(a):
     return failures
 
 
+# --- T234 kernel partitions -------------------------------------------------------
+
+def read_part(img, user, name):
+    q = user_parts(user).get(name)
+    if q is None:
+        return None
+    with open(img, "rb") as f:
+        f.seek(q["first_lba"] * SECTOR)
+        return f.read((q["last_lba"] + 1 - q["first_lba"]) * SECTOR)
+
+
+def cmd_kernel(a):
+    """A_kernel, A_kernel-dtb (slot a) and B_kernel, B_kernel-dtb (slot b)
+    hold the entries the board's spec selects from a T234 kernel payload
+    (mkbup.py --t234 kernel manifest); with --old, the slots not written
+    still hold the old manifest's."""
+    user, _ = load_layout(a.layout)
+    new = json.load(open(a.manifest))["expected"]
+    old = json.load(open(a.old))["expected"] if a.old else None
+    slots = a.slots.split(",")
+    for entry in ("kernel", "kernel-dtb"):
+        for slot in ("a", "b"):
+            name = f"{slot.upper()}_{entry}"
+            want, which = (new.get(entry), "new") if slot in slots else \
+                ((old or {}).get(entry), "old")
+            if want is None:
+                continue
+            # The partition beyond the image is not part of the contract.
+            err = holds(read_part(a.img, user, name), want["length"], want["sha256"], name,
+                        zero_tail=False)
+            report(err is None, f"{name}: holds the payload's {entry} ({which}, "
+                   f"{want['length']} bytes)", err or "")
+    return failures
+
+
 # --- UEFI variables ----------------------------------------------------------------
 
 def load_vars(path):
@@ -581,6 +619,9 @@ def main():
     p = sub.add_parser("esp"); p.add_argument("img"); p.add_argument("layout"); p.add_argument("part")
     p.add_argument("--file", action="append", default=[], metavar="PATH=SOURCE")
     p.add_argument("--gone", action="append", default=[], metavar="PATH")
+    p = sub.add_parser("kernel"); p.add_argument("img"); p.add_argument("layout")
+    p.add_argument("manifest"); p.add_argument("--slots", default="a,b")
+    p.add_argument("--old", help="manifest of what the slots not written still hold")
     p = sub.add_parser("vars"); p.add_argument("dump")
     p.add_argument("--value", action="append", default=[], metavar="NAME=HEX")
     p.add_argument("--absent", action="append", default=[], metavar="NAME")

@@ -12,7 +12,7 @@
 # capsule is never applied; no ESRT; the boot-chain variables the firmware
 # sets at every boot are seeded as ordinary non-volatile ones); see README.md.
 #
-# Scenarios (default: all, in this order); each is a function scenario_NAME
+# Scenarios (default: the first four, in this order); each is a function scenario_NAME
 # below, with a guest script in guest/ (README.md: adding one):
 #   smoke      the firmware formats a blank store; efivarfs mounted, no ESRT,
 #              OsIndicationsSupported without the file-capsule bit, the NVMe
@@ -33,16 +33,34 @@
 #              flag, one write() per variable, O_TRUNC replaces, no volatile
 #              variables from the OS, deletion, and a variable that persists
 #              across a power-off (read by the host, then by the next boot)
+#   install    (T234 install) `sysinstall install` onto a blank 2 GiB NVMe
+#              disk (tests/fixtures/layouts/orin-nvme-ab.xml) with a capsule,
+#              over a stale store (BootChainFwStatus=3, BootChainFwNext=1,
+#              RootfsStatusSlotB=0xFF, no platform specs): the host checks the
+#              GPT (sgdisk), APP and APP_b (e2fsck, their trees against the
+#              tarball), A_/B_kernel(-dtb) against the kernel payload's
+#              entries, the ESP (mtools: the launcher, TEGRA_BL.Cap byte for
+#              byte), the store (stale variables gone, RootfsStatusSlotA/B 0,
+#              the platform specs created, OsIndications 4)
+#   update     (T234 install) the next boot, BootChainFwCurrent seeded to A,
+#              v2 without a capsule: only APP_b and B_kernel(-dtb) change,
+#              RootfsStatusSlotB 0, BootChainFwNext 1, slot A as it was
+#   interrupt  (T234 install) the install's start with the power cut at the
+#              first unpack progress event; the same command on the next boot
+#              finishes it and passes the install's checks
 # Gate and knobs (environment):
 #   SYSINSTALL_TEST_QEMU=1       run at all (the same switch as run.sh; when
 #                                set, anything missing fails the tier)
 #   SYSINSTALL_QEMU_TIMEOUT      seconds per boot before qemu is killed (default 240)
 #   SYSINSTALL_QEMU_UEFI_DEADLINE seconds for the whole tier (default 600)
+#   SYSINSTALL_QEMU_UEFI_INSTALL=1 add install, update, interrupt to the
+#                                default list (they need `sysinstall install`
+#                                of a T234 board: --capsule, --launcher)
 #   SYSINSTALL_QEMU_KEEP=1       keep the work directory (images, console logs)
 #   SYSINSTALL_CACHE             kernel, firmware, .deb and venv cache (default ~/.cache/sysinstall)
 #   SYSINSTALL_EDK2_VENV, SYSINSTALL_VIRTFW_VENV  the venvs tests/setup.sh makes
 #
-# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/uefi.sh [smoke|partition|stage|efivarfs]...
+# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/uefi.sh [smoke|partition|stage|efivarfs|install|update|interrupt]...
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/tests/qemu
@@ -67,7 +85,15 @@ print(os.path.join(os.path.dirname(e.__file__), "Pkcs7Sign"))' 2>/dev/null) ||
     die "needs GenerateCapsule.py (PyPI edk2-basetools) in $(dirname "$(dirname "$edk2_python")"): run tests/setup.sh"
 
 scenarios=("$@")
-((${#scenarios[@]})) || scenarios=(smoke partition stage efivarfs)
+if ((${#scenarios[@]} == 0)); then
+    scenarios=(smoke partition stage efivarfs)
+    if [ "${SYSINSTALL_QEMU_UEFI_INSTALL:-}" = 1 ]; then
+        scenarios+=(install update interrupt)
+    else
+        echo "$tier: install, update and interrupt are not in the default list" \
+            "(SYSINSTALL_QEMU_UEFI_INSTALL=1 adds them; they need the T234 install)"
+    fi
+fi
 timeout_s=${SYSINSTALL_QEMU_TIMEOUT:-240}
 deadline_s=${SYSINSTALL_QEMU_UEFI_DEADLINE:-600}   # the whole tier, preparation included
 # The Orin Nano devkit on NVMe (docs/spec/t234-boot-chain.md §5): its layout
@@ -95,7 +121,7 @@ prepare() {
     kroot=$(qemu_kernel arm64) || die "cannot fetch Debian's arm64 kernel (no registry and nothing cached)"
     kver=$(ls -1 "$kroot/lib/modules")
     kernel=$kroot/boot/vmlinuz-$kver
-    firmware=$(qemu_firmware) || die "cannot fetch Debian's qemu-efi-aarch64 (no registry and nothing cached)"
+    firmware=$(qemu_firmware) || die "no AAVMF firmware (tests/setup.sh installs qemu-efi-aarch64)"
     echo "   $kernel"
     echo "   $firmware"
     echo "== $tier: initramfs"
@@ -137,7 +163,8 @@ payload_reset() {
 }
 payload_image() {
     rm -f "$work/payload.img"
-    mke2fs -q -t ext4 -L INSTALLER -d "$work/payload" "$work/payload.img" 64M
+    truncate -s 64M "$work/payload.img"
+    mke2fs -q -F -t ext4 -L INSTALLER -d "$work/payload" "$work/payload.img" 64M
 }
 
 # guest_boot NAME SCRIPT [KILL_REGEX KILL_DELAY]: boot with guest/SCRIPT as
@@ -156,9 +183,9 @@ guest_boot() {
     check "$name: the guest script ran to its end" grep -qx 0 "$r/guest.rc"
 }
 
-fresh_nvme() {   # a blank NVMe disk
+fresh_nvme() {   # [BYTES]: a blank NVMe disk
     rm -f "$work/nvme.img"
-    truncate -s "$disk_bytes" "$work/nvme.img"
+    truncate -s "${1:-$disk_bytes}" "$work/nvme.img"
 }
 
 # The store the firmware formatted at its first boot (Debian's AAVMF_VARS.fd
@@ -321,7 +348,7 @@ scenario_stage() {
     fresh_nvme
     # The GPT comes from the host this time (sysinstall on the image file):
     # this scenario is about the ESP and the variables.
-    "$host_bin" partition --layout "$layout" --device "$work/nvme.img" --yes >/dev/null ||
+    "$host_bin" partition --layout "$layout" --device "$work/nvme.img" --yes >"$work/stage.partition.log" 2>&1 ||
         { fail "stage: partitioning the image on the host"; return 0; }
     formatted_store || return 0
     seed_jetson
@@ -345,8 +372,11 @@ scenario_stage() {
     json_is "stage: after, status sees the capsule requested and nothing that would cancel it" "$r/after.out" \
         'r["capsule_requested"] and r["chain_status"] is None and r["switch_requested"] is None'
     check "stage: sysinstall left nothing mounted" test ! -s "$r/mounts-left"
-    check "stage: the new OsIndications is immutable in efivarfs" \
-        bash -c "[[ '$(fact_of stage os_indications_lsattr)' == *i* ]]"
+    # The kernel leaves the global variables it knows as removable
+    # (variable_validate[] in drivers/firmware/efi/vars.c: OsIndications is
+    # one), and makes the others immutable (efivarfs: NVIDIA's are).
+    check "stage: the new OsIndications is not immutable in efivarfs (a known global variable)" \
+        bash -c "[[ '$(fact_of stage os_indications_lsattr)' != *i* ]]"
     vars_dump "$work/stage.vars.json"
     host_check vars "$work/stage.vars.json" \
         --value OsIndications=070000000400000000000000 \
@@ -393,8 +423,8 @@ scenario_efivarfs() {
         bash -c "[ '$(fact_of $n chattr_rc)' = 0 ] && [ '$(fact_of $n overwrite_rc)' = 0 ] && [ '$(fact_of $n overwrite_hex)' = 0700000000000000 ] && [ '$(fact_of $n overwrite_size)' = 8 ]"
     check "efivarfs: attributes and data in two write()s fail and delete the variable" \
         bash -c "[ '$(fact_of $n two_created_hex)' = 0700000002000000 ] && [ '$(fact_of $n two_writes_rc)' != 0 ] && [ -z '$(fact_of $n two_writes_left)' ]"
-    check "efivarfs: a volatile variable (attributes 6) cannot be created" \
-        bash -c "[ '$(fact_of $n volatile_rc)' != 0 ] && [ -z '$(fact_of $n volatile_left)' ]"
+    check "efivarfs: a volatile variable (attributes 6) cannot be created (the write fails, an empty file at most)" \
+        bash -c "[ '$(fact_of $n volatile_rc)' != 0 ] && [ '$(fact_of $n volatile_left_size)' -eq 0 ]"
     check "efivarfs: the guest sees the variable the host seeded" fact_is $n seeded_delete_hex 070000005a000000
     check "efivarfs: rm without chattr -i cannot delete it; with it, it can" \
         bash -c "[ '$(fact_of $n delete_immutable_left)' = yes ] && [ '$(fact_of $n delete_rc)' = 0 ]"
@@ -412,6 +442,180 @@ scenario_efivarfs() {
         "$work/efivarfs-next.results/vars"
     json_is "efivarfs-next: sysinstall status reads the BootChainFwNext the shell wrote" \
         "$work/efivarfs-next.results/status.out" 'd["report"]["switch_requested"] == 0'
+}
+
+# --- the T234 install ---------------------------------------------------------
+# `sysinstall install` of a T234 board (docs/spec/t234-boot-chain.md §3.5,
+# §8) onto a blank 2 GiB NVMe disk with tests/fixtures/layouts/orin-nvme-ab.xml
+# (rootfs A/B, the A/B kernels, esp; the QSPI device is never written). The
+# guest runs tests/qemu/guest/install.sh with the arguments of
+# installer/install.args; the host checks the disk and the store.
+ab_layout=$repo/tests/fixtures/layouts/orin-nvme-ab.xml
+ab_disk_bytes=$((2 * 1024 * 1024 * 1024))
+install_fixtures() {
+    [ -f "$work/ab-layout.json" ] && return 0
+    local t v
+    t=$(now)
+    capsule || return 1
+    "$host_bin" layout "$ab_layout" --format json --disk-sectors $((ab_disk_bytes / 512)) \
+        >"$work/ab-layout.json" || { fail "sysinstall layout failed on $ab_layout"; return 1; }
+    for v in v1 v2; do
+        python3 "$repo/tests/fixtures/mkbup.py" --t234 kernel --layout "$ab_layout" \
+            --tnspec "$tnspec" --compat-spec "$compat_spec" --decoy-fab 000 --seed "$v" \
+            -o "$work/kernel-$v" --manifest "$work/kernel-$v.json"
+        "$repo/tests/fixtures/mkrootfs.sh" "$work/rootfs-$v.tar.zst" --tag "$v" >/dev/null
+    done
+    # A stand-in for the launcher (L4TLauncher's BOOTAA64.efi): an arm64 PE
+    # header, then bytes of no meaning; the install copies it, nothing runs it.
+    python3 - "$work/BOOTAA64.efi" <<'PY'
+import hashlib, struct, sys
+img = bytearray(hashlib.sha256(b"launcher").digest() * 2048)   # 64 KiB
+img[0:2] = b"MZ"
+img[0x3c:0x40] = struct.pack("<I", 0x80)
+img[0x80:0x86] = b"PE\0\0" + struct.pack("<H", 0xAA64)
+open(sys.argv[1], "wb").write(img)
+PY
+    timings+=("install-fixtures $(since "$t")")
+}
+
+# install_boot NAME VERSION ARGS [KILL_REGEX KILL_DELAY]: one guest run of
+# the install with rootfs-VERSION and kernel-VERSION over the current disk
+# and store (ARGS: the options after the common ones).
+install_boot() {
+    local name=$1 v=$2 args=$3
+    payload_reset
+    cp "$ab_layout" "$work/payload/installer/layout.xml"
+    cp "$work/rootfs-$v.tar.zst" "$work/payload/installer/rootfs.tar.zst"
+    cp "$work/kernel-$v" "$work/payload/installer/kernel_only_payload"
+    cp "$work/tegra-bl.cap" "$work/payload/installer/tegra-bl.cap"
+    cp "$work/BOOTAA64.efi" "$work/payload/installer/BOOTAA64.efi"
+    echo "--yes --layout /installer/layout.xml --device /dev/nvme0n1 $args" \
+        "--bup /installer/kernel_only_payload --launcher /installer/BOOTAA64.efi" \
+        "/installer/rootfs.tar.zst" >"$work/payload/installer/install.args"
+    cp "$here/guest/lib.sh" "$work/payload/installer/guest-lib.sh"
+    cp "$here/guest/install.sh" "$work/payload/installer/guest-test.sh"
+    payload_image
+    boot "$name" "sysinstall.test=script" "${4:-}" "${5:-0}"
+}
+
+# The stale store of a board whose last capsule was cancelled, a chain switch
+# still pending and slot B marked unbootable (§3.1); no platform specs: the
+# install creates them from --tnspec.
+seed_stale() {
+    vars_seed BootChainFwStatus=u32:3 BootChainFwNext=u32:1 RootfsStatusSlotB=u32:0xff
+}
+
+# verify_t234 NAME ROOTFS-VERSION KERNEL-VERSION SLOTS [OLD-VERSION]: the
+# install of NAME exited 0 with PASS last; GPT, the slots written (and, with
+# OLD-VERSION, the others as before), the kernels. Status 1 when the
+# install failed (nothing else is checked then).
+verify_t234() {
+    local name=$1 v=$2 slots=$3 old=${4:-} r=$work/$1.results img=$work/nvme.img lj=$work/ab-layout.json
+    rc_is "$name: sysinstall install exits 0" "$name" install 0
+    if tail -n 1 "$r/install.out" 2>/dev/null | grep -q '^PASS: '; then
+        ok "$name: its last line is PASS:"
+    else
+        fail "$name: its last line is PASS: (the last lines of stdout and stderr follow)"
+        tail -n 3 "$r/install.out" 2>/dev/null | sed 's/^/     | /'
+        tail -n 8 "$r/install.err" 2>/dev/null | sed 's/^/     | /'
+    fi
+    if [ "$(cat "$r/install.rc" 2>/dev/null)" != 0 ]; then
+        fail "$name: the disk and the store are not checked (the install failed; console: $work/$name.console)"
+        return 1
+    fi
+    check "$name: sysinstall left nothing mounted" test ! -s "$r/mounts-left"
+    host_check gpt "$img" "$lj"
+    host_check nodes "$r/nodes" "$lj" --disk nvme0n1
+    local slot part
+    for slot in a b; do
+        part=APP; [ "$slot" = b ] && part=APP_b
+        if [[ ",$slots," == *",$slot,"* ]]; then
+            host_check fs "$img" "$lj" "$part"
+            host_check tree "$img" "$lj" "$part" "$work/rootfs-$v.tar.zst"
+        elif [ -n "$old" ]; then
+            host_check tree "$img" "$lj" "$part" "$work/rootfs-$old.tar.zst"
+        fi
+    done
+    host_check kernel "$img" "$lj" "$work/kernel-$v.json" --slots "$slots" \
+        ${old:+--old "$work/kernel-$old.json"}
+}
+
+scenario_install() {
+    install_fixtures || return 0
+    formatted_store || return 0   # (first: it may boot over a disk of its own)
+    fresh_nvme "$ab_disk_bytes"
+    seed_stale
+    vars_dump "$work/install.seeded.json"
+    install_boot install v1 "--tnspec $tnspec --capsule /installer/tegra-bl.cap" || return 0
+    local r=$work/install.results
+    verify_t234 install v1 a,b || return 0
+    check "install: the plan event says initial" grep -q '"kind":"plan".*"mode":"initial"\|"mode":"initial".*"kind":"plan"' "$r/events.jsonl"
+    host_check esp "$work/nvme.img" "$work/ab-layout.json" esp \
+        --file "EFI/BOOT/BOOTAA64.efi=$work/BOOTAA64.efi" \
+        --file "EFI/UpdateCapsule/TEGRA_BL.Cap=$work/tegra-bl.cap"
+    vars_dump "$work/install.vars.json"
+    host_check vars "$work/install.vars.json" \
+        --absent BootChainFwStatus --absent BootChainFwNext \
+        --value RootfsStatusSlotA=0700000000000000 --value RootfsStatusSlotB=0700000000000000 \
+        --value OsIndications=070000000400000000000000 \
+        --value "TegraPlatformSpec=07000000$(printf '%s' "$platform_spec" | hex_of)" \
+        --value "TegraPlatformCompatSpec=07000000$(printf '%s' "$compat_spec" | hex_of)"
+    check "install: the guest's efivarfs showed the OsIndications the host reads" \
+        grep -qx "OsIndications-8be4df61-93ca-11d2-aa0d-00e098032b8c 070000000400000000000000" "$r/vars-after"
+}
+
+# update: the install's disk and store, one boot later (AAVMF has consumed
+# OsIndications), the board running chain and slot A (BootChainFwCurrent
+# seeded 0), slot B marked unbootable again; v2 without a capsule: auto mode
+# writes only slot B (APP_b, B_kernel, B_kernel-dtb) and asks for chain B
+# with BootChainFwNext.
+scenario_update() {
+    if [ ! -f "$work/install.vars.json" ] || [ ! -s "$work/nvme.img" ]; then
+        fail "update: needs the install scenario's disk and store (run: install update)"
+        return 0
+    fi
+    vars_seed BootChainFwCurrent=u32:0 RootfsStatusSlotB=u32:0xff
+    vars_dump "$work/update.seeded.json"
+    install_boot update v2 "--no-capsule" || return 0
+    local r=$work/update.results
+    verify_t234 update v2 b v1 || return 0
+    check "update: the plan event says update" grep -q '"kind":"plan".*"mode":"update"\|"mode":"update".*"kind":"plan"' "$r/events.jsonl"
+    host_check esp "$work/nvme.img" "$work/ab-layout.json" esp \
+        --file "EFI/BOOT/BOOTAA64.efi=$work/BOOTAA64.efi"
+    vars_dump "$work/update.vars.json"
+    host_check vars "$work/update.vars.json" \
+        --absent BootChainFwStatus --absent OsIndications \
+        --value RootfsStatusSlotB=0700000000000000 --value BootChainFwNext=0700000001000000 \
+        --same "$work/update.seeded.json" RootfsStatusSlotA BootChainFwCurrent \
+        TegraPlatformSpec TegraPlatformCompatSpec
+}
+
+# interrupt: the install's start again, but the power is cut (qemu SIGKILLed)
+# once the unpack reports progress; the next boot runs the same command,
+# which must finish the job and pass every check of install.
+unpack_progress='"kind":"progress".*"phase":"unpack"|"phase":"unpack".*"kind":"progress"'
+scenario_interrupt() {
+    install_fixtures || return 0
+    formatted_store || return 0   # (first: it may boot over a disk of its own)
+    fresh_nvme "$ab_disk_bytes"
+    seed_stale
+    local args="--tnspec $tnspec --capsule /installer/tegra-bl.cap"
+    if ! install_boot interrupt-cut v1 "$args" "$unpack_progress" 1; then
+        fail "interrupt: no power cut happened (no unpack progress event before the guest stopped)"
+        return 0
+    fi
+    check "interrupt: the cut came before the end" \
+        bash -c "! grep -q '^\[guest\] sysinstall install exited' '$work/interrupt-cut.console'"
+    install_boot interrupt-rerun v1 "$args" || return 0
+    verify_t234 interrupt-rerun v1 a,b || return 0
+    host_check esp "$work/nvme.img" "$work/ab-layout.json" esp \
+        --file "EFI/BOOT/BOOTAA64.efi=$work/BOOTAA64.efi" \
+        --file "EFI/UpdateCapsule/TEGRA_BL.Cap=$work/tegra-bl.cap"
+    vars_dump "$work/interrupt.vars.json"
+    host_check vars "$work/interrupt.vars.json" \
+        --absent BootChainFwStatus --absent BootChainFwNext \
+        --value RootfsStatusSlotA=0700000000000000 --value RootfsStatusSlotB=0700000000000000 \
+        --value OsIndications=070000000400000000000000
 }
 
 for s in "${scenarios[@]}"; do

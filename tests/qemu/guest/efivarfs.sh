@@ -13,7 +13,8 @@ fact create_hex "$(var_hex "$NEXT")"
 fact create_flags "$(lsattr "$EFIVARS/$NEXT" | cut -d' ' -f1)"
 
 # 2. Overwriting it without clearing the flag is refused (EPERM).
-printf '\007\000\000\000\000\000\000\000' >"$EFIVARS/$NEXT" 2>"$R/overwrite.err"
+# (stderr first: the failing redirection's message goes there)
+printf '\007\000\000\000\000\000\000\000' 2>"$R/overwrite.err" >"$EFIVARS/$NEXT"
 fact overwrite_immutable_rc $?
 fact overwrite_immutable_hex "$(var_hex "$NEXT")"
 
@@ -36,11 +37,13 @@ printf '\007\000\000\000\003\000\000\000' | dd of="$EFIVARS/$TWO" bs=4 2>"$R/two
 fact two_writes_rc $?
 [ -e "$EFIVARS/$TWO" ] && fact two_writes_left yes
 
-# 5. A volatile variable (BS|RT, no NV) cannot be created from the OS.
+# 5. A volatile variable (BS|RT, no NV) cannot be created from the OS: the
+#    write fails; the file the open created stays, empty, until the next
+#    mount (the firmware never has the variable: the host checks the store).
 VOL=SysinstallVolatile-$NV_GUID
 printf '\006\000\000\000\001\000\000\000' >"$EFIVARS/$VOL" 2>"$R/volatile.err"
 fact volatile_rc $?
-[ -e "$EFIVARS/$VOL" ] && fact volatile_left yes
+[ -e "$EFIVARS/$VOL" ] && fact volatile_left_size "$(stat -c %s "$EFIVARS/$VOL")"
 
 # 6. Deleting a variable the host seeded: chattr -i, then unlink.
 DEL=SysinstallDeleteMe-$NV_GUID
