@@ -117,7 +117,8 @@ qemu_run() {
             waited=1
         fi
     fi
-    wait "$pid" || rc=$?
+    # (wait's stderr: not the shell's "Killed" line after a power cut)
+    { wait "$pid"; } 2>/dev/null || rc=$?
     timings+=("$name $(since "$t")")
     echo "   $name: qemu exited with status $rc after $(since "$t") s (console: $work/$name.console)"
     if ((rc == 137)) && ((waited == 0)); then

@@ -12,7 +12,7 @@
 # capsule is never applied; no ESRT; the boot-chain variables the firmware
 # sets at every boot are seeded as ordinary non-volatile ones); see README.md.
 #
-# Scenarios (default: the first four, in this order); each is a function scenario_NAME
+# Scenarios (default: all, in this order); each is a function scenario_NAME
 # below, with a guest script in guest/ (README.md: adding one):
 #   smoke      the firmware formats a blank store; efivarfs mounted, no ESRT,
 #              OsIndicationsSupported without the file-capsule bit, the NVMe
@@ -33,7 +33,7 @@
 #              flag, one write() per variable, O_TRUNC replaces, no volatile
 #              variables from the OS, deletion, and a variable that persists
 #              across a power-off (read by the host, then by the next boot)
-#   install    (T234 install) `sysinstall install` onto a blank 2 GiB NVMe
+#   install    `sysinstall install` of an Orin onto a blank 2 GiB NVMe
 #              disk (tests/fixtures/layouts/orin-nvme-ab.xml) with a capsule,
 #              over a stale store (BootChainFwStatus=3, BootChainFwNext=1,
 #              RootfsStatusSlotB=0xFF, no platform specs): the host checks the
@@ -42,10 +42,10 @@
 #              entries, the ESP (mtools: the launcher, TEGRA_BL.Cap byte for
 #              byte), the store (stale variables gone, RootfsStatusSlotA/B 0,
 #              the platform specs created, OsIndications 4)
-#   update     (T234 install) the next boot, BootChainFwCurrent seeded to A,
+#   update     the next boot, BootChainFwCurrent seeded to A,
 #              v2 without a capsule: only APP_b and B_kernel(-dtb) change,
 #              RootfsStatusSlotB 0, BootChainFwNext 1, slot A as it was
-#   interrupt  (T234 install) the install's start with the power cut at the
+#   interrupt  the install's start with the power cut at the
 #              first unpack progress event; the same command on the next boot
 #              finishes it and passes the install's checks
 # Gate and knobs (environment):
@@ -53,9 +53,6 @@
 #                                set, anything missing fails the tier)
 #   SYSINSTALL_QEMU_TIMEOUT      seconds per boot before qemu is killed (default 240)
 #   SYSINSTALL_QEMU_UEFI_DEADLINE seconds for the whole tier (default 600)
-#   SYSINSTALL_QEMU_UEFI_INSTALL=1 add install, update, interrupt to the
-#                                default list (they need `sysinstall install`
-#                                of a T234 board: --capsule, --launcher)
 #   SYSINSTALL_QEMU_KEEP=1       keep the work directory (images, console logs)
 #   SYSINSTALL_CACHE             kernel, firmware, .deb and venv cache (default ~/.cache/sysinstall)
 #   SYSINSTALL_EDK2_VENV, SYSINSTALL_VIRTFW_VENV  the venvs tests/setup.sh makes
@@ -85,15 +82,7 @@ print(os.path.join(os.path.dirname(e.__file__), "Pkcs7Sign"))' 2>/dev/null) ||
     die "needs GenerateCapsule.py (PyPI edk2-basetools) in $(dirname "$(dirname "$edk2_python")"): run tests/setup.sh"
 
 scenarios=("$@")
-if ((${#scenarios[@]} == 0)); then
-    scenarios=(smoke partition stage efivarfs)
-    if [ "${SYSINSTALL_QEMU_UEFI_INSTALL:-}" = 1 ]; then
-        scenarios+=(install update interrupt)
-    else
-        echo "$tier: install, update and interrupt are not in the default list" \
-            "(SYSINSTALL_QEMU_UEFI_INSTALL=1 adds them; they need the T234 install)"
-    fi
-fi
+((${#scenarios[@]})) || scenarios=(smoke partition stage efivarfs install update interrupt)
 timeout_s=${SYSINSTALL_QEMU_TIMEOUT:-240}
 deadline_s=${SYSINSTALL_QEMU_UEFI_DEADLINE:-600}   # the whole tier, preparation included
 # The Orin Nano devkit on NVMe (docs/spec/t234-boot-chain.md §5): its layout
@@ -452,6 +441,22 @@ scenario_efivarfs() {
 # installer/install.args; the host checks the disk and the store.
 ab_layout=$repo/tests/fixtures/layouts/orin-nvme-ab.xml
 ab_disk_bytes=$((2 * 1024 * 1024 * 1024))
+# rootfs_fixture VERSION: $work/rootfs-VERSION.tar.zst from
+# tests/fixtures/mkrootfs.sh (about 30 s each here), kept in the cache under
+# the hash of the scripts that make it: later runs copy it. (The .debs it
+# unpacks are cached by version too; a new Debian point release is picked up
+# when mkrootfs.sh or debs.sh change, or after rm -r $debs_cache/fixtures.)
+rootfs_fixture() {
+    local v=$1 key cached
+    key=$(cat "$repo/tests/fixtures/mkrootfs.sh" "$repo/scripts/debs.sh" | sha256sum | cut -c1-16)
+    cached=$debs_cache/fixtures/rootfs-$v-$key.tar.zst
+    if [ ! -s "$cached" ]; then
+        mkdir -p "$debs_cache/fixtures"
+        "$repo/tests/fixtures/mkrootfs.sh" "$cached.tmp" --tag "$v" >/dev/null || return 1
+        mv "$cached.tmp" "$cached"
+    fi
+    cp "$cached" "$work/rootfs-$v.tar.zst"
+}
 install_fixtures() {
     [ -f "$work/ab-layout.json" ] && return 0
     local t v
@@ -463,7 +468,7 @@ install_fixtures() {
         python3 "$repo/tests/fixtures/mkbup.py" --t234 kernel --layout "$ab_layout" \
             --tnspec "$tnspec" --compat-spec "$compat_spec" --decoy-fab 000 --seed "$v" \
             -o "$work/kernel-$v" --manifest "$work/kernel-$v.json"
-        "$repo/tests/fixtures/mkrootfs.sh" "$work/rootfs-$v.tar.zst" --tag "$v" >/dev/null
+        rootfs_fixture "$v" || { fail "mkrootfs.sh --tag $v failed"; return 1; }
     done
     # A stand-in for the launcher (L4TLauncher's BOOTAA64.efi): an arm64 PE
     # header, then bytes of no meaning; the install copies it, nothing runs it.
