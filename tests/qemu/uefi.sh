@@ -71,7 +71,9 @@ die() { echo "FAIL $tier: $*" >&2; exit 1; }
     skip "off; set SYSINSTALL_TEST_QEMU=1 to boot Debian's arm64 kernel through AAVMF (about 3 minutes)"
 command -v qemu-system-aarch64 >/dev/null ||
     die "qemu-system-aarch64 is not installed (tests/setup.sh installs qemu-system-arm)"
-for t in sgdisk mke2fs mdir mcopy fsck.fat python3 dpkg-deb hexdump; do
+[ "$(id -u)" = 0 ] || die "needs root (loop mounts for the slot checks, mknod for the rootfs fixture)"
+for t in sgdisk mke2fs e2fsck dumpe2fs mdir mcopy fsck.fat python3 dpkg-deb hexdump losetup zstd \
+         getfacl setfacl setcap setfattr sha256sum; do
     command -v "$t" >/dev/null || die "needs $t (tests/setup.sh installs it)"
 done
 virtfw=${SYSINSTALL_VIRTFW_VENV:-$debs_cache/virt-firmware-venv}/bin/virt-fw-vars
