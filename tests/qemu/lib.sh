@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # $repo, $here, $work, $t0 and the limits are the tier's
 # What the qemu tiers share (tests/qemu/run.sh, the SD card tier, and
 # tests/qemu/uefi.sh, the UEFI/NVMe tier): the Debian kernel and firmware,
 # the check bookkeeping, and one bounded qemu run. Sourced; the tier sets
@@ -17,6 +17,7 @@ qemu_kernel() {
     pkg=$(apt-cache depends "$meta" 2>/dev/null |
           awk '/Depends: linux-image-[0-9]/ { sub(/:.*/, "", $2); print $2; exit }')
     if [ -z "$pkg" ]; then   # offline: the newest cached kernel
+        # shellcheck disable=SC2012  # names without spaces, sorted by version
         root=$(ls -1d "$debs_cache"/kernel/linux-image-*-"$arch"_* 2>/dev/null | sort -V | tail -n 1)
         [ -n "$root" ] && { echo "$root"; return 0; }
         echo "qemu: cannot resolve $meta (apt lists for $arch missing?) and no kernel cached" >&2
