@@ -246,6 +246,9 @@ fn mkbup_t234_payloads_are_v3_and_select_as_sysinstall_does() {
             .iter()
             .map(|e| e["index"].as_u64().unwrap())
             .collect();
-        assert_eq!(selected, picked, "{kind}: the manifest's choice is sysinstall's");
+        assert_eq!(
+            selected, picked,
+            "{kind}: the manifest's choice is sysinstall's"
+        );
     }
 }
