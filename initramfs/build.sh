@@ -5,7 +5,9 @@
 #   /bin/busybox              static busybox (Debian busybox-static), applets linked at boot;
 #                             with --busybox-applets, Debian's dynamic busybox and links for
 #                             exactly the listed applets
-#   /sbin/{mke2fs,e2fsck,tune2fs} from Debian's e2fsprogs, with exactly the
+#   /sbin/{mke2fs,e2fsck,tune2fs}, /usr/bin/{chattr,lsattr} from Debian's
+#                             e2fsprogs, /sbin/{mkfs.fat,fsck.fat} (and their
+#                             .vfat names) from dosfstools, with exactly the
 #                             shared libraries their ELF NEEDED entries name
 #                             (transitively) and the dynamic loader
 #   /lib/modules/KVER/...     the kernel modules of --modules and their dependencies
@@ -127,14 +129,20 @@ else
 fi
 add_size busybox "$root/bin/busybox"
 
-# --- e2fsprogs with the libraries it needs ----------------------------------
-# Unpack e2fsprogs and its direct dependencies; go one level deeper only while
-# some NEEDED soname is still not found (data-driven, no hand list).
-tools=(mke2fs e2fsck tune2fs)
+# --- e2fsprogs and dosfstools with the libraries they need --------------------
+# Unpack the packages and their direct dependencies; go one level deeper only
+# while some NEEDED soname is still not found (data-driven, no hand list).
+# chattr/lsattr: efivarfs marks UEFI variables immutable, and clearing that
+# flag is the documented manual step on an Orin. mkfs.fat: the ESP of an Orin
+# user device (sysinstall runs mkfs.vfat).
+declare -A part_of=([sbin/mke2fs]=e2fsprogs [sbin/e2fsck]=e2fsprogs [sbin/tune2fs]=e2fsprogs
+                    [usr/bin/chattr]=e2fsprogs [usr/bin/lsattr]=e2fsprogs
+                    [sbin/mkfs.fat]=dosfstools [sbin/fsck.fat]=dosfstools)
+tools=(sbin/mke2fs sbin/e2fsck sbin/tune2fs usr/bin/chattr usr/bin/lsattr sbin/mkfs.fat sbin/fsck.fat)
 elves=()   # ELF files whose libraries go in (paths in the sysroot)
-for f in "${tools[@]}"; do elves+=("$sysroot/sbin/$f"); done
+for f in "${tools[@]}"; do elves+=("$sysroot/$f"); done
 declare -A unpacked=()
-frontier=("e2fsprogs:$arch")
+frontier=("e2fsprogs:$arch" "dosfstools:$arch")
 if [ -n "$applets" ]; then
     elves+=("$sysroot/bin/busybox")
     frontier+=("busybox:$arch")
@@ -184,12 +192,14 @@ resolved=${resolved:-$(resolve_libs)}
 interp=$(elf_interp "$sysroot/sbin/mke2fs")
 [ -n "$interp" ] || die "mke2fs has no program interpreter?"
 for f in "${tools[@]}"; do
-    install -m 0755 "$sysroot/sbin/$f" "$root/sbin/$f"
-    add_size e2fsprogs "$root/sbin/$f"
+    install -m 0755 "$sysroot/$f" "$root/$f"
+    add_size "${part_of[$f]}" "$root/$f"
 done
 ln -s mke2fs "$root/sbin/mkfs.ext4"
 ln -s e2fsck "$root/sbin/fsck.ext4"
 ln -s tune2fs "$root/sbin/e2label"
+ln -s mkfs.fat "$root/sbin/mkfs.vfat"
+ln -s fsck.fat "$root/sbin/fsck.vfat"
 install -m 0644 "$sysroot/etc/mke2fs.conf" "$root/etc/mke2fs.conf"
 mkdir -p "$root/lib/$gnu"
 while IFS=$'\t' read -r so path; do
@@ -258,6 +268,7 @@ cat >"$root/etc/sysinstall/build-info" <<INFO
 sysinstall=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n 1) ($(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown))
 busybox=$(dpkg-deb -f "$(deb_fetch "${busybox_kind%% *}:$arch")" Version) $busybox_kind
 e2fsprogs=$(dpkg-deb -f "$(deb_fetch "e2fsprogs:$arch")" Version)
+dosfstools=$(dpkg-deb -f "$(deb_fetch "dosfstools:$arch")" Version)
 kernel=${kver:-none}
 INFO
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
@@ -280,7 +291,7 @@ mv "$output.tmp" "$output"
 raw=$(stat -c %s "$work/initramfs.cpio")
 packed=$(stat -c %s "$output")
 echo "initramfs contents (uncompressed bytes):"
-for part in sysinstall busybox e2fsprogs libraries modules; do
+for part in sysinstall busybox e2fsprogs dosfstools libraries modules; do
     printf '  %-11s %9d\n' "$part" "${size_of[$part]:-0}"
 done
 echo "  libraries:  $libs_list(interpreter $interp)"

@@ -2,9 +2,10 @@
 # Runs every test tier, each switched on here, so that nothing passes without
 # running: formatting, lints, the dependency checks, the unit and integration
 # tests with the root tier on (loop devices, mkfs, mounts), the static builds
-# with their size budget, the Yocto lint, the real-kernel tier under qemu and
-# every fuzz target for a bounded time. Needs root.
-#   SYSINSTALL_TEST_QEMU=0       leave the qemu tier out (about 5 minutes)
+# with their size budget, the Yocto lint, the real-kernel tiers under qemu (the
+# SD card tier, tests/qemu/run.sh, and the UEFI/NVMe tier, tests/qemu/uefi.sh)
+# and every fuzz target for a bounded time. Needs root.
+#   SYSINSTALL_TEST_QEMU=0       leave both qemu tiers out (about 5 + 4 minutes)
 #   SYSINSTALL_FUZZ_SECONDS=N    seconds per fuzz target (default 30; 0 leaves it out)
 # A tier left out is named in the summary at the end.
 set -euo pipefail
@@ -45,11 +46,27 @@ fi
 
 step "static builds"; bash scripts/build-static.sh --no-setup
 step "yocto lint"; bash yocto/scripts/oelint.sh
+# The qemu tiers (the SD card one, then the UEFI/NVMe one), each counted by
+# its last line, "NAME: N passed, M failed"; both run even when the first
+# fails, and any failure fails the run.
 if [ "${SYSINSTALL_TEST_QEMU:-1}" != 0 ]; then
-    step qemu; SYSINSTALL_TEST_QEMU=1 bash tests/qemu/run.sh
-    summary+=("qemu tier: on, passed")
+    qemu_failed=0
+    for tier in "qemu tier:tests/qemu/run.sh" "qemu UEFI tier:tests/qemu/uefi.sh"; do
+        step "${tier%%:*}"
+        started=$SECONDS
+        rc=0
+        SYSINSTALL_TEST_QEMU=1 bash "${tier#*:}" 2>&1 | tee "$log" || rc=$?
+        count=$(sed -n 's/^.*: \([0-9]*\) passed, \([0-9]*\) failed$/\1 passed, \2 failed/p' "$log" | tail -n 1)
+        summary+=("${tier%%:*}: on, ${count:-no count} ($((SECONDS - started)) s)$( ((rc == 0)) || echo ", FAILED (status $rc)")")
+        ((rc == 0)) || qemu_failed=1
+    done
+    if ((qemu_failed)); then
+        step "done"
+        printf '   %s\n' "${summary[@]}"
+        exit 1
+    fi
 else
-    summary+=("qemu tier: LEFT OUT (SYSINSTALL_TEST_QEMU=0)")
+    summary+=("qemu tiers (SD card, UEFI): LEFT OUT (SYSINSTALL_TEST_QEMU=0)")
 fi
 if [ "${SYSINSTALL_FUZZ_SECONDS:-30}" != 0 ]; then
     step fuzz; bash fuzz/run.sh "${SYSINSTALL_FUZZ_SECONDS:-30}"
@@ -57,5 +74,5 @@ if [ "${SYSINSTALL_FUZZ_SECONDS:-30}" != 0 ]; then
 else
     summary+=("fuzz tier: LEFT OUT (SYSINSTALL_FUZZ_SECONDS=0)")
 fi
-step done
+step "done"
 printf '   %s\n' "${summary[@]}"

@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 pkgs=(gdisk e2fsprogs fdisk util-linux bsdutils attr acl libcap2-bin busybox-static cpio kmod
       zstd xz-utils bzip2 pigz python3 python3-venv musl-tools gcc-aarch64-linux-gnu
-      qemu-system-arm qemu-user-static dosfstools mtools openssl)
+      qemu-system-arm qemu-user-static dosfstools mtools openssl qemu-efi-aarch64)
 # musl-dev:arm64 (the aarch64 musl C compiler wrapper for zstd-sys and
 # liblzma-sys) and the arm64 packages of the initramfs come from arm64.
 command -v dpkg >/dev/null && deb_ensure_arch arm64 || true
@@ -36,6 +36,16 @@ if ! "$edk2_venv/bin/python" -c 'import edk2basetools.Capsule.GenerateCapsule' 2
     echo "setup: installing edk2-basetools into $edk2_venv"
     python3 -m venv "$edk2_venv"
     "$edk2_venv/bin/pip" install -q --disable-pip-version-check "edk2-basetools==0.1.53"
+fi
+
+# PyPI virt-firmware's virt-fw-vars seeds and reads the UEFI variable store
+# of the qemu UEFI tier (tests/qemu/uefi.sh; SYSINSTALL_VIRTFW_VENV overrides
+# the place).
+virtfw_venv=${SYSINSTALL_VIRTFW_VENV:-${SYSINSTALL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sysinstall}/virt-firmware-venv}
+if ! "$virtfw_venv/bin/virt-fw-vars" --help >/dev/null 2>&1; then
+    echo "setup: installing virt-firmware into $virtfw_venv"
+    python3 -m venv "$virtfw_venv"
+    "$virtfw_venv/bin/pip" install -q --disable-pip-version-check "virt-firmware==26.10"
 fi
 
 if command -v rustup >/dev/null; then

@@ -155,3 +155,100 @@ fn mkbup_payload_for_a_layout_is_well_formed() {
         }
     }
 }
+
+const NANO_TNSPEC: &str = "3767-300-0005-K.2-1-0-jetson-orin-nano-devkit-nvme0n1p1";
+/// What `sysinstall` derives from NANO_TNSPEC (meta-tegra's gen_compat_3767).
+const NANO_COMPAT: &str = "3767--0005--1--jetson-orin-nano-devkit-";
+
+/// The T234 payloads (`--t234 firmware|kernel`) for the Orin Nano NVMe
+/// layout: decoded here as docs/spec/bup-format.md §1.9 lays V3 out (48-byte
+/// header, 184-byte entries with a 128-byte spec, bare names), and the
+/// entries the manifest says the firmware picks are the ones `sysinstall bup
+/// check` selects for the board: the qemu UEFI tier stages capsules of these.
+#[test]
+fn mkbup_t234_payloads_are_v3_and_select_as_sysinstall_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = crate::support::repo().join("layouts/jetson-orin-nano-devkit-nvme.xml");
+    let l = layout.to_str().unwrap();
+    for (kind, count) in [("firmware", 28), ("kernel", 3)] {
+        let out = dir.path().join(format!("{kind}.bup"));
+        let manifest = dir.path().join(format!("{kind}.json"));
+        let m = manifest.to_str().unwrap();
+        mkbup(
+            &[
+                "--t234",
+                kind,
+                "--layout",
+                l,
+                "--tnspec",
+                NANO_TNSPEC,
+                "--decoy-fab",
+                "000",
+                "--compat-spec",
+                NANO_COMPAT,
+                "--manifest",
+                m,
+            ],
+            &out,
+        );
+        let b = std::fs::read(&out).unwrap();
+        assert_eq!(&b[..16], b"NVIDIA__BLOB__V3");
+        assert_eq!(u32_at(&b, 16), 0x0103_0622, "{kind}: version 3.1");
+        assert_eq!(u32_at(&b, 20) as usize, b.len(), "{kind}: blob_size");
+        let header = u32_at(&b, 24) as usize;
+        assert_eq!(header, 48);
+        assert_eq!(u32_at(&b, 28) as usize, count, "{kind}: entries");
+        let mut next = header + 184 * count;
+        let mut entries = Vec::new();
+        for i in 0..count {
+            let e = &b[header + 184 * i..header + 184 * (i + 1)];
+            let (off, len) = (u32_at(e, 40) as usize, u32_at(e, 44) as usize);
+            assert_eq!(off, next, "{kind}: entry {i} is not contiguous");
+            next += len;
+            let name = cstr(&e[..40]);
+            assert!(!name.starts_with("A_"), "{kind}: {name} is not bare");
+            entries.push((name, u32_at(e, 52), cstr(&e[56..184])));
+        }
+        assert_eq!(next, b.len(), "{kind}: data ends at the end of the file");
+
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        let picked: Vec<u64> = m["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e["selected"] == true)
+            .map(|(i, _)| i as u64)
+            .collect();
+        // A decoy (FAB 000) matches the compatible spec, so only the full
+        // match of the board's entry keeps it out.
+        assert!(entries
+            .iter()
+            .any(|(_, _, s)| s == "3767-000-0005--1--jetson-orin-nano-devkit-"));
+        let o = crate::support::output(
+            crate::support::sysinstall()
+                .args(["bup", "check", "--format", "json", "--tnspec", NANO_TNSPEC])
+                .args(["--layout", l])
+                .arg(&out),
+        );
+        assert!(
+            o.status.success(),
+            "{kind}: bup check: {}{}",
+            crate::support::stdout(&o),
+            crate::support::stderr(&o)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["payload_kind"], kind);
+        let selected: Vec<u64> = v["selected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            selected, picked,
+            "{kind}: the manifest's choice is sysinstall's"
+        );
+    }
+}

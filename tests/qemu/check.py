@@ -16,6 +16,19 @@ exits 1 if any failed.
                                   SHA-256 of every partition (for before/after)
   changed BEFORE_JSON AFTER_JSON --allow REGEX --must NAME...
                                   which partitions changed between two runs
+  nodes LISTING LAYOUT_JSON --disk NAME
+                                  the guest kernel's partition nodes (a listing of
+                                  "NODE PARTNAME=x start=N size=N" lines) equal the layout
+  esp   IMG LAYOUT_JSON PART --file PATH=SOURCE... [--gone PATH...]
+                                  the FAT filesystem in PART (mtools, fsck.fat -n)
+                                  holds each PATH byte for byte as SOURCE
+  kernel IMG LAYOUT_JSON MANIFEST --slots a,b [--old MANIFEST]
+                                  A_/B_kernel(-dtb) hold a T234 kernel payload's
+                                  entries (mkbup.py --t234 kernel manifest)
+  vars  DUMP_JSON [--value NAME=HEX] [--absent NAME] [--same OTHER_JSON NAME...]
+                                  a UEFI variable store dumped by `virt-fw-vars
+                                  --output-json`: HEX is the efivarfs form, the
+                                  4-byte attributes then the data
 """
 
 import argparse
@@ -433,6 +446,156 @@ def cmd_changed(a):
     return failures
 
 
+# --- partition nodes -------------------------------------------------------------
+
+def cmd_nodes(a):
+    user, _ = load_layout(a.layout)
+    nodes = {}
+    with open(a.listing) as f:
+        for line in f:
+            words = line.split()
+            if words:
+                nodes[words[0]] = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    # sysfs counts 512-byte units whatever the logical block size.
+    unit = user.get("sector_size", SECTOR) // 512
+    want = {f"{a.disk}p{q['number']}": q for q in user["partitions"]}
+    for node, q in sorted(want.items(), key=lambda kv: kv[1]["number"]):
+        got = nodes.get(node)
+        if got is None:
+            report(False, f"/dev/{node} ({q['name']}) appeared in the guest")
+            continue
+        errs = []
+        if got.get("PARTNAME") != q["name"]:
+            errs.append(f"PARTNAME {got.get('PARTNAME')!r}")
+        if int(got.get("start", -1)) != q["first_lba"] * unit:
+            errs.append(f"start {got.get('start')}, layout {q['first_lba'] * unit}")
+        if int(got.get("size", -1)) != (q["last_lba"] - q["first_lba"] + 1) * unit:
+            errs.append(f"size {got.get('size')}")
+        report(not errs, f"/dev/{node} is {q['name']} at the layout's sectors", "; ".join(errs))
+    extra = sorted(set(nodes) - set(want))
+    report(not extra, f"no partition nodes beyond the layout's {len(want)}", f"also {extra}")
+    return failures
+
+
+# --- the ESP ---------------------------------------------------------------------
+
+def cmd_esp(a):
+    user, _ = load_layout(a.layout)
+    q = user_parts(user).get(a.part)
+    if q is None:
+        report(False, f"{a.part} is in the layout")
+        return failures
+    off, size = q["first_lba"] * SECTOR, (q["last_lba"] - q["first_lba"] + 1) * SECTOR
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    image = f"{a.img}@@{off}"
+    with tempfile.TemporaryDirectory(prefix="sysinstall-esp-") as tmp:
+        # fsck.fat takes no offset: check a copy of the partition.
+        part = os.path.join(tmp, "esp.img")
+        with open(a.img, "rb") as src, open(part, "wb") as dst:
+            src.seek(off)
+            left = size
+            while left:
+                chunk = src.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                left -= len(chunk)
+        f = run("fsck.fat", "-n", part)
+        report(f.returncode == 0, f"{a.part}: fsck.fat -n finds a clean FAT filesystem",
+               (f.stdout + f.stderr).strip()[-400:])
+        for spec in a.file:
+            path, _, source = spec.partition("=")
+            d = subprocess.run(["mdir", "-i", image, "::/" + os.path.dirname(path)],
+                               capture_output=True, text=True, env=env)
+            listed = os.path.basename(path).upper() in d.stdout.upper()
+            report(d.returncode == 0 and listed,
+                   f"{a.part}: mdir lists {os.path.basename(path)} in /{os.path.dirname(path)}",
+                   (d.stdout + d.stderr).strip()[-300:])
+            out = os.path.join(tmp, "copy")
+            c = subprocess.run(["mcopy", "-n", "-i", image, "::/" + path, out],
+                               capture_output=True, text=True, env=env)
+            if c.returncode != 0:
+                report(False, f"{a.part}: mcopy {path}", c.stderr.strip()[-300:])
+                continue
+            got, want = open(out, "rb").read(), open(source, "rb").read()
+            report(got == want, f"{a.part}: {path} is byte for byte {os.path.basename(source)} "
+                   f"({len(want)} bytes)", f"{len(got)} bytes, sha256 "
+                   f"{hashlib.sha256(got).hexdigest()[:16]} vs {hashlib.sha256(want).hexdigest()[:16]}")
+            os.unlink(out)
+        for path in a.gone:
+            c = subprocess.run(["mdir", "-i", image, "::/" + path],
+                               capture_output=True, text=True, env=env)
+            report(c.returncode != 0, f"{a.part}: no {path}")
+    return failures
+
+
+# --- T234 kernel partitions -------------------------------------------------------
+
+def read_part(img, user, name):
+    q = user_parts(user).get(name)
+    if q is None:
+        return None
+    with open(img, "rb") as f:
+        f.seek(q["first_lba"] * SECTOR)
+        return f.read((q["last_lba"] + 1 - q["first_lba"]) * SECTOR)
+
+
+def cmd_kernel(a):
+    """A_kernel, A_kernel-dtb (slot a) and B_kernel, B_kernel-dtb (slot b)
+    hold the entries the board's spec selects from a T234 kernel payload
+    (mkbup.py --t234 kernel manifest); with --old, the slots not written
+    still hold the old manifest's."""
+    user, _ = load_layout(a.layout)
+    new = json.load(open(a.manifest))["expected"]
+    old = json.load(open(a.old))["expected"] if a.old else None
+    slots = a.slots.split(",")
+    for entry in ("kernel", "kernel-dtb"):
+        for slot in ("a", "b"):
+            name = f"{slot.upper()}_{entry}"
+            want, which = (new.get(entry), "new") if slot in slots else \
+                ((old or {}).get(entry), "old")
+            if want is None:
+                continue
+            # The partition beyond the image is not part of the contract.
+            err = holds(read_part(a.img, user, name), want["length"], want["sha256"], name,
+                        zero_tail=False)
+            report(err is None, f"{name}: holds the payload's {entry} ({which}, "
+                   f"{want['length']} bytes)", err or "")
+    return failures
+
+
+# --- UEFI variables ----------------------------------------------------------------
+
+def load_vars(path):
+    """name -> (attr, data bytes) from a `virt-fw-vars --output-json` dump."""
+    with open(path) as f:
+        doc = json.load(f)
+    return {v["name"]: (v["attr"], bytes.fromhex(v["data"])) for v in doc["variables"]}
+
+
+def efivarfs_hex(var):
+    attr, data = var
+    return (attr.to_bytes(4, "little") + data).hex()
+
+
+def cmd_vars(a):
+    store = load_vars(a.dump)
+    for spec in a.value:
+        name, _, want = spec.partition("=")
+        got = efivarfs_hex(store[name]) if name in store else None
+        report(got == want.lower(), f"{name} = {want}", f"the store has {got}")
+    for name in a.absent:
+        got = efivarfs_hex(store[name]) if name in store else None
+        report(got is None, f"{name} is not in the store", f"it holds {got}")
+    if a.same:
+        other = load_vars(a.same[0])
+        for name in a.same[1:]:
+            report(store.get(name) == other.get(name) and name in store,
+                   f"{name} unchanged ({efivarfs_hex(store[name]) if name in store else 'absent'})",
+                   f"was {efivarfs_hex(other[name]) if name in other else 'absent'}")
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -451,6 +614,18 @@ def main():
     p = sub.add_parser("changed"); p.add_argument("before"); p.add_argument("after")
     p.add_argument("--allow", required=True); p.add_argument("--must", nargs="*", default=[])
     p.add_argument("--same", nargs="*", default=[])
+    p = sub.add_parser("nodes"); p.add_argument("listing"); p.add_argument("layout")
+    p.add_argument("--disk", required=True)
+    p = sub.add_parser("esp"); p.add_argument("img"); p.add_argument("layout"); p.add_argument("part")
+    p.add_argument("--file", action="append", default=[], metavar="PATH=SOURCE")
+    p.add_argument("--gone", action="append", default=[], metavar="PATH")
+    p = sub.add_parser("kernel"); p.add_argument("img"); p.add_argument("layout")
+    p.add_argument("manifest"); p.add_argument("--slots", default="a,b")
+    p.add_argument("--old", help="manifest of what the slots not written still hold")
+    p = sub.add_parser("vars"); p.add_argument("dump")
+    p.add_argument("--value", action="append", default=[], metavar="NAME=HEX")
+    p.add_argument("--absent", action="append", default=[], metavar="NAME")
+    p.add_argument("--same", nargs="+", metavar=("OTHER_JSON", "NAME"))
     a = ap.parse_args()
     globals()["cmd_" + a.cmd](a)
     sys.exit(1 if failures else 0)

@@ -50,14 +50,14 @@ here=$repo/tests/qemu
 . "$here/lib.sh"
 
 skip() { echo "SKIP qemu tier: $*"; exit 0; }
-fail() { echo "FAIL qemu tier: $*" >&2; exit 1; }
+die() { echo "FAIL qemu tier: $*" >&2; exit 1; }
 [ "${SYSINSTALL_TEST_QEMU:-}" = 1 ] ||
     skip "off; set SYSINSTALL_TEST_QEMU=1 to boot Debian's arm64 kernel under qemu-system-aarch64 (about 5 minutes)"
 command -v qemu-system-aarch64 >/dev/null ||
-    fail "qemu-system-aarch64 is not installed (tests/setup.sh installs qemu-system-arm)"
-[ "$(id -u)" = 0 ] || fail "needs root (loop mounts for the checks, mknod for the rootfs fixture)"
+    die "qemu-system-aarch64 is not installed (tests/setup.sh installs qemu-system-arm)"
+[ "$(id -u)" = 0 ] || die "needs root (loop mounts for the checks, mknod for the rootfs fixture)"
 for t in sgdisk e2fsck dumpe2fs mke2fs getfacl setfacl setcap setfattr zstd readelf python3 losetup; do
-    command -v "$t" >/dev/null || fail "needs $t (tests/setup.sh installs it)"
+    command -v "$t" >/dev/null || die "needs $t (tests/setup.sh installs it)"
 done
 
 scenarios=("$@")
@@ -79,35 +79,14 @@ else
     trap 'rm -rf "$work"' EXIT
 fi
 
-passed=0 failed=0
-timings=()
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-check() {   # DESCRIPTION COMMAND...: one check from a command's status
-    local what=$1; shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
-host_check() {   # check.py SUBCOMMAND ARGS...: its ok/FAIL lines count
-    local out rc=0
-    out=$(python3 "$here/check.py" "$@" 2>&1) || rc=$?
-    echo "$out"
-    passed=$((passed + $(grep -c '^ok - ' <<<"$out" || true)))
-    failed=$((failed + $(grep -c '^FAIL - ' <<<"$out" || true)))
-    if ((rc != 0)) && ! grep -q '^FAIL - ' <<<"$out"; then
-        fail "check.py $1 crashed (status $rc)"
-    fi
-}
-
 # --- preparation ------------------------------------------------------------
 t0=$(now)
 echo "== qemu: building the static binaries"
 "$repo/scripts/build-static.sh" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 grep -E '^(aarch64|x86_64)-' "$work/build.log"
-deb_ensure_arch arm64 || fail "cannot add the arm64 architecture to apt"
+deb_ensure_arch arm64 || die "cannot add the arm64 architecture to apt"
 echo "== qemu: kernel"
-kroot=$(qemu_kernel arm64) || fail "cannot fetch Debian's arm64 kernel (no registry and nothing cached)"
+kroot=$(qemu_kernel arm64) || die "cannot fetch Debian's arm64 kernel (no registry and nothing cached)"
 kver=$(ls -1 "$kroot/lib/modules")
 kernel=$kroot/boot/vmlinuz-$kver
 echo "   $kernel"
@@ -127,19 +106,11 @@ timings+=("prepare $(since "$t0")")
 
 # --- qemu ---------------------------------------------------------------------
 # boot NAME CMDLINE [KILL_REGEX KILL_DELAY]: one guest run over the current
-# images; console in $work/NAME.console, results unpacked into $work/NAME.results.
+# images (lib.sh's qemu_run: console in $work/NAME.console, results unpacked
+# into $work/NAME.results, bounded by the timeout and the deadline).
 boot() {
-    local name=$1 cmdline=$2 kill_re=${3:-} kill_delay=${4:-0} t pid rc=0 waited=0 limit
-    # Each boot gets its own timeout, cut short by what is left of the tier's deadline.
-    limit=$(awk -v s="$t0" -v n="$(now)" -v d="$deadline_s" -v b="$timeout_s" \
-        'BEGIN { r = int(d - (n - s)); print (r < b ? r : b) }')
-    if ((limit < 30)); then
-        fail "$name: not booted, the tier's deadline of ${deadline_s}s is reached"
-        return 3
-    fi
-    truncate -s 0 "$work/results.img" && truncate -s 16M "$work/results.img"
-    t=$(now)
-    timeout -s KILL "$limit" qemu-system-aarch64 -M virt -cpu cortex-a57 -smp 2 -m 1024 \
+    local name=$1 cmdline=$2
+    qemu_run "$name" "${3:-}" "${4:-0}" -M virt -cpu cortex-a57 -smp 2 -m 1024 \
         -nographic -no-reboot -nic none \
         -kernel "$kernel" -initrd "$initrd" \
         -append "console=ttyAMA0 panic=-1 quiet sysinstall.wait=10 $cmdline" \
@@ -152,32 +123,7 @@ boot() {
         -drive "file=$work/boot1.img,format=raw,if=none,id=vd2" \
         -device virtio-blk-pci,drive=vd2,serial=boot1 \
         -drive "file=$work/results.img,format=raw,if=none,id=vd3" \
-        -device virtio-blk-pci,drive=vd3,serial=results \
-        </dev/null >"$work/$name.console" 2>&1 &
-    pid=$!
-    if [ -n "$kill_re" ]; then
-        until grep -Eq "$kill_re" "$work/$name.console" 2>/dev/null; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            sleep "$kill_delay"
-            # $pid is timeout(1); qemu is its child and must die too, or it
-            # keeps the disk images locked for the next boot.
-            pkill -KILL -P "$pid" 2>/dev/null || true
-            kill -KILL "$pid" 2>/dev/null && echo "   $name: power cut (qemu killed) $(since "$t") s after boot"
-            waited=1
-        fi
-    fi
-    wait "$pid" || rc=$?
-    timings+=("$name $(since "$t")")
-    echo "   $name: qemu exited with status $rc after $(since "$t") s (console: $work/$name.console)"
-    rm -rf "$work/$name.results" && mkdir -p "$work/$name.results"
-    tar -xf "$work/results.img" -C "$work/$name.results" 2>/dev/null || true
-    if [ -n "$kill_re" ] && ((waited == 0)); then
-        return 2   # the kill point never came
-    fi
-    return 0
+        -device virtio-blk-pci,drive=vd3,serial=results
 }
 
 fresh_disks() {   # a blank target and blank boot partitions
@@ -420,8 +366,4 @@ for s in "${scenarios[@]}"; do
     timings+=("scenario:$s $(since "$started")")
 done
 
-echo "== qemu timings (seconds, wall)"
-for entry in "${timings[@]}"; do printf '   %-24s %8s\n' ${entry}; done
-printf '   %-24s %8s\n' total "$(since "$t0")"
-echo "qemu: $passed passed, $failed failed"
-((failed == 0))
+summary qemu
