@@ -9,6 +9,6 @@ require sysinstall.inc
 # SYSINSTALL_GIT_URI, e.g. "git://git.example.com/sysinstall.git;protocol=https;branch=main",
 # and SRCREV:pn-sysinstall.
 SYSINSTALL_GIT_URI ??= "git://${SYSINSTALL_SRCDIR};protocol=file;nobranch=1"
-SRCREV = "3252bedfc35f9630c5dfa6119f70a92a82dca123"
+SRCREV = "92291c2b896321a5c9717415d2dae26e9640ab7c"
 
 BBCLASSEXTEND = "native"
