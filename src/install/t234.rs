@@ -625,26 +625,60 @@ fn read_range(path: &Path, offset: u64, len: u32) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes `image` at the start of `dev` unless it is there already;
-/// flushed and read back. Returns whether it wrote.
+/// Bytes compared or written at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Makes `dev` hold `image` and zeros after it to its end, as a boot
+/// partition is left by tegra-bootloader-update (docs/spec/bup-format.md
+/// §4.5): so no bytes of an older, longer kernel survive. Compared first
+/// and not written when already so; else written, flushed and read back
+/// from the device. Returns whether it wrote.
 fn write_verified(dev: &Path, image: &[u8], changes: &Changes) -> anyhow::Result<bool> {
     let mut f = OpenOptions::new().read(true).write(true).open(dev)?;
-    let mut now = vec![0u8; image.len()];
-    let same = f.read_exact(&mut now).is_ok() && now == image;
-    if same {
+    let size = crate::sys::rawdev::size(&f)?;
+    if (image.len() as u64) > size {
+        anyhow::bail!("{} bytes do not fit in {size}", image.len());
+    }
+    if holds(&mut f, image, size)? {
         return Ok(false);
     }
     changes.mark();
     f.seek(SeekFrom::Start(0))?;
     f.write_all(image)?;
+    let zeros = vec![0u8; CHUNK];
+    let mut at = image.len() as u64;
+    while at < size {
+        let n = (size - at).min(CHUNK as u64) as usize;
+        f.write_all(zeros.get(..n).unwrap_or_default())?;
+        at += n as u64;
+    }
     f.sync_all()?;
     // Read back from the device, not from the page cache.
-    crate::sys::rawdev::drop_cache(&f, 0, image.len() as u64)?;
-    f.seek(SeekFrom::Start(0))?;
-    let mut back = vec![0u8; image.len()];
-    f.read_exact(&mut back)?;
-    if back != image {
+    crate::sys::rawdev::drop_cache(&f, 0, size)?;
+    if !holds(&mut f, image, size)? {
         anyhow::bail!("read back differs from what was written");
+    }
+    Ok(true)
+}
+
+/// True when `f` holds `image` and then zeros up to `size`.
+fn holds(f: &mut std::fs::File, image: &[u8], size: u64) -> std::io::Result<bool> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    while at < size {
+        let n = (size - at).min(CHUNK as u64) as usize;
+        let got = buf.get_mut(..n).unwrap_or_default();
+        f.read_exact(got)?;
+        let start = at as usize;
+        let want = image
+            .get(start.min(image.len())..(start + n).min(image.len()))
+            .unwrap_or_default();
+        let (head, tail) = got.split_at(want.len());
+        if head != want || tail.iter().any(|&x| x != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
     }
     Ok(true)
 }
@@ -678,6 +712,14 @@ mod tests {
         let now = std::fs::read(&dev).unwrap();
         assert_eq!(&now[..5000], &image[..]);
         assert_eq!(now.len(), 8192, "the partition keeps its size");
+        // A shorter image later: nothing of the longer one stays behind.
+        let short = vec![9u8; 100];
+        assert!(write_verified(&dev, &short, &Changes::new()).unwrap());
+        let now = std::fs::read(&dev).unwrap();
+        assert_eq!(&now[..100], &short[..]);
+        assert!(now[100..].iter().all(|&b| b == 0), "a stale tail survived");
+        assert!(write_verified(&dev, &vec![1u8; 9000], &Changes::new()).is_err());
+        assert!(write_verified(&dev, &image, &Changes::new()).unwrap());
         let again = Changes::new();
         assert!(!write_verified(&dev, &image, &again).unwrap());
         assert!(!again.any(), "an image in place is not written again");
