@@ -873,9 +873,8 @@ pub fn http_response(data: &[u8]) {
         assert_eq!(name, &name.to_ascii_lowercase(), "header name not lower-cased");
         assert_eq!(name.trim(), name);
         assert_eq!(value.trim(), value);
-        if let Some((start, Some(total))) = parse_content_range(value) {
-            let _ = (start, total);
-        }
+        // Any header value may reach the range parser: it must not panic.
+        let _ = parse_content_range(value);
     }
     let chunked = head
         .get("transfer-encoding")

@@ -771,14 +771,27 @@ fn save_data(
         .and_then(|p| p.current.as_ref())
         .map(|c| c.number)
         .with_context(|| format!("{} is not on the disk now", data.name))?;
-    let nodes = disk::expose_target(disk.target(), &opts.disk_env())?;
-    let path = super::node(disk, &nodes, number);
     let limit = sys::blockdev::mem_available().unwrap_or(0) / 100 * KEEP_DATA_MEM_PERCENT;
-    let m = Mount::ext4_inspect(&path, &rundir.join("keep-data"))?;
+    let (path, m) = inspect(opts, disk, number, &rundir.join("keep-data"))?;
     let saved = rootfs::tree::save(m.path(), limit)
         .with_context(|| format!("--keep-data: saving {} ({})", data.name, path.display()))?;
     m.unmount()?;
     Ok(saved)
+}
+
+/// Partition `number` as it is on the disk now, mounted read-only without
+/// replaying its journal (the kernel is shown the table first). Returns its
+/// node and the mount.
+fn inspect(
+    opts: &InstallOptions,
+    disk: &mut Disk,
+    number: u32,
+    mountpoint: &Path,
+) -> anyhow::Result<(PathBuf, Mount)> {
+    let nodes = disk::expose_target(disk.target(), &opts.disk_env())?;
+    let path = super::node(disk, &nodes, number);
+    let m = Mount::ext4_inspect(&path, mountpoint)?;
+    Ok((path, m))
 }
 
 /// The board's machine-id, for new slots whose rootfs has none: the one an
@@ -812,9 +825,7 @@ fn machine_id(
         return None;
     }
     let number = current.current.as_ref()?.number;
-    let nodes = disk::expose_target(disk.target(), &opts.disk_env()).ok()?;
-    let path = super::node(disk, &nodes, number);
-    let m = Mount::ext4_inspect(&path, &rundir.join("machine-id")).ok()?;
+    let (_, m) = inspect(opts, disk, number, &rundir.join("machine-id")).ok()?;
     let id = rootfs::post::read_machine_id(m.path());
     m.unmount().ok()?;
     id
