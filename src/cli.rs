@@ -447,6 +447,9 @@ pub enum ModeArg {
 pub enum EventsFormat {
     /// JSON Lines.
     Json,
+    /// One framed line per event for a serial console:
+    /// `@@sysinstall <crc32> <json>` (README: "Driving the console from a program").
+    Console,
 }
 
 /// `sysinstall install` (and `sysinstall` alone).
@@ -568,7 +571,8 @@ pub struct InstallArgs {
     )]
     pub mkfs_options: Vec<String>,
 
-    /// Emit machine-readable events (JSON Lines) on stdout or --events-fd.
+    /// Emit machine-readable events (JSON Lines, or framed lines for a
+    /// serial console) on stdout or --events-fd.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub events: Option<EventsFormat>,
 

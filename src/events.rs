@@ -3,7 +3,7 @@
 //! Long-running code reports through an [`Events`] handle: step starts and ends,
 //! byte progress, messages, and one final summary. Sinks render them: a bar or
 //! plain lines for people ([`crate::progress`]), JSON Lines for automation
-//! ([`JsonSink`]). Code that reports never knows which sinks are attached.
+//! ([`JsonSink`]), framed lines for a serial console ([`ConsoleSink`]). Code that reports never knows which sinks are attached.
 
 use serde::Serialize;
 use std::io::Write;
@@ -303,6 +303,52 @@ impl<W: Write + Send> Sink for JsonSink<W> {
     }
 }
 
+/// What starts a framed event line (`--events console`).
+pub const FRAME_MARKER: &str = "@@sysinstall ";
+
+/// One framed line: `@@sysinstall <crc> <json>` and a newline, where `<crc>`
+/// is the CRC-32 (IEEE) of exactly the `<json>` bytes as 8 lowercase hex
+/// digits. The frame is a contract with lab drivers (README.md, "Driving
+/// the console from a program"): never change it.
+pub fn frame(json: &str) -> String {
+    format!(
+        "{FRAME_MARKER}{:08x} {json}\n",
+        crc32fast::hash(json.as_bytes())
+    )
+}
+
+/// The reader's side of [`frame`]: the JSON of the first intact frame in a
+/// console line, or None when the line has none (a kernel message broke it
+/// up, or it is not ours). Every occurrence of the marker is tried, so junk
+/// before a frame, even a broken frame, does not hide it.
+pub fn unframe(line: &str) -> Option<&str> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    line.match_indices(FRAME_MARKER).find_map(|(at, _)| {
+        let rest = line.get(at + FRAME_MARKER.len()..)?;
+        let (crc, json) = rest.split_once(' ')?;
+        let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        if crc.len() != 8 || !crc.chars().all(lower_hex) {
+            return None;
+        }
+        let want = u32::from_str_radix(crc, 16).ok()?;
+        (crc32fast::hash(json.as_bytes()) == want).then_some(json)
+    })
+}
+
+/// Writes every event as one framed line ([`frame`]) for a serial console,
+/// where kernel messages may land in the middle of a line. Each line goes
+/// out in one `write(2)` on an unbuffered file, so this process never
+/// splits one; a short write is finished by further writes.
+pub struct ConsoleSink(pub std::fs::File);
+
+impl Sink for ConsoleSink {
+    fn emit(&mut self, event: &Event) {
+        if let Ok(json) = serde_json::to_string(event) {
+            let _ = self.0.write_all(frame(&json).as_bytes());
+        }
+    }
+}
+
 /// Collects events in memory (tests).
 #[derive(Clone, Default)]
 pub struct MemorySink(pub Arc<Mutex<Vec<Event>>>);
@@ -335,6 +381,68 @@ mod tests {
         assert_eq!(got[2].verdict, Some(Verdict::Ok));
         assert!(got[3].step.is_none());
         assert!(got.windows(2).all(|w| w[0].time <= w[1].time));
+    }
+
+    #[test]
+    fn console_frames_carry_a_crc_of_the_json_and_survive_interleaving() {
+        let json = r#"{"schema":1,"seq":3,"kind":"summary","exit":4}"#;
+        let line = frame(json);
+        // One line, the marker, 8 lowercase hex digits, the JSON unchanged.
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        let crc = format!("{:08x}", crc32fast::hash(json.as_bytes()));
+        assert_eq!(line, format!("@@sysinstall {crc} {json}\n"));
+        // The IEEE polynomial: the check value of "123456789" is cbf43926.
+        assert!(frame("123456789").starts_with("@@sysinstall cbf43926 "));
+        // Round trip, also with CR LF from a tty and junk before the marker.
+        assert_eq!(unframe(&line), Some(json));
+        assert_eq!(
+            unframe(&format!(
+                "[   12.345] usb 1-1: new{}",
+                line.replace('\n', "\r\n")
+            )),
+            Some(json)
+        );
+        // A kernel message in the middle breaks the frame: dropped.
+        let (a, b) = line.split_at(30);
+        assert_eq!(unframe(&format!("{a}[   12.3] mmc0: error{b}")), None);
+        // One flipped byte, a truncated line, upper-case hex: dropped.
+        assert_eq!(unframe(&line.replace("\"exit\":4", "\"exit\":0")), None);
+        assert_eq!(unframe(line.get(..line.len() - 3).unwrap()), None);
+        assert_eq!(unframe(&line.replace(&crc, &crc.to_uppercase())), None);
+        assert_eq!(unframe("no frame here"), None);
+        // A broken frame before an intact one on the same line does not hide it.
+        assert_eq!(unframe(&format!("{a}{line}")), Some(json));
+        // A marker inside the JSON text does not confuse the reader.
+        let tricky = r#"{"kind":"message","text":"@@sysinstall 00000000 {}"}"#;
+        assert_eq!(unframe(&frame(tricky)), Some(tricky));
+    }
+
+    #[test]
+    fn console_sink_writes_the_same_json_as_the_json_sink() {
+        let ev = Event {
+            schema: SCHEMA_VERSION,
+            seq: 1,
+            time: 0.5,
+            phase: None,
+            step: None,
+            partition: None,
+            bytes_done: None,
+            bytes_total: None,
+            rate: None,
+            verdict: None,
+            kind: EventKind::Summary {
+                summary: serde_json::json!({"result": "fail", "exit": 3}),
+            },
+        };
+        let mut json = Vec::new();
+        JsonSink(&mut json).emit(&ev);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console");
+        ConsoleSink(std::fs::File::create(&path).unwrap()).emit(&ev);
+        let console = std::fs::read_to_string(&path).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert_eq!(unframe(&console), Some(json.trim_end()));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! Here the command line and the site configuration become
 //! [`InstallOptions`]; human progress goes to stderr, `--events json` as
-//! JSON Lines to stdout or `--events-fd`, and the old tool's last line —
+//! JSON Lines (`--events console`: framed lines) to stdout or `--events-fd`,
+//! and the old tool's last line —
 //! `PASS: successful installation of <artifact>` or `FAIL: <reason>` — to
 //! stdout (to stderr when stdout carries the JSON events).
 
 use super::{prompt, site_config, Context};
-use crate::cli::{InstallArgs, ProgressMode, SourceArgs};
-use crate::events::{Events, JsonSink, Sink};
+use crate::cli::{EventsFormat, InstallArgs, ProgressMode, SourceArgs};
+use crate::events::{ConsoleSink, Events, JsonSink, Sink};
 use crate::exit::{self, CommandKind, UsageError};
 use crate::install::{self, decide::Refusal, report, InstallOptions};
 use crate::layout::subst;
@@ -18,7 +19,7 @@ use crate::rootfs::proxy::ProxyConfig;
 use crate::sys::board::SysRoot;
 use anyhow::{anyhow, bail, Context as _};
 use std::io::{Read as _, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,7 +109,7 @@ fn finish(
             (exit::SUCCESS, line)
         }
         Err(err) => {
-            let err = as_usage(err);
+            let err = as_interrupted(as_usage(err));
             let code = exit::classify(&err, CommandKind::Writer, &ctx.changes);
             let reason = exit::one_line(&err);
             let why = report::failure_code(&err);
@@ -132,6 +133,19 @@ fn finish(
     code
 }
 
+/// An error that came while a signal was pending (a blocking call it cut
+/// short, a tool it killed, anywhere in the run) is reported as the
+/// interruption, so the summary says `interrupted`.
+fn as_interrupted(err: anyhow::Error) -> anyhow::Error {
+    use crate::interrupt::{self, Interrupted};
+    match interrupt::received() {
+        Some(s) if report::failure_code(&err) != report::FailCode::Interrupted => {
+            err.context(Interrupted(s))
+        }
+        _ => err,
+    }
+}
+
 /// A refusal that comes from contradictory options is a usage error.
 fn as_usage(err: anyhow::Error) -> anyhow::Error {
     match err.downcast_ref::<Refusal>() {
@@ -143,7 +157,7 @@ fn as_usage(err: anyhow::Error) -> anyhow::Error {
 /// The event sinks: human progress, JSON, failpoints (tests).
 fn events(args: &InstallArgs, ctx: &Context) -> anyhow::Result<Events> {
     if args.events_fd.is_some() && args.events.is_none() {
-        return Err(UsageError("--events-fd needs --events json".into()).into());
+        return Err(UsageError("--events-fd needs --events json or console".into()).into());
     }
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let progress = args.progress.unwrap_or(if ctx.quiet {
@@ -154,8 +168,12 @@ fn events(args: &InstallArgs, ctx: &Context) -> anyhow::Result<Events> {
     if progress != ProgressMode::None {
         sinks.push(Box::new(HumanSink::new(progress.style())));
     }
-    if args.events.is_some() {
-        sinks.push(Box::new(JsonSink(events_writer(args.events_fd)?)));
+    match args.events {
+        Some(EventsFormat::Json) => sinks.push(Box::new(JsonSink(events_writer(args.events_fd)?))),
+        Some(EventsFormat::Console) => {
+            sinks.push(Box::new(ConsoleSink(events_file(args.events_fd)?)));
+        }
+        None => {}
     }
     if std::env::var_os(crate::failpoint::ENV).is_some() {
         sinks.push(install::failpoint_sink());
@@ -167,20 +185,38 @@ fn events_writer(fd: Option<i32>) -> anyhow::Result<Box<dyn Write + Send>> {
     match fd {
         None | Some(1) => Ok(Box::new(std::io::stdout())),
         Some(2) => Ok(Box::new(std::io::stderr())),
-        Some(n) => {
-            // The descriptor must be open; fcntl tells without side effects.
-            nix::fcntl::fcntl(
-                // SAFETY: borrowed only for this call; `n` is checked by fcntl itself.
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(n) },
-                nix::fcntl::FcntlArg::F_GETFD,
-            )
-            .map_err(|e| UsageError(format!("--events-fd {n}: {e}")))?;
-            // SAFETY: the descriptor is open (checked above) and handed to us
-            // by the caller for exactly this use; we own it from here on.
-            let fd = unsafe { OwnedFd::from_raw_fd(n) };
-            Ok(Box::new(std::fs::File::from(fd)))
-        }
+        Some(n) => Ok(Box::new(given_fd(n)?)),
     }
+}
+
+/// An unbuffered file for `--events console`: one `write(2)` per line. For
+/// stdout and stderr a duplicate, so no buffer of `Stdout` splits a line.
+fn events_file(fd: Option<i32>) -> anyhow::Result<std::fs::File> {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .context("duplicating the events descriptor")
+    };
+    match fd {
+        None | Some(1) => dup(std::io::stdout().as_fd()),
+        Some(2) => dup(std::io::stderr().as_fd()),
+        Some(n) => given_fd(n),
+    }
+}
+
+/// The descriptor `--events-fd N` names, which must be open.
+fn given_fd(n: i32) -> anyhow::Result<std::fs::File> {
+    // The descriptor must be open; fcntl tells without side effects.
+    nix::fcntl::fcntl(
+        // SAFETY: borrowed only for this call; `n` is checked by fcntl itself.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(n) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .map_err(|e| UsageError(format!("--events-fd {n}: {e}")))?;
+    // SAFETY: the descriptor is open (checked above) and handed to us
+    // by the caller for exactly this use; we own it from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(n) };
+    Ok(std::fs::File::from(fd))
 }
 
 /// Shows the report; asks on the terminal unless `--yes` (see [`prompt`]).

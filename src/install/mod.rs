@@ -366,6 +366,8 @@ pub fn run(
         }
     };
     events.step_end(Verdict::Ok);
+    // A signal during the preflight stops the run before the plan.
+    crate::interrupt::check()?;
     events.plan(report::plan_json(&pre));
     summary.mode = Some(pre.decision.mode);
     summary.rootfs_sha256 = pre.rootfs_sha256.map(|h| crate::bytes::hex(&h));

@@ -466,7 +466,8 @@ pub fn failure_code(err: &anyhow::Error) -> FailCode {
                 .filter_map(|e| e.get_ref())
                 .any(|inner| f(inner))
     };
-    if has(&|e| e.is::<Interrupted>()) {
+    // (A context added to say why is found by downcast, not in the chain.)
+    if err.downcast_ref::<Interrupted>().is_some() || has(&|e| e.is::<Interrupted>()) {
         return FailCode::Interrupted;
     }
     if has(&|e| e.is::<exit::UsageError>()) {

@@ -134,7 +134,8 @@ impl Source {
                 }
                 None => PathBuf::from(spec),
             };
-            let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let file =
+                open_interruptible(&path).with_context(|| format!("opening {}", path.display()))?;
             let md = file
                 .metadata()
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -239,6 +240,25 @@ impl Source {
         self.reader
             .take()
             .ok_or_else(|| anyhow!("{} was already read", self.describe()))
+    }
+}
+
+/// Opens a file for reading. A FIFO without a writer blocks in open(2);
+/// `File::open` would retry it after a signal, this returns the interruption
+/// (the handler is installed without `SA_RESTART`, see [`crate::interrupt`]).
+fn open_interruptible(path: &Path) -> io::Result<File> {
+    use nix::fcntl::{open, OFlag};
+    loop {
+        crate::interrupt::check().map_err(io::Error::other)?;
+        match open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod console;
 mod golden;
 mod interrupt;
 mod loop_device;
