@@ -9,13 +9,22 @@ use crate::rootfs::http::Secret;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--version`: the package version and the build date (build.rs), which the
+/// upgrader's /init takes as the earliest date its clock can be right.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (built ",
+    env!("SYSINSTALL_BUILD_DATE"),
+    ")"
+);
+
 /// Re-lay-out and re-install an NVIDIA Jetson eMMC in place.
 ///
 /// Without a subcommand, `sysinstall [OPTIONS] [ROOTFS] [DATA]` runs `install`.
 #[derive(Debug, Parser)]
 #[command(
     name = "sysinstall",
-    version,
+    version = VERSION,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = crate::exit::EXIT_CODES_HELP
