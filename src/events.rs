@@ -210,6 +210,11 @@ impl Events {
         }
     }
 
+    /// Seconds since the run started (the clock of the events' `time`).
+    pub fn elapsed(&self) -> f64 {
+        self.with(|i| i.start.elapsed().as_secs_f64())
+    }
+
     /// Starts a step (ending none: steps do not nest).
     pub fn step_start(&self, phase: Phase, step: &str, partition: Option<&str>) {
         self.with(|i| {

@@ -28,6 +28,7 @@
 
 pub mod decide;
 pub mod fit;
+pub mod install_log;
 pub mod journal;
 mod payload;
 mod preflight;

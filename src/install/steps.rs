@@ -101,6 +101,7 @@ impl Run<'_> {
         interrupt::check()?;
         self.write_boot()?;
         failpoint::hit("committed");
+        super::install_log::write(&self.pre, &self.nodes, self.summary, self.events);
         self.store_journal(false)
     }
 

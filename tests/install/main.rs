@@ -13,6 +13,7 @@ mod golden;
 mod interrupt;
 mod loop_device;
 mod refusals;
+mod report_file;
 mod safety;
 mod streams;
 mod t234;

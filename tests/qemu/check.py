@@ -10,6 +10,7 @@ exits 1 if any failed.
   fs    IMG LAYOUT_JSON NAME...   e2fsck -fn clean and label == NAME
   tree  IMG LAYOUT_JSON NAME TARBALL
                                   the filesystem in NAME holds exactly the tarball
+                                  (and sysinstall's install report, a pass)
   boot  LAYOUT_JSON BOOT0 BOOT1 IMG MANIFEST --slots a,b [--old MANIFEST --changed-set ...]
                                   boot partitions equal the payload
   hashes IMG LAYOUT_JSON BOOT0 BOOT1 OUT_JSON
@@ -225,6 +226,11 @@ def tar_acl(text):
     return ",".join(out)
 
 
+# What sysinstall adds to a slot beside the tarball: its install report
+# (and the directories to it, when the tarball has none); the file last.
+REPORT_PATHS = ("var", "var/log", "var/log/sysinstall", "var/log/sysinstall/install.json")
+
+
 def cmd_tree(a):
     user, _ = load_layout(a.layout)
     q = user_parts(user).get(a.name)
@@ -307,8 +313,19 @@ def cmd_tree(a):
         for dirpath, dirs, files in os.walk(loop.mnt):
             for n in dirs + files:
                 rel = os.path.relpath(os.path.join(dirpath, n), loop.mnt)
-                if rel not in seen and rel != "lost+found":
+                if rel not in seen and rel != "lost+found" and rel not in REPORT_PATHS:
                     problems.append(f"{rel}: not in the tarball")
+        # The install report sysinstall leaves in a slot it wrote: JSON that
+        # names the tarball it unpacked.
+        report_path = os.path.join(loop.mnt, REPORT_PATHS[-1])
+        if REPORT_PATHS[-1] not in seen and os.path.exists(report_path):
+            try:
+                with open(report_path, encoding="utf-8") as f:
+                    rep = json.load(f)
+                if rep.get("result") != "pass" or not rep.get("rootfs_sha256"):
+                    problems.append(f"{REPORT_PATHS[-1]}: not a report of a pass ({rep.get('result')})")
+            except (OSError, ValueError) as e:
+                problems.append(f"{REPORT_PATHS[-1]}: {e}")
     finally:
         loop.close()
     report(not problems, f"{a.name}: tree equals {os.path.basename(a.tarball)} "
