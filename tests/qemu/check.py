@@ -26,6 +26,11 @@ exits 1 if any failed.
   kernel IMG LAYOUT_JSON MANIFEST --slots a,b [--old MANIFEST]
                                   A_/B_kernel(-dtb) hold a T234 kernel payload's
                                   entries (mkbup.py --t234 kernel manifest)
+  frames CONSOLE_LOG --exit N [--copy FILE]
+                                  `--events console` frames on a console log: the
+                                  last intact one is a summary with exit N, in
+                                  order; FILE (the upgrader's /run/sysinstall/summary)
+                                  holds that same frame
   vars  DUMP_JSON [--value NAME=HEX] [--absent NAME] [--same OTHER_JSON NAME...]
                                   a UEFI variable store dumped by `virt-fw-vars
                                   --output-json`: HEX is the efivarfs form, the
@@ -42,6 +47,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 
 SECTOR = 512
 failures = 0
@@ -614,6 +620,52 @@ def cmd_vars(a):
     return failures
 
 
+FRAME_MARKER = "@@sysinstall "
+
+
+def unframe(line):
+    """The JSON of the first intact `--events console` frame in a console
+    line (README: Driving the console from a program), or None."""
+    line = line.rstrip("\r\n")
+    at = line.find(FRAME_MARKER)
+    while at >= 0:
+        crc, _, text = line[at + len(FRAME_MARKER):].partition(" ")
+        if (len(crc) == 8 and all(c in "0123456789abcdef" for c in crc)
+                and zlib.crc32(text.encode()) == int(crc, 16)):
+            return text
+        at = line.find(FRAME_MARKER, at + 1)
+    return None
+
+
+def cmd_frames(a):
+    with open(a.console, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    marked = [l for l in lines if FRAME_MARKER in l]
+    texts = [t for t in map(unframe, marked) if t is not None]
+    events = [json.loads(t) for t in texts]
+    report(bool(events), "the console carries intact event frames",
+           f"{len(marked)} lines with the marker, none intact")
+    if not events:
+        return
+    report(len(texts) >= len(marked) - 2, "nearly every framed line is intact",
+           f"{len(marked) - len(texts)} of {len(marked)} broken")
+    seqs = [e.get("seq") for e in events]
+    report(seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "the frames are in order",
+           str(seqs[:20]))
+    last = events[-1]
+    report(last.get("kind") == "summary", "the last frame is the summary", texts[-1][:200])
+    report(last.get("exit") == a.exit, f"the summary says exit {a.exit}", str(last.get("exit")))
+    if a.copy:
+        try:
+            with open(a.copy, encoding="utf-8") as f:
+                copy = unframe(f.read())
+        except OSError as e:
+            copy = None
+            print(f"   {a.copy}: {e}")
+        report(copy == texts[-1], "/run/sysinstall/summary holds the same intact summary frame",
+               repr(copy)[:200])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -640,6 +692,8 @@ def main():
     p = sub.add_parser("kernel"); p.add_argument("img"); p.add_argument("layout")
     p.add_argument("manifest"); p.add_argument("--slots", default="a,b")
     p.add_argument("--old", help="manifest of what the slots not written still hold")
+    p = sub.add_parser("frames"); p.add_argument("console")
+    p.add_argument("--exit", type=int, required=True); p.add_argument("--copy")
     p = sub.add_parser("vars"); p.add_argument("dump")
     p.add_argument("--value", action="append", default=[], metavar="NAME=HEX")
     p.add_argument("--absent", action="append", default=[], metavar="NAME")

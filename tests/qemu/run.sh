@@ -17,7 +17,9 @@
 #              configuration only (initramfs/busybox-oe.applets: no cttyhack,
 #              findfs, poweroff), as the Yocto layer's upgrader has them; the
 #              payload named by LABEL=, poweroff without the applet
-#   install    sysinstall.auto=1 on a blank disk, poweroff; from outside: GPT
+#   install    sysinstall.auto=1 sysinstall.events=console on a blank disk,
+#              poweroff; the console's last intact event frame is a summary
+#              with exit 0, as /run/sysinstall/summary; from outside: GPT
 #              equal to the layout, every filesystem e2fsck -fn clean with its
 #              label, both slot trees equal the tarball, boot partitions equal
 #              the payload, slot metadata as REF writes it
@@ -28,6 +30,9 @@
 #   interrupt  a blank disk; the guest is killed (SIGKILL to qemu: a power cut)
 #              in the middle of the unpack; the next boot's run completes and
 #              passes every check of `install`
+#   clock      the guest's clock starts in 1970: with no network /init sets it
+#              to sysinstall's build date; with user-mode networking and a
+#              rootfs URL on a host http server, to that server's Date:
 # Gate and knobs (environment):
 #   SYSINSTALL_TEST_QEMU=1     run at all (otherwise say so and exit 0); when
 #                              set, anything missing (qemu, root, a tool, the
@@ -42,7 +47,7 @@
 #   SYSINSTALL_CACHE           kernel and .deb cache (default ~/.cache/sysinstall)
 # Needs root (loop mounts for the tree checks, mknod for the rootfs fixture).
 #
-# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/run.sh [checks|smoke|oe-smoke|install|update|interrupt]...
+# Usage: SYSINSTALL_TEST_QEMU=1 tests/qemu/run.sh [checks|smoke|oe-smoke|install|update|interrupt|clock]...
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/tests/qemu
@@ -61,7 +66,7 @@ for t in sgdisk e2fsck dumpe2fs mke2fs getfacl setfacl setcap setfattr zstd read
 done
 
 scenarios=("$@")
-((${#scenarios[@]})) || scenarios=(checks smoke oe-smoke install update interrupt)
+((${#scenarios[@]})) || scenarios=(checks smoke oe-smoke install update interrupt clock)
 timeout_s=${SYSINSTALL_QEMU_TIMEOUT:-300}
 deadline_s=${SYSINSTALL_QEMU_DEADLINE:-900}   # the whole tier, preparation included
 tnspec=${SYSINSTALL_QEMU_TNSPEC:-3310-B01-1000-L.0-1-0-jetson-tx2-devkit-mmcblk0p1}
@@ -111,7 +116,7 @@ timings+=("prepare $(since "$t0")")
 boot() {
     local name=$1 cmdline=$2
     qemu_run "$name" "${3:-}" "${4:-0}" -M virt -cpu cortex-a57 -smp 2 -m 1024 \
-        -nographic -no-reboot -nic none \
+        -nographic -no-reboot -nic none "${qemu_extra[@]}" \
         -kernel "$kernel" -initrd "$initrd" \
         -append "console=ttyAMA0 panic=-1 quiet sysinstall.wait=10 $cmdline" \
         -drive "file=$work/sd.img,format=raw,if=none,id=mmc0" -device sdhci-pci \
@@ -125,6 +130,8 @@ boot() {
         -drive "file=$work/results.img,format=raw,if=none,id=vd3" \
         -device virtio-blk-pci,drive=vd3,serial=results
 }
+
+qemu_extra=()   # a scenario may give its boots more options (a NIC, the RTC)
 
 fresh_disks() {   # a blank target and blank boot partitions
     rm -f "$work/sd.img" "$work/boot0.img" "$work/boot1.img"
@@ -307,8 +314,11 @@ scenario_install() {
     fixtures
     fresh_disks
     payload "$work/rootfs-v1.tar.zst" "$work/bup-v1" "--progress plain"
-    boot install "sysinstall.auto=1 sysinstall.after=poweroff" || return 0
+    # Framed events on the console, as a lab reads them (README: Driving the
+    # console from a program).
+    boot install "sysinstall.auto=1 sysinstall.after=poweroff sysinstall.events=console" || return 0
     verify_install install "$work/rootfs-v1.tar.zst" "$work/bup-v1.json"
+    host_check frames "$work/install.console" --exit 0 --copy "$work/install.results/summary"
     python3 "$here/check.py" hashes "$work/sd.img" "$work/layout.json" "$work/boot0.img" \
         "$work/boot1.img" "$work/install.hashes.json" >/dev/null || fail "install: hashing the partitions"
     installed=1
@@ -355,9 +365,45 @@ scenario_interrupt() {
     verify_install interrupt-rerun "$work/rootfs-v1.tar.zst" "$work/bup-v1.json"
 }
 
+# clock: the guest starts in 1970 (-rtc base=): without a network /init sets
+# the clock to the day sysinstall was built; with user-mode networking and a
+# rootfs URL on the host's http server, to the Date: that server sends.
+scenario_clock() {
+    fresh_disks
+    payload "" "" ""
+    local floor port server r
+    floor=$("$host_bin" --version | sed -n 's/.*(built \([0-9-]*\)).*/\1/p')
+    check "clock: sysinstall --version gives the build date ($floor)" \
+        test "${#floor}" = 10
+    qemu_extra=(-rtc base=1970-01-02T00:00:00)
+    if boot clock-floor "sysinstall.test=clock"; then
+        r=$work/clock-floor.results
+        check "clock-floor: the console says the clock was set to the build date" \
+            grep -q "clock: was 1970-.*set to $floor" "$work/clock-floor.console"
+        check "clock-floor: the guest's clock is at the build date" \
+            grep -qx "${floor//-/}" "$r/today"
+    fi
+    mkdir -p "$work/www"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 -m http.server --bind 127.0.0.1 --directory "$work/www" "$port" >"$work/www.log" 2>&1 &
+    server=$!
+    # User-mode networking: the guest reaches the host's 127.0.0.1 as 10.0.2.2.
+    # (romfile=: no PXE option ROM, which Debian's qemu keeps in another package.)
+    qemu_extra+=(-netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=)
+    if boot clock-http "sysinstall.test=clock sysinstall.url=http://10.0.2.2:$port/rootfs.tar.zst"; then
+        r=$work/clock-http.results
+        check "clock-http: the console says the clock came from the server's Date:" \
+            grep -q "clock: was 1970-.*set from the Date: header" "$work/clock-http.console"
+        check "clock-http: the guest's date is the host's" \
+            grep -qx "$(date -u +%Y%m%d)" "$r/today"
+    fi
+    kill "$server" 2>/dev/null || true
+    qemu_extra=()
+}
+
 for s in "${scenarios[@]}"; do
     case "$s" in
-        checks|smoke|oe-smoke|install|update|interrupt) ;;
+        checks|smoke|oe-smoke|install|update|interrupt|clock) ;;
         *) echo "qemu: unknown scenario $s" >&2; exit 2 ;;
     esac
     echo "== qemu scenario: $s"
