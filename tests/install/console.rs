@@ -1,6 +1,7 @@
 //! `--events console` on a real install (root tier, loop devices): every
 //! line on stdout is an intact frame, and the last one is the summary even
-//! when a signal ends the run, in the preflight or in the middle of the unpack.
+//! when a signal ends the run, in the preflight or in the middle of the unpack
+//! (root tier), or a usage error found once the events are on.
 
 use crate::support::rig::Rig;
 use crate::support::{output, require_root, stderr};
@@ -168,4 +169,35 @@ fn a_signal_in_a_stalled_unpack_ends_with_a_framed_summary() {
     });
     std::thread::sleep(Duration::from_millis(300));
     stop_and_check(child, rx, lines, Signal::SIGTERM, 4);
+}
+
+/// No root needed: a usage error found once the events are on still ends
+/// with a framed summary carrying exit 2, and stdout holds only frames.
+#[test]
+fn a_usage_error_after_the_events_are_on_ends_with_a_framed_summary() {
+    let o = output(crate::support::sysinstall().args([
+        "install",
+        "--events",
+        "console",
+        "--progress",
+        "none",
+        "--stall-timeout",
+        "0",
+        "--device",
+        "/dev/null",
+        "--layout",
+        "/nonexistent.xml",
+        "/nonexistent.tar.zst",
+    ]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout.clone()).unwrap();
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(unframe(l).expect(l)).unwrap())
+        .collect();
+    let last = events.last().expect("no events");
+    assert_eq!(last["kind"], "summary", "{out}");
+    assert_eq!(last["exit"], 2);
+    assert_eq!(last["code"], "usage");
+    assert!(stderr(&o).contains("FAIL: "), "{}", stderr(&o));
 }
