@@ -765,6 +765,35 @@ pub fn smd_ver(data: &[u8]) {
     }
 }
 
+/// `bootinfo`: `bup::bootinfo::decode` of one copy, as is and with both CRCs
+/// made right; a store that decodes re-encodes (as version 3) to one that
+/// decodes to the same variables, and `initialize` over it keeps them,
+/// resets the counter and writes copies that decode.
+pub fn bootinfo(data: &[u8]) {
+    use sysinstall::bup::bootinfo::{self, COPY_LEN};
+    let mut copy = data.get(..COPY_LEN.min(data.len())).unwrap_or(&[]).to_vec();
+    copy.resize(COPY_LEN, 0);
+    let _ = bootinfo::decode(data);
+    let mut fixed = copy.clone();
+    bootinfo::seal(&mut fixed);
+    for c in [&copy, &fixed] {
+        let Ok(s) = bootinfo::decode(c) else { continue };
+        assert!(s.vars.iter().all(|(n, v)| !n.is_empty() && !n.contains(&0) && !v.contains(&0)));
+        if let Ok(bytes) = bootinfo::encode(&s) {
+            assert_eq!(bytes.len(), COPY_LEN);
+            let again = bootinfo::decode(&bytes).expect("an encoded copy decodes");
+            assert_eq!((again.vars, again.sernum, again.flags), (s.vars.clone(), s.sernum, s.flags));
+        }
+        if let Ok(p) = bootinfo::initialize([c, &[0u8; 1]]) {
+            assert_eq!(p.kept, s.vars.len());
+            for (_, w) in &p.writes {
+                let n = bootinfo::decode(w).expect("initialize writes valid copies");
+                assert_eq!((n.flags, n.failed_boots, n.vars.len()), (0, 0, p.kept));
+            }
+        }
+    }
+}
+
 /// What `sources` asserts of a reference that parsed.
 fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
     use sysinstall::rootfs::oci::Reference;

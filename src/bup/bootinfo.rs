@@ -262,14 +262,23 @@ pub fn encode(store: &Store) -> Result<Vec<u8>, BootinfoError> {
     if let Some(s) = b.get_mut(HEADER_LEN..HEADER_LEN + packed.len()) {
         s.copy_from_slice(&packed);
     }
-    let (base, ext) = b.split_at_mut(SECTOR as usize);
+    seal(&mut b);
+    Ok(b)
+}
+
+/// Sets both CRCs of a version-3 copy (`COPY_LEN` bytes; others are left
+/// alone) to match its bytes.
+pub fn seal(copy: &mut [u8]) {
+    let Some(copy) = copy.get_mut(..COPY_LEN) else {
+        return;
+    };
+    let (base, ext) = copy.split_at_mut(SECTOR as usize);
     let crc = base_crc(base);
     if let Some(s) = base.get_mut(CRC_AT..CRC_AT + 4) {
         s.copy_from_slice(&crc.to_le_bytes());
     }
     let (body, tail) = ext.split_at_mut(ext.len() - 4);
     tail.copy_from_slice(&crc32fast::hash(body).to_le_bytes());
-    Ok(b)
 }
 
 /// A copy's name: A (0) or B (1).
