@@ -833,6 +833,12 @@ fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
 pub fn sources(data: &[u8]) {
     use sysinstall::rootfs::oci::{self, Manifest, Reference};
     use sysinstall::rootfs::proxy::{NoProxy, Proxy};
+    // tftp:// URLs: a host, a port, a file.
+    let tftp_text = String::from_utf8_lossy(data);
+    if let Some(Ok(u)) = sysinstall::rootfs::tftp::TftpUrl::parse(&format!("tftp://{tftp_text}")) {
+        assert!(!u.host.is_empty() && u.port != 0 && !u.path.is_empty() && !u.path.ends_with('/'));
+        assert_eq!(u.sidecar().path, format!("{}.sha256", u.path));
+    }
     // Manifests: whatever parses, the choice is one of its own entries.
     for ct in [None, Some("application/vnd.oci.image.index.v1+json")] {
         match oci::parse_manifest(data, ct) {
