@@ -4,41 +4,11 @@
 //! beside the file, a transfer that breaks off started again (only with an
 //! expected SHA-256), a missing file, and `scp://` refused by name.
 
+use crate::support::tftp::TftpServer;
 use crate::support::{output, require_tools, sha256_file, stderr, stdout, sysinstall};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 const TOOLS: &[&str] = &["busybox", "python3"];
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(root: &Path, extra: &[&str]) -> Server {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tftp_server.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(root)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().parse().unwrap();
-    Server { child, port }
-}
 
 /// A plain tarball of a few files, 300 KB or so (600 TFTP blocks).
 fn tarball(dir: &Path) -> String {
@@ -95,7 +65,7 @@ fn a_tftp_url_streams_into_both_slots_checked_by_its_sidecar() {
         format!("{sha}  rootfs.tar\n"),
     )
     .unwrap();
-    let server = serve(srv.path(), &[]);
+    let server = TftpServer::start(srv.path(), &[]);
     let url = format!("tftp://127.0.0.1:{}/rootfs.tar", server.port);
     let d = crate::http::dests();
     let (code, out, err) = unpack(&url, d.path(), &[]);
@@ -127,7 +97,7 @@ fn a_broken_transfer_starts_again_only_with_an_expected_hash() {
     let srv = tempfile::tempdir().unwrap();
     let sha = tarball(srv.path());
     // The first transfer of each file stops after 100 blocks (51200 bytes).
-    let server = serve(srv.path(), &["--drop-after", "100"]);
+    let server = TftpServer::start(srv.path(), &["--drop-after", "100"]);
     let url = format!("tftp://127.0.0.1:{}/rootfs.tar", server.port);
     let d = crate::http::dests();
     let (code, out, err) = unpack(&url, d.path(), &["--rootfs-sha256", &sha]);
@@ -139,7 +109,7 @@ fn a_broken_transfer_starts_again_only_with_an_expected_hash() {
     assert!(out.contains(&format!("sha256 {sha} (verified)")), "{out}");
     same_tree(d.path());
 
-    let server = serve(srv.path(), &["--drop-after", "100"]);
+    let server = TftpServer::start(srv.path(), &["--drop-after", "100"]);
     let url = format!("tftp://127.0.0.1:{}/rootfs.tar", server.port);
     let d = crate::http::dests();
     let (code, _, err) = unpack(&url, d.path(), &[]);
@@ -151,7 +121,7 @@ fn a_broken_transfer_starts_again_only_with_an_expected_hash() {
 fn a_missing_file_and_scp_are_refused_by_name() {
     require_tools(TOOLS);
     let srv = tempfile::tempdir().unwrap();
-    let server = serve(srv.path(), &[]);
+    let server = TftpServer::start(srv.path(), &[]);
     let d = crate::http::dests();
     let url = format!("tftp://127.0.0.1:{}/nope.tar", server.port);
     let (code, _, err) = unpack(&url, d.path(), &[]);
