@@ -265,7 +265,7 @@ pub struct SourceArgs {
 /// `sysinstall unpack`.
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// Tarball: a path, file://, http://, https://, oci://REGISTRY/REPO:TAG (or
+    /// Tarball: a path, file://, http://, https://, tftp://HOST[:PORT]/PATH, oci://REGISTRY/REPO:TAG (or
     /// @sha256:DIGEST), oci+http://, or - for stdin. Registry login: OCI_USERNAME and
     /// OCI_PASSWORD; proxies: http_proxy, https_proxy, no_proxy.
     #[arg(value_name = "SOURCE")]
@@ -464,7 +464,7 @@ pub enum EventsFormat {
 /// `sysinstall install` (and `sysinstall` alone).
 #[derive(Debug, Clone, Default, Args)]
 pub struct InstallArgs {
-    /// Rootfs tarball: path, file://, http(s)://, oci://REGISTRY/REPO:TAG (or
+    /// Rootfs tarball: path, file://, http(s)://, tftp://, oci://REGISTRY/REPO:TAG (or
     /// @sha256:DIGEST), oci+http:// or - (default /installer/image.tar.gz, or .tar.zst).
     /// Registry login: OCI_USERNAME and OCI_PASSWORD; proxies: http_proxy,
     /// https_proxy, no_proxy.

@@ -765,6 +765,35 @@ pub fn smd_ver(data: &[u8]) {
     }
 }
 
+/// `bootinfo`: `bup::bootinfo::decode` of one copy, as is and with both CRCs
+/// made right; a store that decodes re-encodes (as version 3) to one that
+/// decodes to the same variables, and `initialize` over it keeps them,
+/// resets the counter and writes copies that decode.
+pub fn bootinfo(data: &[u8]) {
+    use sysinstall::bup::bootinfo::{self, COPY_LEN};
+    let mut copy = data.get(..COPY_LEN.min(data.len())).unwrap_or(&[]).to_vec();
+    copy.resize(COPY_LEN, 0);
+    let _ = bootinfo::decode(data);
+    let mut fixed = copy.clone();
+    bootinfo::seal(&mut fixed);
+    for c in [&copy, &fixed] {
+        let Ok(s) = bootinfo::decode(c) else { continue };
+        assert!(s.vars.iter().all(|(n, v)| !n.is_empty() && !n.contains(&0) && !v.contains(&0)));
+        if let Ok(bytes) = bootinfo::encode(&s) {
+            assert_eq!(bytes.len(), COPY_LEN);
+            let again = bootinfo::decode(&bytes).expect("an encoded copy decodes");
+            assert_eq!((again.vars, again.sernum, again.flags), (s.vars.clone(), s.sernum, s.flags));
+        }
+        if let Ok(p) = bootinfo::initialize([c, &[0u8; 1]]) {
+            assert_eq!(p.kept, s.vars.len());
+            for (_, w) in &p.writes {
+                let n = bootinfo::decode(w).expect("initialize writes valid copies");
+                assert_eq!((n.flags, n.failed_boots, n.vars.len()), (0, 0, p.kept));
+            }
+        }
+    }
+}
+
 /// What `sources` asserts of a reference that parsed.
 fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
     use sysinstall::rootfs::oci::Reference;
@@ -804,6 +833,12 @@ fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
 pub fn sources(data: &[u8]) {
     use sysinstall::rootfs::oci::{self, Manifest, Reference};
     use sysinstall::rootfs::proxy::{NoProxy, Proxy};
+    // tftp:// URLs: a host, a port, a file.
+    let tftp_text = String::from_utf8_lossy(data);
+    if let Some(Ok(u)) = sysinstall::rootfs::tftp::TftpUrl::parse(&format!("tftp://{tftp_text}")) {
+        assert!(!u.host.is_empty() && u.port != 0 && !u.path.is_empty() && !u.path.ends_with('/'));
+        assert_eq!(u.sidecar().path, format!("{}.sha256", u.path));
+    }
     // Manifests: whatever parses, the choice is one of its own entries.
     for ct in [None, Some("application/vnd.oci.image.index.v1+json")] {
         match oci::parse_manifest(data, ct) {

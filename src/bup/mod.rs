@@ -25,6 +25,7 @@ pub mod bct;
 pub mod board;
 pub mod boot_plan;
 pub mod bootgpt;
+pub mod bootinfo;
 pub mod check;
 pub mod device;
 pub mod exec;

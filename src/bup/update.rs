@@ -15,6 +15,7 @@
 
 use super::board::{self, BoardConfig, Slot};
 use super::boot_plan::{self, BootMode, BootPlan, BootStep, BootTargets, PlanInput};
+use super::bootinfo;
 use super::device::{Device, FileWindow, Linear, UserArea, UserPartition};
 use super::exec::{self, Execution, StepAction, StepReport, Targets};
 use super::payload::{Payload, PayloadFormat};
@@ -241,6 +242,39 @@ pub struct BootUpdate {
     pub user: UserArea,
     payload: File,
     sysroot: SysRoot,
+    /// The tegra-bootinfo store's device and place, on T186/T194.
+    bootinfo: Option<(PathBuf, bootinfo::Location)>,
+}
+
+/// Where the tegra-bootinfo store is (§9.1: the end of the last boot
+/// device, on T186 and T194), with every write of the plan on that device
+/// kept off it: a zero tail stops before it (REC); data over it is refused.
+fn clip_to_bootinfo(
+    plan: &mut BootPlan,
+    devices: &[(String, u64)],
+    paths: &[PathBuf],
+) -> anyhow::Result<Option<(PathBuf, bootinfo::Location)>> {
+    let (Some((name, len)), Some(path)) = (devices.last(), paths.last()) else {
+        return Ok(None);
+    };
+    let Some(loc) = bootinfo::location(plan.soc, plan.medium, *len) else {
+        return Ok(None);
+    };
+    for s in plan.steps.iter_mut().chain(plan.slot_metadata.iter_mut()) {
+        if s.area != boot_plan::WriteArea::Boot || s.device != *name {
+            continue;
+        }
+        s.span = loc
+            .clip_span(s.device_offset, s.data.len(), s.span)
+            .map_err(|(o, _)| {
+                anyhow!(
+                    "{} on {name} at {}: its data would overwrite the tegra-bootinfo store at {o}",
+                    s.label,
+                    s.device_offset
+                )
+            })?;
+    }
+    Ok(Some((path.clone(), loc)))
 }
 
 fn default_boot_devices(soc: Soc, kind: Option<BootDeviceKind>) -> anyhow::Result<Vec<PathBuf>> {
@@ -526,7 +560,9 @@ pub fn prepare(opts: &UpdateOptions) -> anyhow::Result<BootUpdate> {
     }
     warnings.append(&mut plan.warnings);
     plan.warnings = warnings;
+    let bootinfo = clip_to_bootinfo(&mut plan, &targets.devices, &boot_devices)?;
     Ok(BootUpdate {
+        bootinfo,
         plan,
         identity,
         selection,
@@ -627,6 +663,102 @@ impl BootUpdate {
         let r = self.run(&steps, false, changes, events, Phase::Commit);
         self.plan.slot_metadata = steps;
         r
+    }
+}
+
+impl BootUpdate {
+    /// The tegra-bootinfo store's device and place (§9.1), on T186/T194.
+    pub fn bootinfo_location(&self) -> Option<&(PathBuf, bootinfo::Location)> {
+        self.bootinfo.as_ref()
+    }
+
+    /// `tegra-bootinfo --initialize`, as an install does it (§9.5): the
+    /// variables kept, the boot counter reset, both copies written and read
+    /// back. Nothing is written when the store is already so.
+    pub fn initialize_bootinfo(
+        &mut self,
+        changes: &Changes,
+        events: &Events,
+    ) -> anyhow::Result<Vec<StepReport>> {
+        let Some((dev, loc)) = self.bootinfo.clone() else {
+            return Ok(Vec::new());
+        };
+        let name = dev.display().to_string();
+        let what = |e: std::io::Error| {
+            anyhow::Error::new(e).context(format!("tegra-bootinfo store on {name}"))
+        };
+        events.step_start(Phase::Boot, "initialize tegra-bootinfo", Some("bootinfo"));
+        let read = |w: &mut FileWindow| -> anyhow::Result<[Vec<u8>; 2]> {
+            let mut out = [vec![0u8; bootinfo::COPY_LEN], vec![0u8; bootinfo::COPY_LEN]];
+            for ((base, ext), buf) in loc.copies.iter().zip(out.iter_mut()) {
+                let (b, e) = buf.split_at_mut(bootinfo::SECTOR as usize);
+                w.read_at(*base, b).map_err(what)?;
+                w.read_at(*ext, e).map_err(what)?;
+            }
+            Ok(out)
+        };
+        let mut w = FileWindow::open(&dev, false).map_err(what)?;
+        let [a, b] = read(&mut w)?;
+        let plan = bootinfo::initialize([&a, &b]).with_context(|| name.clone())?;
+        let ranges = loc.ranges();
+        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+        let hi = ranges.iter().map(|r| r.0 + r.1).max().unwrap_or(0);
+        let report = |action| StepReport {
+            label: "tegra-bootinfo".into(),
+            partition: "bootinfo".into(),
+            device: name.clone(),
+            offset: lo,
+            length: 2 * bootinfo::COPY_LEN as u64,
+            span: hi - lo,
+            sha256: String::new(),
+            action,
+        };
+        let found = match plan.found {
+            Some(i) => format!(
+                "copy {} read, {} variables kept",
+                bootinfo::copy_name(i),
+                plan.kept
+            ),
+            None => "no valid copy: a new, empty store".into(),
+        };
+        if plan.writes.is_empty() {
+            events.message(
+                crate::events::Level::Info,
+                format!("tegra-bootinfo on {name}: already initialized ({found})"),
+            );
+            events.step_end(Verdict::Skipped);
+            return Ok(vec![report(StepAction::Skip)]);
+        }
+        let guard = sys::emmc::enable_writes(&self.sysroot, &dev)
+            .with_context(|| format!("making {name} writable (force_ro)"))?;
+        drop(w);
+        let mut w = FileWindow::open(&dev, true).map_err(what)?;
+        for (i, bytes) in &plan.writes {
+            let (base, ext) = loc.copies.get(*i).copied().unwrap_or_default();
+            let (b, e) = bytes.split_at(bootinfo::SECTOR as usize);
+            changes.mark();
+            w.write_at(ext, e).map_err(what)?;
+            w.write_at(base, b).map_err(what)?;
+            w.sync(ext, e.len() as u64).map_err(what)?;
+            w.sync(base, bootinfo::SECTOR).map_err(what)?;
+        }
+        let [a, b] = read(&mut w)?;
+        drop(guard);
+        for (i, bytes) in &plan.writes {
+            if if *i == 0 { &a } else { &b } != bytes {
+                events.step_end(Verdict::Failed);
+                bail!(
+                    "tegra-bootinfo store on {name}: copy {} reads back different",
+                    bootinfo::copy_name(*i)
+                );
+            }
+        }
+        events.message(
+            crate::events::Level::Info,
+            format!("tegra-bootinfo on {name}: initialized ({found})"),
+        );
+        events.step_end(Verdict::Ok);
+        Ok(vec![report(StepAction::Write)])
     }
 }
 

@@ -648,7 +648,7 @@ fn check_boot(
         ))
         .context("planning the boot partition update")?;
     }
-    Ok(if boot_devices.is_empty() && layout.boot.is_some() {
+    let mut line = if boot_devices.is_empty() && layout.boot.is_some() {
         "boot devices from the board configuration".into()
     } else {
         boot_devices
@@ -656,7 +656,31 @@ fn check_boot(
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" + ")
-    })
+    };
+    if let Some(dev) = bootinfo_device(soc, layout, boot_devices, bup) {
+        line.push_str(&format!(
+            "; tegra-bootinfo store initialized at the end of {}",
+            dev.display()
+        ));
+    }
+    Ok(line)
+}
+
+/// The device of the tegra-bootinfo store this install initializes
+/// (docs/spec/bup-format.md §9.1), if it does.
+pub fn bootinfo_device<'a>(
+    soc: Option<Soc>,
+    layout: &Layout,
+    boot_devices: &'a [PathBuf],
+    bup: &BupSource,
+) -> Option<&'a Path> {
+    let medium = crate::bup::BootMedium::of(layout.boot.as_ref()?.kind);
+    match bup {
+        BupSource::File(_) if crate::bup::bootinfo::kept_on(soc?, medium) => {
+            boot_devices.last().map(PathBuf::as_path)
+        }
+        _ => None,
+    }
 }
 
 /// The options of the boot-partition update of this install.

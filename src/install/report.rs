@@ -266,6 +266,8 @@ pub fn plan_json(pre: &Preflight) -> serde_json::Value {
             BupSource::None => None,
         },
         "boot_devices": pre.boot_devices.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "bootinfo": super::preflight::bootinfo_device(pre.soc, &pre.layout, &pre.boot_devices, &pre.bup)
+            .map(|p| p.display().to_string()),
         "resuming": pre.resume.is_some(),
         "partitions": pre.plan.partitions,
     });

@@ -377,6 +377,7 @@ impl Run<'_> {
             request,
         ))?;
         let mut reports = s.execute_partitions(self.changes, self.events)?;
+        reports.extend(s.initialize_bootinfo(self.changes, self.events)?);
         failpoint::hit("boot-written");
         // The last chance to stop before the bootloader is switched.
         interrupt::check()?;

@@ -53,6 +53,7 @@ pub mod proxy;
 pub mod registry;
 pub mod source;
 pub mod tar;
+pub mod tftp;
 pub mod tree;
 pub mod xattr;
 

@@ -10,6 +10,7 @@
 use super::http::{HttpOptions, HttpReader, HttpStatus, NetOptions};
 use super::oci::Reference;
 use super::registry::Registry;
+use super::tftp::{TftpReader, TftpUrl};
 use crate::bytes::hex;
 use crate::events::Events;
 use anyhow::{anyhow, bail, Context, Result};
@@ -55,7 +56,7 @@ enum Kind {
     Pipe(PathBuf),
     /// `-`.
     Stdin,
-    /// `http://`, `https://` or `oci://`: can be fetched again.
+    /// `http://`, `https://`, `tftp://` or `oci://`: can be fetched again.
     Http(String),
 }
 
@@ -90,7 +91,18 @@ impl Source {
         if expected.is_none() && opts.sidecar && is_http {
             expected = fetch_sidecar(spec, opts)?;
         }
-        let (kind, reader, len): (Kind, Box<dyn Read + Send>, Option<u64>) = if spec == "-" {
+        let tftp = TftpUrl::parse(spec).transpose()?;
+        if let (None, true, Some(u)) = (&expected, opts.sidecar, &tftp) {
+            expected = tftp_sidecar(spec, u)?;
+        }
+        if spec.starts_with("scp://") || spec.starts_with("sftp://") || spec.starts_with("ssh://") {
+            bail!("{spec}: scp/ssh sources are not supported (the upgrader has no ssh client, and a password prompt cannot run unattended): copy the file onto the board first, or serve it over http(s):// or tftp://");
+        }
+        let (kind, reader, len): (Kind, Box<dyn Read + Send>, Option<u64>) = if let Some(u) = tftp {
+            let r = TftpReader::open(u, opts.net.retries, expected.is_some(), opts.events.clone())
+                .with_context(|| format!("downloading {spec}"))?;
+            (Kind::Http(spec.to_owned()), Box::new(r), None)
+        } else if spec == "-" {
             (Kind::Stdin, Box::new(io::stdin()), None)
         } else if Reference::is_oci(spec) {
             let registry = Registry::new(spec, &opts.net, &opts.events)?;
@@ -130,7 +142,7 @@ impl Source {
                 Some(p) if p.starts_with('/') => PathBuf::from(p),
                 Some(_) => bail!("{spec}: a file:// URL needs an absolute path (file:///dir/name)"),
                 None if spec.contains("://") => {
-                    bail!("{spec}: unsupported URL scheme (use a path, file://, http://, https://, oci://, oci+http:// or -)")
+                    bail!("{spec}: unsupported URL scheme (use a path, file://, http://, https://, tftp://, oci://, oci+http:// or -)")
                 }
                 None => PathBuf::from(spec),
             };
@@ -366,6 +378,20 @@ fn fetch_sidecar(url: &str, opts: &SourceOptions) -> Result<Option<([u8; 32], St
         .and_then(|u| u.rsplit('/').next())
         .unwrap_or_default();
     let hash = parse_sha256sum(&text, name)
+        .ok_or_else(|| anyhow!("{side}: no SHA-256 for {name} (expected sha256sum format)"))?;
+    Ok(Some((hash, side)))
+}
+
+/// `PATH.sha256` beside a `tftp://` URL, when the server has it.
+fn tftp_sidecar(spec: &str, url: &TftpUrl) -> Result<Option<([u8; 32], String)>> {
+    let side = format!("{spec}.sha256");
+    let Some(bytes) = super::tftp::fetch_small(&url.sidecar(), MAX_SIDECAR)
+        .with_context(|| format!("downloading {side}"))?
+    else {
+        return Ok(None);
+    };
+    let name = url.path.rsplit('/').next().unwrap_or_default();
+    let hash = parse_sha256sum(&String::from_utf8_lossy(&bytes), name)
         .ok_or_else(|| anyhow!("{side}: no SHA-256 for {name} (expected sha256sum format)"))?;
     Ok(Some((hash, side)))
 }

@@ -15,4 +15,5 @@ pub mod holders;
 pub mod mkfs;
 pub mod mount;
 pub mod rawdev;
+pub mod tftp;
 pub mod vfat;

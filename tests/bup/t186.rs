@@ -678,6 +678,11 @@ fn reinitialize_over_a_used_device_leaves_what_tegra_bootloader_update_leaves() 
     let args = ["--initialize", "--layout", layout.as_str()];
 
     let (mut want_boot, mut want_user) = fx.state();
+    // REC (docs/spec/bup-format.md §9.1): VER (boot1 sectors 8064-8127) is
+    // zeroed only up to the tegra-bootinfo store, boot1 sectors 8124-8155,
+    // which keeps its bytes.
+    let store = (4 * MIB + 8124 * 512, 32 * 512);
+    let store_before = want_boot.get(store.0, store.1 as usize).to_vec();
     let o = fx.write(&fx.payload, &args);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(
@@ -734,6 +739,8 @@ fn reinitialize_over_a_used_device_leaves_what_tegra_bootloader_update_leaves() 
     assert_eq!(names, want_names);
     want_boot.put(16351 * 512, &array);
     want_boot.put(len - 512, &header[..92]);
+    assert_ne!(store_before, vec![0; store.1 as usize]);
+    want_boot.put(store.0, &store_before);
     // Untouched: UBENV, the gaps, the rest of the BCT partition.
     let ubenv = part("UBENV");
     assert!(got_boot

@@ -358,12 +358,55 @@ fn initialize_through_the_library(b: &Board) {
     assert!(got_boot == want_boot, "boot device differs from the model");
     assert!(got_user == want_user, "user area differs from the model");
 
-    // Again: nothing written.
+    // The tegra-bootinfo store, as the installer initializes it
+    // (docs/spec/bup-format.md §9): at the end of the last boot device, off
+    // every write of the payload, and nothing but it written.
+    let (dev, loc) = s.bootinfo_location().cloned().unwrap();
+    assert_eq!(&dev, fx.boot.last().unwrap());
+    let sector = |n: u64| n * 512;
+    let want_copies = match b.kind {
+        // 32 MiB QSPI: each copy in its own 64 KiB erase block.
+        BootDeviceKind::Spi => [
+            (sector(65407), sector(65392)),
+            (sector(65279), sector(65264)),
+        ],
+        // 4 MiB boot1: just below the pseudo-GPT's last 33 sectors.
+        _ => [(sector(8155), sector(8139)), (sector(8154), sector(8124))],
+    };
+    assert_eq!(loc.copies, want_copies);
+    let name = dev.display().to_string();
+    for st in s.plan.steps.iter().chain(&s.plan.slot_metadata) {
+        if st.device == name {
+            assert_eq!(
+                loc.overlaps(st.device_offset, st.span),
+                None,
+                "{}",
+                st.label
+            );
+        }
+    }
+    let r = s.initialize_bootinfo(&changes, &events).unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].action, sysinstall::bup::exec::StepAction::Write);
+    let (got_boot, _) = fx.state();
+    let dev_start: u64 = b.sizes[..b.sizes.len() - 1].iter().sum();
+    for (i, (base, ext)) in loc.copies.into_iter().enumerate() {
+        let mut copy = got_boot.get(dev_start + base, 512).to_vec();
+        copy.extend_from_slice(&got_boot.get(dev_start + ext, 15 * 512));
+        let st = sysinstall::bup::bootinfo::decode(&copy).unwrap();
+        assert_eq!((st.sernum, st.flags, st.failed_boots), (i as u8 + 1, 0, 0));
+        want_boot.put(dev_start + base, &copy[..512]);
+        want_boot.put(dev_start + ext, &copy[512..]);
+    }
+    assert!(got_boot == want_boot, "more than the store changed");
+
+    // Again: nothing written, the store included.
     let changes = Changes::new();
     let mut s = update::prepare(&opts).unwrap();
     let r = s.execute_partitions(&changes, &events).unwrap();
+    let bi = s.initialize_bootinfo(&changes, &events).unwrap();
     s.commit_slot_metadata(&changes, &events).unwrap();
-    assert!(!changes.any(), "{r:?}");
+    assert!(!changes.any(), "{r:?} {bi:?}");
 }
 
 #[test]

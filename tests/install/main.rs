@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bootinfo;
 mod console;
 mod golden;
 mod interrupt;

@@ -4,6 +4,7 @@
 
 use crate::support::http::FileServer;
 use crate::support::rig::{hash_allocated, make_bup, make_rootfs, Rig};
+use crate::support::tftp::TftpServer;
 use crate::support::{output, require_root, stderr, stdout};
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -179,6 +180,48 @@ fn a_url_is_checked_for_this_board_before_the_disk_is_touched() {
     assert!(
         err.contains(&format!("Rootfs:   {}: zstd", server.url)),
         "the URL is read in the preflight: {err}"
+    );
+    rig.verify_initial(&rig.rootfs);
+}
+
+/// `tftp://` for the rootfs and the data tarball (busybox tftp against the
+/// test server): the payload inside is checked for this board in the
+/// preflight, which reads the file through once, then the install reads it
+/// again.
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn tftp_sources_are_read_through_in_the_preflight_then_installed() {
+    require_root(TOOLS);
+    crate::support::require_tools(&["busybox"]);
+    let rig = Rig::new();
+    let srv = tempfile::tempdir().unwrap();
+    std::fs::copy(&rig.rootfs, srv.path().join("rootfs.tar.zst")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "from-tftp.txt", &b"hello"[..])
+        .unwrap();
+    std::fs::write(srv.path().join("data.tar"), b.into_inner().unwrap()).unwrap();
+    let server = TftpServer::start(srv.path(), &[]);
+    let (rootfs, data) = (server.url("rootfs.tar.zst"), server.url("data.tar"));
+    let before = rig.state();
+    let o = output(
+        rig.install_cmd_as("2888-400-0001-D.0-1-2-jetson-agx-xavier-devkit-mmcblk0p1")
+            .arg(&rootfs)
+            .arg(&data),
+    );
+    assert_refused(&o, "missing entries");
+    assert_eq!(rig.state(), before);
+
+    let o = output(rig.install_cmd().arg(&rootfs).arg(&data));
+    assert_passed(&o);
+    let err = stderr(&o);
+    assert!(err.contains(&format!("Rootfs:   {rootfs}: zstd")), "{err}");
+    assert!(
+        err.contains(&format!("then {data} unpacked into it")),
+        "{err}"
     );
     rig.verify_initial(&rig.rootfs);
 }

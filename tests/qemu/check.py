@@ -367,6 +367,17 @@ class BootArea:
     def has(self, name):
         return name in self.boot or name in user_parts(self.user)
 
+    def bootinfo_in(self, name):
+        """The part of a boot partition that the tegra-bootinfo store takes
+        (docs/spec/bup-format.md §9.1: boot1's sectors N-68 .. N-37 on
+        T186/T194 eMMC), relative to the partition, or None."""
+        p = self.boot.get(name)
+        end = len(self.boot_bytes)
+        lo, hi = end - 68 * SECTOR, end - 36 * SECTOR
+        if p is None or p["offset"] + p["size"] <= lo or p["offset"] >= hi:
+            return None
+        return (max(lo - p["offset"], 0), min(hi, p["offset"] + p["size"]) - p["offset"])
+
 
 # T18x BR-BCT copies (docs/spec/bup-format.md §4.6): block 0 slot 1, block 1 slot 0, block 0 slot 0.
 BCT_BLOCK = 16384
@@ -385,10 +396,16 @@ SMD_GOLDEN = {
 }
 
 
-def holds(data, length, sha, name, zero_tail=True):
-    """The partition starts with the image and (REF erases first) is zero after it."""
+def holds(data, length, sha, name, zero_tail=True, store=None):
+    """The partition starts with the image and (REF erases first) is zero after it,
+    but for the tegra-bootinfo store (`store`: a range in it), which must lie
+    after the image."""
     if data is None:
         return f"{name}: not in the layout"
+    if store is not None:
+        if store[0] < length:
+            return f"{name}: the image runs into the tegra-bootinfo store at {store[0]}"
+        data = data[:store[0]] + bytes(store[1] - store[0]) + data[store[1]:]
     if len(data) < length:
         return f"{name}: {len(data)} bytes, image {length}"
     if hashlib.sha256(data[:length]).hexdigest() != sha:
@@ -427,7 +444,7 @@ def cmd_boot(a):
                                          want["sha256"], f"BCT@{off}", zero_tail=False))]
                 report(not errs, f"BCT: three copies at {slot}, {BCT_BLOCK}, 0", "; ".join(errs))
                 continue
-            err = holds(data, want["length"], want["sha256"], name)
+            err = holds(data, want["length"], want["sha256"], name, store=area.bootinfo_in(name))
             report(err is None, f"{name}: holds the payload's {part} "
                    f"({'new' if want is e else 'old'}, {want['length']} bytes)", err or "")
     if a.smd:

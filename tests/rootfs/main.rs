@@ -16,3 +16,4 @@ mod mkfs;
 mod net;
 mod scan;
 mod sources;
+mod tftp;

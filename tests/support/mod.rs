@@ -22,6 +22,7 @@ pub mod disk;
 pub mod hostile;
 pub mod http;
 pub mod net;
+pub mod tftp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -304,6 +304,19 @@ fn bup_seeds(dir: &Path) {
         s.extend_from_slice(b"NV3\n# R32 , REVISION: 7.2\nBOARDID=3310 BOARDSKU=1000 FAB=B01\nBYTES:74 CHECKSUM:1234567890\n");
         write(dir, "smd_ver", "smd-v3", &s);
     }
+    {
+        use sysinstall::bup::bootinfo::{encode, Store};
+        let store = Store {
+            version: 3,
+            flags: 1,
+            failed_boots: 2,
+            sernum: 7,
+            vars: vec![(b"machine_id".to_vec(), b"0123456789abcdef".to_vec())],
+        };
+        if let Ok(b) = encode(&store) {
+            write(dir, "bootinfo", "v3-machine-id", &b);
+        }
+    }
 }
 
 /// Capsules around a V2 seed and a small T234 (V3) payload: signed, unsigned
