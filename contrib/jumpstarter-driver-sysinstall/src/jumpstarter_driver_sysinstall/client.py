@@ -130,31 +130,42 @@ class SysinstallFlasherClient(CompositeClient):
                 sys.stderr.flush()
 
         started = time.monotonic()
+        # Raised after the serial stream is closed: from inside, its task group
+        # would wrap the error in an ExceptionGroup.
+        error: Exception | None = None
         with self.children["serial"].pexpect() as spawn:
             console = Console(PexpectTransport(spawn), prompt=settings["prompt"], logger=self.logger,
                               debug=debug)
-            attempt = 0
-            last: Exception | None = None
-            while True:
-                try:
-                    if power != "none" and (attempt == 0 or isinstance(last, ConsoleError)):
-                        self._power(power)
-                    result = self._attempt(console, settings, command, events, cacert, bearer_token)
-                    break
-                except (SysinstallError, ConsoleError) as e:
-                    last = e
-                    again = (e.retryable if isinstance(e, SysinstallError) else power != "none")
-                    if not again or attempt >= retries:
-                        raise
-                    attempt += 1
-                    self.logger.warning("attempt %d failed (%s); trying again (%d of %d)", attempt, e,
-                                        attempt, retries)
-                    time.sleep(min(2 ** attempt, 30))
-            result.attempts = attempt + 1
-            result.seconds = time.monotonic() - started
-            self._after(console, after)
+            try:
+                result = self._attempts(console, settings, command, events, cacert, bearer_token, power, retries)
+                result.seconds = time.monotonic() - started
+                self._after(console, after)
+            except (SysinstallError, ConsoleError, EOFError) as e:
+                error = e
+        if error is not None:
+            raise error
         self.logger.info("install finished in %.0fs: exit %d", result.seconds, result.exit_code)
         return result
+
+    def _attempts(self, console: Console, settings: dict[str, Any], command: str, events: str,
+                  cacert: str | None, bearer_token: str | None, power: str, retries: int) -> InstallResult:
+        attempt = 0
+        last: Exception | None = None
+        while True:
+            try:
+                if power != "none" and (attempt == 0 or isinstance(last, ConsoleError)):
+                    self._power(power)
+                result = self._attempt(console, settings, command, events, cacert, bearer_token)
+                result.attempts = attempt + 1
+                return result
+            except (SysinstallError, ConsoleError) as e:
+                last = e
+                again = e.retryable if isinstance(e, SysinstallError) else power != "none"
+                if not again or attempt >= retries:
+                    raise
+                attempt += 1
+                self.logger.warning("attempt %d failed (%s); trying again (%d of %d)", attempt, e, attempt, retries)
+                time.sleep(min(2 ** attempt, 30))
 
     def _power(self, mode: str) -> None:
         power = self.children["power"]
