@@ -112,6 +112,8 @@ class FakeBoard:
             return self._command(self.files[words[1]].strip())
         if words == ["true"]:
             return b"", 0
+        if words == ["date", "+%s"]:
+            return f"{self.clock_set}\r\n".encode(), 0
         if words[:2] == ["date", "-s"]:
             self.clock_set = int(words[2].lstrip("@"))
             return b"", 0

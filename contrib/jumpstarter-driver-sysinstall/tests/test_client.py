@@ -68,7 +68,7 @@ def test_flash_through_serve_sets_the_clock_and_returns_the_summary(tmp_path):
     assert board.files["/run/sysinstall/lab/ca.pem"] == ca.read_text()
     assert "/run/sysinstall/lab/bearer" not in board.files   # removed after the run
     run = [c for c in board.commands if c.startswith("sysinstall install")]
-    assert run == ["sysinstall install --yes --events console --rootfs-sha256 " + "ab" * 32 +
+    assert run == ["sysinstall install --yes --events console --progress none --rootfs-sha256 " + "ab" * 32 +
                    " --header 'X-A: 1' --bearer-file /run/sysinstall/lab/bearer"
                    " --cacert /run/sysinstall/lab/ca.pem https://h/rootfs.tar.zst"]
 

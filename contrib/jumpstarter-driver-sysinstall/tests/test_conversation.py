@@ -72,7 +72,7 @@ def test_install_success_gives_the_summary_and_logs_progress(caplog):
     r = upgrader_install(console(board), install_command(["/installer/image.tar.zst"]), events="console",
                          timeout=60, idle=30, logger=log)
     assert r.exit_code == 0 and r.summary["result"] == "pass" and r.framed and r.dropped == 0
-    assert r.events == 5
+    assert r.events == 5 and r.lost == 0
     text = caplog.text
     assert "plan: mode initial on /dev/mmcblk0" in text
     assert "unpack APP, APP_b: 50% (0.0 MiB of 0.0 MiB, 1.0 MB/s)" in text
@@ -93,7 +93,7 @@ def test_a_mangled_summary_line_is_read_back_from_the_summary_file(caplog):
     board = FakeBoard(boot_reads=0, mangle_summary=True, summary_file=frame(summary) + "\n")
     r = upgrader_install(console(board), install_command(["x"]), events="console", timeout=60, idle=30,
                          logger=log)
-    assert r.summary == summary and r.dropped == 1
+    assert r.summary == summary and r.dropped == 1 and r.lost == 0   # the summary is the last event
     assert "cat /run/sysinstall/summary 2>/dev/null" in board.commands
     assert "read /run/sysinstall/summary instead" in caplog.text
 
@@ -117,6 +117,20 @@ def test_the_install_command_quotes_every_argument():
     cmd = install_command(["https://h/r.tar.zst", "/installer/data.tar.gz"], checksum="ab" * 32,
                           headers={"X-Token": "a b'c"}, cacert="/run/ca.pem", insecure_tls=True,
                           extra_args=["--mode", "update"], bearer_file="/run/b")
-    assert cmd == ("sysinstall install --yes --events console --rootfs-sha256 " + "ab" * 32 +
+    assert cmd == ("sysinstall install --yes --events console --progress none --rootfs-sha256 " + "ab" * 32 +
                    " --header 'X-Token: a b'\"'\"'c' --bearer-file /run/b --cacert /run/ca.pem --insecure-tls"
                    " --mode update https://h/r.tar.zst /installer/data.tar.gz")
+
+
+def test_events_missing_from_the_sequence_are_counted():
+    events = events_ok()
+    board = FakeBoard(boot_reads=0, runs=[(events[:1] + events[3:], 0)])
+    r = upgrader_install(console(board), install_command(["x"]), events="console", timeout=60, idle=30,
+                         logger=log)
+    assert r.lost == 2 and r.exit_code == 0
+
+
+def test_progress_none_unless_the_caller_chose_a_progress():
+    assert "--progress none" in install_command(["x"])
+    cmd = install_command(["x"], extra_args=["--progress", "plain"])
+    assert "--progress none" not in cmd and cmd.count("--progress") == 1

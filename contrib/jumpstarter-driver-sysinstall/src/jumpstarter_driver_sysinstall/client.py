@@ -183,6 +183,10 @@ class SysinstallFlasherClient(CompositeClient):
         console.check("true")   # in step with the shell: everything before it is consumed
         epoch = int(round(self.call("exporter_time")))
         console.check(f"date -s @{epoch} >/dev/null")
+        board = console.check("date +%s").decode(errors="replace").split()
+        exporter = self.call("exporter_time")
+        if not board or not board[-1].isdigit() or abs(int(board[-1]) - exporter) > 5:
+            raise ConsoleError(f"the board's clock reads {' '.join(board)!r} after date -s @{epoch}")
         self.logger.info("board clock set to the exporter's: %s",
                          time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch)))
         if cacert:

@@ -170,6 +170,10 @@ def install_command(sources: list[str], *, events: str = "console", checksum: st
                     bearer_file: str | None = None, program: str = "sysinstall") -> str:
     """The shell command line of one unattended install (quoted for the shell)."""
     argv = [program, "install", "--yes", "--events", events]
+    # The events carry the progress; sysinstall's own plain progress lines on
+    # stderr would share the console with them (and, unframed, break them up).
+    if not any(a == "--progress" or a.startswith("--progress=") for a in extra_args or []):
+        argv += ["--progress", "none"]
     if checksum:
         argv += ["--rootfs-sha256", checksum]
     for name, value in (headers or {}).items():
@@ -208,12 +212,13 @@ def upgrader_install(console: Console, command: str, *, events: str, timeout: fl
             for event in EventParser(mode="auto").parse_lines(out.split(b"\n")):
                 if event.get("kind") == "summary":
                     summary = event
-    if parser.dropped:
-        logger.warning("%d event line(s) broken up by other console output were dropped", parser.dropped)
+    if parser.dropped or progress.lost:
+        logger.warning("%d event line(s) broken up by other console output were dropped; %d event(s) "
+                       "missing from the sequence", parser.dropped, progress.lost)
     code, error = outcome(summary, rc, progress.failure)
     if summary is not None and rc != code:
         logger.warning("the shell saw exit status %d, the summary says %d", rc, code)
     if error is not None:
         raise error
-    return InstallResult(exit_code=code, summary=summary, events=progress.count, dropped=parser.dropped,
+    return InstallResult(exit_code=code, summary=summary, events=progress.count, dropped=parser.dropped, lost=progress.lost,
                          framed=parser.framed_seen, seconds=time.monotonic() - started)

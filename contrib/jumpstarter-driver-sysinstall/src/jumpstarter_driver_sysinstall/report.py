@@ -37,13 +37,14 @@ class InstallResult:
     summary: dict[str, Any] | None
     events: int = 0
     dropped: int = 0
+    lost: int = 0
     framed: bool = False
     attempts: int = 1
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"exit": self.exit_code, "summary": self.summary, "events": self.events,
-                "dropped": self.dropped, "framed": self.framed, "attempts": self.attempts,
+                "dropped": self.dropped, "lost": self.lost, "framed": self.framed, "attempts": self.attempts,
                 "seconds": round(self.seconds, 1)}
 
 
@@ -62,10 +63,18 @@ class ProgressLog:
     summary: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
     count: int = 0
+    lost: int = 0
+    """events missing from the ``seq`` numbering (lines the console mangled)"""
+    _seq: int | None = field(default=None, repr=False)
     _last: tuple[float, int] = field(default=(0.0, -1), repr=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.count += 1
+        seq = event.get("seq")
+        if isinstance(seq, int):
+            if self._seq is not None and seq > self._seq + 1:
+                self.lost += seq - self._seq - 1
+            self._seq = seq
         kind = event.get("kind", event.get("event"))
         step = event.get("step") or event.get("phase") or ""
         log = self.logger
