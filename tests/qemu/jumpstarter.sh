@@ -14,7 +14,9 @@
 #      child is Jumpstarter's PySerial driver on that socket and whose power
 #      child is Jumpstarter's MockPower (qemu has no power switch we drive: the
 #      guest is already on; the mock is switched "on" to exercise the path);
-#   4. `jmp shell --exporter-config FILE -- j board flash /installer/image.tar.zst
+#   4. first a source that does not exist (j must exit 3 with input_missing in
+#      its JSON, no retry), then
+#      `jmp shell --exporter-config FILE -- j board flash /installer/image.tar.zst
 #      --checksum-file ... -O '--layout ... --bup ... --config ... --tnspec ...'
 #      --after poweroff`: the client waits for the prompt, sets the guest's
 #      clock from the exporter's, runs sysinstall with --events console (or
@@ -156,18 +158,46 @@ export:
         type: jumpstarter_driver_power.driver.MockPower
 EOF
 
-# --- 4. the install through the driver ------------------------------------------------
+# --- 4. a refused install, then the install, through the driver --------------------------
+export PATH=$js_venv/bin:$PATH
+# jflash NAME ARGS...: `j board flash ARGS` in Jumpstarter's local mode, its
+# stdout/stderr in $work/NAME.out/.err; returns j's exit status. (jmp shell
+# --exporter-config of 0.9 exits 0 whatever its command did, so the status
+# is written to a file from inside the shell. Jumpstarter logs through rich
+# on stdout: wide lines; the result is the last line that is a JSON object.)
+jflash() {
+    local name=$1
+    shift
+    rm -f "$work/$name.rc"
+    COLUMNS=250 timeout -s KILL "$timeout_s" jmp shell --exporter-config "$work/exporter.yaml" -- \
+        sh -c 'j board flash "$@"; echo $? >"$0"' "$work/$name.rc" "$@" \
+        >"$work/$name.out" 2>"$work/$name.err" || true
+    [ -s "$work/$name.rc" ] || { echo "   $name: jmp shell left no exit status (killed at ${timeout_s}s?)"; return 125; }
+    return "$(cat "$work/$name.rc")"
+}
+# A source that does not exist: sysinstall refuses it in the preflight (exit 3,
+# input_missing, the disk untouched); j must exit 3 and print that.
+echo "== jumpstarter: j board flash of a missing source (must fail with exit 3)"
+t=$(now)
+rc=0
+jflash missing /installer/missing.tar.zst --retries 2 \
+    -O "--layout /installer/layout.xml --bup /installer/bl_update_payload --tnspec $tnspec" || rc=$?
+timings+=("jmp-missing $(since "$t")")
+grep '^{"exit"' "$work/missing.out" | tail -n 1 >"$work/missing.json" || true
+echo "   j board flash exited with status $rc after $(since "$t") s: $(cut -c1-200 "$work/missing.json")"
+check "missing source: j board flash exited 3 (sysinstall's status)" test "$rc" = 3
+check "missing source: the JSON names input_missing, not retryable, exit 3, and the reason" \
+    python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); sys.exit(0 if r["exit"] == 3 and r["code"] == "input_missing" and r["retryable"] is False and "missing.tar.zst" in r["reason"] and r["summary"]["result"] == "fail" else 1)' \
+    "$work/missing.json"
+check "missing source: no retry of a failure that is not retryable" \
+    test "$(grep -c 'running: sysinstall install' "$work/missing.out")" = 1
+
 echo "== jumpstarter: jmp shell --exporter-config ... -- j board flash ..."
 t=$(now)
 rc=0
-export PATH=$js_venv/bin:$PATH
-# (Jumpstarter logs through rich on stdout: wide lines, and the result is
-# the last line that is a JSON object.)
-COLUMNS=250 timeout -s KILL "$timeout_s" jmp shell --exporter-config "$work/exporter.yaml" -- \
-    j board flash /installer/image.tar.zst --checksum-file "$work/rootfs.sha256" --retries 0 --after poweroff \
+jflash flash /installer/image.tar.zst --checksum-file "$work/rootfs.sha256" --retries 0 --after poweroff \
     -O "--layout /installer/layout.xml --bup /installer/bl_update_payload" \
-    -O "--config /installer/sysinstall.conf --tnspec $tnspec" \
-    >"$work/flash.out" 2>"$work/flash.err" || rc=$?
+    -O "--config /installer/sysinstall.conf --tnspec $tnspec" || rc=$?
 timings+=("jmp-flash $(since "$t")")
 grep '^{"exit"' "$work/flash.out" | tail -n 1 >"$work/flash.json" || true
 grep -v '^{"exit"' "$work/flash.out" | cat - "$work/flash.err" >"$work/flash.log"

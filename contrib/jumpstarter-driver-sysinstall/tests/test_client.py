@@ -82,3 +82,17 @@ def test_a_retryable_failure_is_run_again_and_a_final_one_raises():
         with pytest.raises(SysinstallError) as e:
             client.flash("/installer/image.tar.zst", retries=3, power="none")
     assert "checksum_mismatch" in str(e.value) and "exit 3" in str(e.value)
+
+
+def test_the_cli_prints_the_result_and_exits_with_sysinstalls_status():
+    from click.testing import CliRunner
+
+    board = FakeBoard(boot_reads=0, runs=[(events_fail("input_missing", False, 3), 3), (events_ok(), 0)])
+    with PtyBoard(board) as b, serve(flasher(b.path, power_mode="none")) as client:
+        # as `j` runs it: standalone_mode=False, the exit status is the return value
+        assert client.cli()(["flash", "/installer/missing.tar.zst"], standalone_mode=False) == 3
+        ok = CliRunner().invoke(client.cli(), ["flash", "/installer/image.tar.zst", "-O", "--mode initial"])
+    assert ok.exit_code == 0, ok.output
+    assert '"exit": 0' in ok.output.splitlines()[-1]
+    installs = [c for c in board.commands if c.startswith("sysinstall install")]
+    assert installs[-1].endswith("--mode initial /installer/image.tar.zst")

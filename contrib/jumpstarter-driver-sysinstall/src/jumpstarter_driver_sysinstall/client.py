@@ -253,7 +253,10 @@ class SysinstallFlasherClient(CompositeClient):
                 click.echo(json.dumps({"exit": e.exit_code, "code": e.code, "reason": e.reason,
                                        "retryable": e.retryable, "summary": e.summary}))
                 click.echo(str(e), err=True)
-                sys.exit(e.exit_code if isinstance(e.exit_code, int) and 0 < e.exit_code < 256 else 1)
+                # click's Exit: `j` runs the CLI with standalone_mode=False and exits with this code.
+                raise click.exceptions.Exit(
+                    e.exit_code if isinstance(e.exit_code, int) and 0 < e.exit_code < 256 else 1
+                ) from None
             except (ConsoleError, ValueError) as e:
                 raise click.ClickException(str(e)) from e
             click.echo(json.dumps(result.as_dict()))
