@@ -3,9 +3,11 @@
 # running: formatting, lints, the dependency checks, the unit and integration
 # tests with the root tier on (loop devices, mkfs, mounts), the static builds
 # with their size budget, the Yocto lint, the real-kernel tiers under qemu (the
-# SD card tier, tests/qemu/run.sh, and the UEFI/NVMe tier, tests/qemu/uefi.sh)
-# and every fuzz target for a bounded time. Needs root.
-#   SYSINSTALL_TEST_QEMU=0       leave both qemu tiers out (about 5 + 4 minutes)
+# SD card tier, tests/qemu/run.sh, the UEFI/NVMe tier, tests/qemu/uefi.sh, and
+# the Jumpstarter tier, tests/qemu/jumpstarter.sh: the driver in contrib/, its
+# unit tests and one install through it) and every fuzz target for a bounded
+# time. Needs root.
+#   SYSINSTALL_TEST_QEMU=0       leave the qemu tiers out (about 5 + 4 + 4 minutes)
 #   SYSINSTALL_FUZZ_SECONDS=N    seconds per fuzz target (default 30; 0 leaves it out)
 # A tier left out is named in the summary at the end.
 set -euo pipefail
@@ -46,12 +48,13 @@ fi
 
 step "static builds"; bash scripts/build-static.sh --no-setup
 step "yocto lint"; bash yocto/scripts/oelint.sh
-# The qemu tiers (the SD card one, then the UEFI/NVMe one), each counted by
-# its last line, "NAME: N passed, M failed"; both run even when the first
-# fails, and any failure fails the run.
+# The qemu tiers (the SD card one, the UEFI/NVMe one, the Jumpstarter one),
+# each counted by its last line, "NAME: N passed, M failed"; all run even when
+# one fails, and any failure fails the run.
 if [ "${SYSINSTALL_TEST_QEMU:-1}" != 0 ]; then
     qemu_failed=0
-    for tier in "qemu tier:tests/qemu/run.sh" "qemu UEFI tier:tests/qemu/uefi.sh"; do
+    for tier in "qemu tier:tests/qemu/run.sh" "qemu UEFI tier:tests/qemu/uefi.sh" \
+            "qemu Jumpstarter tier:tests/qemu/jumpstarter.sh"; do
         step "${tier%%:*}"
         started=$SECONDS
         rc=0
@@ -66,7 +69,7 @@ if [ "${SYSINSTALL_TEST_QEMU:-1}" != 0 ]; then
         exit 1
     fi
 else
-    summary+=("qemu tiers (SD card, UEFI): LEFT OUT (SYSINSTALL_TEST_QEMU=0)")
+    summary+=("qemu tiers (SD card, UEFI, Jumpstarter): LEFT OUT (SYSINSTALL_TEST_QEMU=0)")
 fi
 if [ "${SYSINSTALL_FUZZ_SECONDS:-30}" != 0 ]; then
     step fuzz; bash fuzz/run.sh "${SYSINSTALL_FUZZ_SECONDS:-30}"

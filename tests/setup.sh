@@ -48,6 +48,23 @@ if ! "$virtfw_venv/bin/virt-fw-vars" --help >/dev/null 2>&1; then
     "$virtfw_venv/bin/pip" install -q --disable-pip-version-check "virt-firmware==26.10"
 fi
 
+# Jumpstarter 0.9 from PyPI for the Jumpstarter driver in contrib/ (its unit
+# tests, and the qemu tier that drives an install through it,
+# tests/qemu/jumpstarter.sh; SYSINSTALL_JUMPSTARTER_VENV overrides the place).
+# The driver itself is not installed: the tests put its source on PYTHONPATH.
+js_venv=${SYSINSTALL_JUMPSTARTER_VENV:-${SYSINSTALL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sysinstall}/jumpstarter-venv}
+js_pkgs=(jumpstarter==0.9.0 jumpstarter-cli==0.9.0 jumpstarter-driver-composite==0.9.0
+         jumpstarter-driver-pyserial==0.9.0 jumpstarter-driver-power==0.9.0 pytest==9.2.0)
+if ! "$js_venv/bin/python" -c 'import jumpstarter_driver_pyserial, jumpstarter_driver_power, pytest' 2>/dev/null ||
+   ! [ -x "$js_venv/bin/jmp" ]; then
+    echo "setup: installing Jumpstarter 0.9 into $js_venv"
+    python3 -m venv "$js_venv"
+    if ! "$js_venv/bin/pip" install -q --disable-pip-version-check "${js_pkgs[@]}"; then
+        echo "setup: cannot install ${js_pkgs[*]} from PyPI into $js_venv (is PyPI reachable? pip's error is above)" >&2
+        exit 1
+    fi
+fi
+
 if command -v rustup >/dev/null; then
     installed=$(rustup component list --installed 2>/dev/null)
     grep -q '^clippy' <<<"$installed" || rustup component add clippy

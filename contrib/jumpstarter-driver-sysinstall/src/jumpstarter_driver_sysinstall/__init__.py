@@ -1,0 +1,1 @@
+"""Jumpstarter driver and client for Jetson boards running the sysinstall upgrader."""
