@@ -30,10 +30,13 @@ pub const ZERO_ALIGN: u64 = 512;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece<'a> {
     /// Bytes to write at `offset`.
+    #[allow(missing_docs)]
     Data { offset: u64, bytes: &'a [u8] },
     /// Zeros: written as a zero-out (discard where the device can).
+    #[allow(missing_docs)]
     Zero { offset: u64, len: u64 },
     /// "Don't care" (a sparse image's holes): nothing is written.
+    #[allow(missing_docs)]
     Skip { offset: u64, len: u64 },
 }
 
@@ -283,7 +286,7 @@ pub trait Target {
     /// Its name in messages.
     fn name(&self) -> String;
     /// Its size in bytes.
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     /// Writes `buf` at `offset`.
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Makes `len` bytes at `offset` read as zeros (aligned to [`ZERO_ALIGN`]).
@@ -363,10 +366,10 @@ impl Sink for Writer<'_, '_> {
 
 fn fits(t: &dyn Target, end: u64) -> Result<()> {
     anyhow::ensure!(
-        end <= t.len(),
+        end <= t.size(),
         "the image is larger than {} ({} bytes)",
         t.name(),
-        t.len()
+        t.size()
     );
     Ok(())
 }

@@ -1,3 +1,5 @@
+#![allow(clippy::indexing_slicing)]
+
 use super::*;
 
 /// A target in memory; `zero` records how it was asked.
@@ -19,7 +21,7 @@ impl Target for Mem {
     fn name(&self) -> String {
         "mem".into()
     }
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
