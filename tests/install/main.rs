@@ -9,6 +9,7 @@
 mod support;
 
 mod golden;
+mod images;
 mod interrupt;
 mod loop_device;
 mod refusals;
