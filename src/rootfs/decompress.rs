@@ -284,7 +284,7 @@ mod tests {
 
     fn compress(format: Compression, data: &[u8]) -> Vec<u8> {
         match format {
-            Compression::Tar => data.to_vec(),
+            Compression::Tar | Compression::None => data.to_vec(),
             Compression::Zstd => zstd::encode_all(data, 3).unwrap(),
             Compression::Gzip => {
                 let mut e =
@@ -394,5 +394,26 @@ mod tests {
             detect(&[0x50, 0x2a, 0x4d, 0x18]).unwrap(),
             Compression::Zstd
         );
+    }
+
+    #[test]
+    fn an_image_decoder_passes_unknown_bytes_on_but_a_tarball_decoder_refuses_them() {
+        let image: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8 + 1).collect();
+        assert!(Decoder::new(Box::new(io::Cursor::new(image.clone()))).is_err());
+        let mut d = Decoder::any(Box::new(io::Cursor::new(image.clone()))).unwrap();
+        assert_eq!(d.format(), Compression::None);
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).unwrap();
+        assert_eq!(out, image);
+        let z = compress(Compression::Zstd, &image);
+        let mut d = Decoder::any(Box::new(io::Cursor::new(z))).unwrap();
+        assert_eq!(d.format(), Compression::Zstd);
+        out.clear();
+        d.read_to_end(&mut out).unwrap();
+        assert_eq!(out, image);
+        // lz4 stays refused by name, images too.
+        let lz4 = [0x04, 0x22, 0x4d, 0x18, 0, 0, 0, 0];
+        let e = Decoder::any(Box::new(io::Cursor::new(lz4.to_vec()))).err().unwrap();
+        assert!(e.to_string().contains("lz4"), "{e}");
     }
 }

@@ -203,10 +203,7 @@ fn bad_images_are_refused_before_anything_is_written() {
     f.set_len(logs_bytes + 4096).unwrap();
     let broken = d.join("broken.simg");
     // A sparse header whose chunks do not add up.
-    let mut b = Vec::new();
-    for v in [0xED26_FF3Au32] {
-        b.extend(v.to_le_bytes());
-    }
+    let mut b = 0xED26_FF3Au32.to_le_bytes().to_vec();
     b.extend([1u16, 0, 28, 12].iter().flat_map(|v| v.to_le_bytes()));
     b.extend([4096u32, 10, 0, 0].iter().flat_map(|v| v.to_le_bytes()));
     std::fs::write(&broken, b).unwrap();
