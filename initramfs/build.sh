@@ -5,7 +5,7 @@
 #   /bin/busybox              static busybox (Debian busybox-static), applets linked at boot;
 #                             with --busybox-applets, Debian's dynamic busybox and links for
 #                             exactly the listed applets
-#   /sbin/{mke2fs,e2fsck,tune2fs}, /usr/bin/{chattr,lsattr} from Debian's
+#   /sbin/{mke2fs,e2fsck,tune2fs,resize2fs}, /usr/bin/{chattr,lsattr} from Debian's
 #                             e2fsprogs, /sbin/{mkfs.fat,fsck.fat} (and their
 #                             .vfat names) from dosfstools, with exactly the
 #                             shared libraries their ELF NEEDED entries name
@@ -136,9 +136,10 @@ add_size busybox "$root/bin/busybox"
 # flag is the documented manual step on an Orin. mkfs.fat: the ESP of an Orin
 # user device (sysinstall runs mkfs.vfat).
 declare -A part_of=([sbin/mke2fs]=e2fsprogs [sbin/e2fsck]=e2fsprogs [sbin/tune2fs]=e2fsprogs
+                    [sbin/resize2fs]=e2fsprogs
                     [usr/bin/chattr]=e2fsprogs [usr/bin/lsattr]=e2fsprogs
                     [sbin/mkfs.fat]=dosfstools [sbin/fsck.fat]=dosfstools)
-tools=(sbin/mke2fs sbin/e2fsck sbin/tune2fs usr/bin/chattr usr/bin/lsattr sbin/mkfs.fat sbin/fsck.fat)
+tools=(sbin/mke2fs sbin/e2fsck sbin/tune2fs sbin/resize2fs usr/bin/chattr usr/bin/lsattr sbin/mkfs.fat sbin/fsck.fat)
 elves=()   # ELF files whose libraries go in (paths in the sysroot)
 for f in "${tools[@]}"; do elves+=("$sysroot/$f"); done
 declare -A unpacked=()

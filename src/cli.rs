@@ -525,6 +525,15 @@ pub struct InstallArgs {
     #[arg(long, value_name = "HEX")]
     pub rootfs_sha256: Option<String>,
 
+    /// A partition image instead of a tarball (repeatable): raw or Android
+    /// sparse, compressed or not (told from its bytes), from the same kinds
+    /// of sources as ROOTFS. APP=IMAGE fills every slot the run writes from
+    /// one stream (instead of ROOTFS); another NAME fills that partition.
+    /// Holes are not written, what is written is read back, and an ext4
+    /// filesystem smaller than its partition is grown to it.
+    #[arg(long = "image", value_name = "NAME=SOURCE")]
+    pub images: Vec<String>,
+
     /// Save DATA (or UDA) before it is re-created and restore it afterwards.
     /// The copy is held in memory: a power cut before the restore loses it.
     /// (When DATA keeps its place it is simply not touched.)

@@ -30,6 +30,7 @@
 //!   kernel update, partition nodes (the pure GPT code meets [`sys`] here).
 //! * [`bup`]: bootloader update payloads, TNSPEC matching, boot-partition writing.
 //! * [`rootfs`]: tarball sources, decompression, the tar reader, fan-out unpacking.
+//! * [`image`]: partition images (raw or Android sparse) written into slots and read back.
 //! * [`uefi`]: Orin (T234) boot firmware: capsules, UEFI variables, ESRT,
 //!   the firmware preflight rules, the variable plan and `status`.
 //! * [`install`]: the orchestration of a whole install, preflight to commit.
@@ -50,6 +51,7 @@ pub mod exit;
 pub mod failpoint;
 pub mod gpt;
 pub mod guid;
+pub mod image;
 pub mod install;
 pub mod interrupt;
 pub mod layout;

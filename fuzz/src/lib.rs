@@ -918,3 +918,61 @@ pub fn http_response(data: &[u8]) {
         assert_eq!(body.len() as u64, len.min(MAX), "a body not of its Content-Length");
     }
 }
+
+/// A partition image (`image::read`): raw or Android sparse. Its pieces
+/// account for every byte of the expanded image, and written into memory
+/// and read back it verifies.
+pub fn image(data: &[u8]) {
+    use sysinstall::image::{self, sparse, Measure, Target};
+    // A sparse header may claim terabytes of fill: keep the target small.
+    const MAX: u64 = 16 << 20;
+    if let Some(h) = data
+        .get(..sparse::FILE_HEADER_LEN)
+        .and_then(|b| <&[u8; sparse::FILE_HEADER_LEN]>::try_from(b).ok())
+        .and_then(|b| sparse::Header::parse(b).ok())
+    {
+        if h.expanded() > MAX {
+            return;
+        }
+    }
+    let Ok(shape) = image::read(&mut &data[..], &mut Measure) else {
+        return;
+    };
+    assert_eq!(shape.data + shape.zero + shape.skipped, shape.size);
+    assert_eq!(shape.head.len(), image::HEAD_LEN);
+    struct Mem(Vec<u8>);
+    impl Target for Mem {
+        fn name(&self) -> String {
+            "mem".into()
+        }
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            let o = offset as usize;
+            self.0[o..o + buf.len()].copy_from_slice(buf);
+            Ok(())
+        }
+        fn zero(&mut self, offset: u64, len: u64) -> std::io::Result<()> {
+            self.0[offset as usize..(offset + len) as usize].fill(0);
+            Ok(())
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
+            Ok(())
+        }
+    }
+    let mut m = Mem(vec![0xAA; shape.size as usize]);
+    let written = {
+        let mut t: [&mut dyn Target; 1] = [&mut m];
+        image::write(&mut &data[..], &mut t).expect("what measures also writes")
+    };
+    assert_eq!(written.shape, shape);
+    image::verify(&mut m, &written).expect("what was written reads back");
+    if shape.format == image::Format::Raw {
+        assert_eq!(m.0, data, "a raw image is itself");
+    }
+}

@@ -333,6 +333,45 @@ fn read_bearer_file(path: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(token))
 }
 
+/// `--image NAME=SOURCE`: the slots' image (`APP=`), and the others.
+#[allow(clippy::type_complexity)]
+fn split_images(a: &InstallArgs) -> anyhow::Result<(Option<String>, Vec<(String, String)>)> {
+    let mut slots = None;
+    let mut others: Vec<(String, String)> = Vec::new();
+    for spec in &a.images {
+        let Some((name, source)) = spec
+            .split_once('=')
+            .filter(|(n, s)| !n.is_empty() && !s.is_empty())
+        else {
+            return Err(UsageError(format!("--image {spec:?}: expected NAME=SOURCE")).into());
+        };
+        if name == install::images::SLOTS {
+            if a.rootfs.is_some() {
+                return Err(UsageError(format!(
+                    "--image {spec}: the slots are filled from a tarball (ROOTFS) or an image, not both"
+                ))
+                .into());
+            }
+            if slots.replace(source.to_owned()).is_some() {
+                return Err(UsageError("--image APP= is given twice".into()).into());
+            }
+        } else if name.starts_with("APP_") || others.iter().any(|(n, _)| n == name) {
+            return Err(UsageError(format!(
+                "--image {spec}: {} (APP fills every slot the run writes)",
+                if name.starts_with("APP_") {
+                    "a slot is named APP"
+                } else {
+                    "given twice"
+                }
+            ))
+            .into());
+        } else {
+            others.push((name.to_owned(), source.to_owned()));
+        }
+    }
+    Ok((slots, others))
+}
+
 /// The command line, over the site configuration, over the defaults.
 pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     let mut a = cli.clone();
@@ -340,7 +379,8 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         .map_err(report::or_code(report::FailCode::InputInvalid))?;
     let net = net_options(&a.source_opts, &|k| std::env::var(k).ok())
         .map_err(report::or_code(report::FailCode::InputInvalid))?;
-    let rootfs = match a.rootfs.clone() {
+    let (slot_image, images) = split_images(&a)?;
+    let rootfs = match slot_image.clone().or_else(|| a.rootfs.clone()) {
         Some(r) => r,
         None => first_existing(install::DEFAULT_ROOTFS)
             .map(|p| p.display().to_string())
@@ -370,6 +410,8 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     Ok(InstallOptions {
         rootfs,
         rootfs_sha256: a.rootfs_sha256.clone(),
+        slot_image: slot_image.is_some(),
+        images,
         net,
         data,
         layout,

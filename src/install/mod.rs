@@ -28,6 +28,7 @@
 
 pub mod decide;
 pub mod fit;
+pub mod images;
 pub mod install_log;
 pub mod journal;
 mod payload;
@@ -99,6 +100,10 @@ pub struct InstallOptions {
     pub rootfs: String,
     /// Expected SHA-256 of the rootfs.
     pub rootfs_sha256: Option<String>,
+    /// True when `rootfs` is a partition image for the slots (`--image APP=`).
+    pub slot_image: bool,
+    /// `--image NAME=SOURCE` for partitions other than the slots.
+    pub images: Vec<(String, String)>,
     /// How http(s) and OCI sources are fetched (every source of the run).
     pub net: crate::rootfs::http::NetOptions,
     /// Data tarball source.
@@ -297,6 +302,10 @@ pub struct Summary {
     /// Orin: each UEFI variable operation and what it found.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<String>,
+    /// Partitions other than the slots written from an image: partition →
+    /// `sha256:` of the image source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<(String, String)>,
     /// Seconds.
     pub duration: f64,
     /// What an earlier run had finished and this one kept.
@@ -318,6 +327,7 @@ impl Summary {
             boot_note: None,
             machine_id_carried: false,
             variables: Vec::new(),
+            images: Vec::new(),
             duration: 0.0,
             resumed: Vec::new(),
         }

@@ -13,7 +13,7 @@ use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
 use super::journal::{self, InstallMode, Record};
 use super::payload::{self, BupSource};
 use super::report::{self, refuse, Coded, FailCode, PayloadFinding, PreflightView, RootfsFinding};
-use super::{filesystems, fit, t234, Fs, FsRole, InstallOptions};
+use super::{filesystems, fit, images, t234, Fs, FsRole, InstallOptions};
 use crate::bup::board::{self as bboard, Slot};
 use crate::bup::update::{self, Request, UpdateOptions};
 use crate::disk;
@@ -70,6 +70,10 @@ pub struct Preflight {
     pub machine_id: Option<[u8; 16]>,
     /// DATA, saved for `--keep-data`.
     pub saved_data: Option<SavedTree>,
+    /// The slots' image, as the preflight read it (`--image APP=`).
+    pub slot_image: Option<images::Measured>,
+    /// The other partitions' images: name, source, what the preflight read.
+    pub images: Vec<(Fs, String, images::Measured)>,
     /// The report shown before the confirmation.
     pub report: String,
 }
@@ -90,6 +94,8 @@ struct RootfsCheck {
     /// A source that can be read only once, opened and not read: the
     /// unpack reads this very one (reopening a pipe would find no writer).
     stream: Option<Source>,
+    /// The slots' image (`--image APP=`), as the preflight read it.
+    image: Option<images::Measured>,
 }
 
 impl RootfsCheck {
@@ -126,16 +132,17 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         boot_mismatch: mismatch.as_deref(),
     };
     let mut decision = decide::decide(&facts, &opts.request())?;
-    check_tools()?;
+    check_tools(opts)?;
     let captures = match (orin, &opts.bup) {
         (true, _) => t234::captures(),
         (false, None) => payload::captures(),
         (false, Some(_)) => Vec::new(),
     };
     let mut rootfs = check_rootfs(opts, events, captures)?;
+    let images = check_images(opts, events, &layout, &fs, &decision)?;
     // An interrupted install of something else is not finished: decided
     // again as if there were no journal.
-    let content = content_id(opts, &layout, &rootfs.identity);
+    let content = content_id(opts, &layout, &rootfs.identity, &images);
     let resume = decide::resume(&decision, &content);
     if decision.journal.is_some() && resume.is_none() {
         let why = "the interrupted install was of another image or layout: starting over";
@@ -160,15 +167,20 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         (true, board) => orin_boot_chain(&boot, board.as_ref())?,
         (false, _) => boot_partitions(&boot)?,
     };
-    let machine_id = machine_id(
-        opts,
-        &rundir,
-        &mut disk,
-        &plan,
-        &fs,
-        &decision,
-        resume.as_ref(),
-    );
+    // An image is written byte for byte: nothing is carried into it.
+    let machine_id = (!opts.slot_image)
+        .then(|| {
+            machine_id(
+                opts,
+                &rundir,
+                &mut disk,
+                &plan,
+                &fs,
+                &decision,
+                resume.as_ref(),
+            )
+        })
+        .flatten();
     let saved_data = match decision.data {
         Some(DataHandling::SaveAndRestore) => {
             Some(save_data(opts, &rundir, &mut disk, &plan, &fs)?)
@@ -176,7 +188,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         _ => None,
     };
     check_data_tarball(opts, events, &rundir, &fs, &plan, &decision)?;
-    let report = report::preflight(&PreflightView {
+    let mut report = report::preflight(&PreflightView {
         device: &shown,
         sectors: layout.user.disk_sectors,
         layout_source: &layout.source,
@@ -193,6 +205,13 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         plan: &plan,
         resume: resume.as_ref(),
     });
+    for (f, spec, m) in &images {
+        report.push_str(&format!(
+            "\nImage:    {} from {spec}: {}",
+            f.name,
+            m.describe()
+        ));
+    }
     Ok(Preflight {
         disk,
         rundir,
@@ -211,6 +230,8 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         orin,
         machine_id,
         saved_data,
+        slot_image: rootfs.image.take(),
+        images,
         report,
     })
 }
@@ -459,8 +480,9 @@ fn boot_mismatch(
 }
 
 /// The commands the install runs are on PATH.
-fn check_tools() -> anyhow::Result<()> {
-    for t in TOOLS {
+fn check_tools(opts: &InstallOptions) -> anyhow::Result<()> {
+    let grow = (opts.slot_image || !opts.images.is_empty()).then_some("resize2fs");
+    for t in TOOLS.iter().copied().chain(grow) {
         if !tool_exists(t) {
             refuse!(
                 FailCode::ToolMissing,
@@ -486,6 +508,9 @@ fn check_rootfs(
     events: &Events,
     captures: Vec<rootfs::Capture>,
 ) -> anyhow::Result<RootfsCheck> {
+    if opts.slot_image {
+        return check_slot_image(opts, events);
+    }
     let source = Source::open(
         &opts.rootfs,
         &SourceOptions {
@@ -514,6 +539,7 @@ fn check_rootfs(
             captured: Vec::new(),
             scanned: false,
             stream: Some(source),
+            image: None,
         });
     }
     let scan = rootfs::scan(
@@ -542,7 +568,90 @@ fn check_rootfs(
         captured: scan.captured,
         scanned: true,
         stream: None,
+        image: None,
     })
+}
+
+/// The slots' image (`--image APP=`), read through once; its fit is
+/// checked against the slots with the others.
+fn check_slot_image(opts: &InstallOptions, events: &Events) -> anyhow::Result<RootfsCheck> {
+    let m = images::measure(
+        images::SLOTS,
+        &opts.rootfs,
+        opts.rootfs_sha256.clone(),
+        u64::MAX,
+        opts,
+        events,
+    )?;
+    let sha256 = m.decoded.sha256;
+    Ok(RootfsCheck {
+        finding: RootfsFinding::Image {
+            described: opts.rootfs.clone(),
+            line: m.describe(),
+        },
+        sha256: Some(sha256),
+        identity: format!("image:sha256:{}", crate::bytes::hex(&sha256)),
+        counts: None,
+        captured: Vec::new(),
+        scanned: true,
+        stream: None,
+        image: Some(m),
+    })
+}
+
+/// The other partitions' images: each names a partition of the layout
+/// that this run creates and that nothing else fills, and fits it.
+fn check_images(
+    opts: &InstallOptions,
+    events: &Events,
+    layout: &Layout,
+    fs: &[Fs],
+    decision: &Decision,
+) -> anyhow::Result<Vec<(Fs, String, images::Measured)>> {
+    let mut out = Vec::new();
+    for (name, spec) in &opts.images {
+        let Some(p) = layout.user.partitions.iter().find(|p| p.name == *name) else {
+            refuse!(
+                FailCode::InputInvalid,
+                "--image {name}={spec}: the layout has no partition {name}"
+            );
+        };
+        let target = Fs {
+            name: name.clone(),
+            number: p.number,
+            size: (p.last_lba + 1 - p.first_lba) * layout.user.sector_size,
+            role: fs
+                .iter()
+                .find(|f| f.name == *name)
+                .map_or(FsRole::Scratch, |f| f.role),
+        };
+        let is_data = target.role == FsRole::Data;
+        if is_data && (opts.keep_data || opts.data.is_some()) {
+            refuse!(
+                FailCode::InputInvalid,
+                "--image {name}={spec}: {name} is also {}",
+                if opts.keep_data {
+                    "kept (--keep-data)"
+                } else {
+                    "filled from the DATA tarball"
+                }
+            );
+        }
+        let created = decision.create.contains(name);
+        if fs.iter().any(|f| f.name == *name) && !created {
+            refuse!(
+                FailCode::ModeRefused,
+                "--image {name}={spec}: this {} install does not re-create {name}",
+                match decision.mode {
+                    InstallMode::Initial => "initial",
+                    InstallMode::Update => "update",
+                }
+            );
+        }
+        let m = images::measure(name, spec, None, target.size, opts, events)?;
+        out.push((target, spec.clone(), m));
+    }
+    Ok(out)
 }
 
 /// The rootfs against the smallest slot this run creates: the filesystem
@@ -554,14 +663,27 @@ fn check_slots_fit(
     decision: &Decision,
     rootfs: &RootfsCheck,
 ) -> anyhow::Result<()> {
-    let Some(counts) = &rootfs.counts else {
-        return Ok(());
-    };
     let smallest = fs
         .iter()
         .filter(|f| matches!(f.role, FsRole::Slot(_)) && decision.create.contains(&f.name))
         .min_by_key(|f| f.size);
     let Some(slot) = smallest else {
+        return Ok(());
+    };
+    if let Some(m) = &rootfs.image {
+        if m.shape.size > slot.size {
+            refuse!(
+                FailCode::NoSpace,
+                "--image APP={}: the image is {} bytes, slot {} holds {}",
+                opts.rootfs,
+                m.shape.size,
+                slot.name,
+                slot.size
+            );
+        }
+        return Ok(());
+    }
+    let Some(counts) = &rootfs.counts else {
         return Ok(());
     };
     let cap = capacity(opts, rundir, slot)?;
@@ -592,6 +714,13 @@ fn locate_payload(
         (Some(p), false) => Some(p.clone()),
         (None, false) => match payload::pick(&rootfs.captured, mode) {
             Some(bytes) => Some(payload::stash(rundir, &bytes)?),
+            None if rootfs.image.is_some() => refuse!(
+                FailCode::InputMissing,
+                "--image APP={}: the payload inside an image is not read before the disk is \
+                 written; give the same build's payload with --bup FILE, or --no-bootloader to \
+                 leave the boot partitions alone",
+                opts.rootfs
+            ),
             None if rootfs.scanned => refuse!(
                 FailCode::PayloadMismatch,
                 "{} has no bootloader update payload ({}) and none was given with --bup: \
@@ -902,12 +1031,22 @@ fn check_data_tarball(
 
 /// What is being installed, for the journal: the table, the rootfs, the
 /// data tarball and whether DATA is kept.
-fn content_id(opts: &InstallOptions, layout: &Layout, rootfs_identity: &str) -> [u8; 32] {
+fn content_id(
+    opts: &InstallOptions,
+    layout: &Layout,
+    rootfs_identity: &str,
+    images: &[(Fs, String, images::Measured)],
+) -> [u8; 32] {
+    let images: Vec<String> = images
+        .iter()
+        .map(|(f, _, m)| format!("{}=sha256:{}", f.name, crate::bytes::hex(&m.decoded.sha256)))
+        .collect();
     journal::content_id(&[
         &layout::render::json(&layout.user, None),
         rootfs_identity,
         opts.data.as_deref().unwrap_or(""),
         if opts.keep_data { "keep" } else { "" },
+        &images.join(" "),
     ])
 }
 

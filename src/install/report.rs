@@ -32,6 +32,13 @@ pub enum RootfsFinding {
         /// True when it matched an expected hash.
         verified: bool,
     },
+    /// A partition image for the slots (`--image APP=`), read through once.
+    Image {
+        /// The source.
+        described: String,
+        /// What reading it found.
+        line: String,
+    },
     /// A stream, read only while it is unpacked.
     Streamed {
         /// The source, described.
@@ -161,6 +168,9 @@ fn rootfs_line(r: &RootfsFinding) -> String {
                 "no checksum given"
             }
         ),
+        RootfsFinding::Image { described, line } => {
+            format!("Rootfs:   {described} into every slot written: {line}")
+        }
         RootfsFinding::Streamed { described, checked } => format!(
             "Rootfs:   {described} (streamed; {})",
             if *checked {

@@ -99,6 +99,8 @@ impl Run<'_> {
         interrupt::check()?;
         self.fill_data(&created)?;
         interrupt::check()?;
+        self.write_images()?;
+        interrupt::check()?;
         self.write_boot()?;
         failpoint::hit("committed");
         super::install_log::write(&self.pre, &self.nodes, self.summary, self.events);
@@ -150,7 +152,7 @@ impl Run<'_> {
     fn make_filesystems(&mut self) -> anyhow::Result<Vec<Fs>> {
         let mut todo = Vec::new();
         for f in &self.pre.fs {
-            if !self.pre.decision.create.contains(&f.name) {
+            if !self.pre.decision.create.contains(&f.name) || self.imaged(f) {
                 continue;
             }
             // A slot of a rootfs that cannot be identified before it is read
@@ -198,9 +200,78 @@ impl Run<'_> {
         Ok(todo)
     }
 
+    /// True when an image fills `f` (it gets no mkfs).
+    fn imaged(&self, f: &Fs) -> bool {
+        match f.role {
+            FsRole::Slot(_) => self.pre.slot_image.is_some(),
+            _ => self.pre.images.iter().any(|(i, _, _)| i.name == f.name),
+        }
+    }
+
+    /// The slots' image into every slot this run writes, from one stream,
+    /// read back. A re-run after an interruption writes it again.
+    fn write_slot_image(&mut self) -> anyhow::Result<()> {
+        let Some(m) = &self.pre.slot_image else {
+            return Ok(());
+        };
+        let slots: Vec<&Fs> = self
+            .pre
+            .fs
+            .iter()
+            .filter(|f| {
+                matches!(f.role, FsRole::Slot(_)) && self.pre.decision.create.contains(&f.name)
+            })
+            .collect();
+        let names: Vec<&str> = slots.iter().map(|f| f.name.as_str()).collect();
+        let nodes: Vec<PathBuf> = slots.iter().map(|f| self.node_of(f)).collect();
+        self.events.step_start(
+            Phase::Unpack,
+            &format!("image into {}", names.join(", ")),
+            names.first().copied(),
+        );
+        self.changes.mark();
+        super::images::write(&self.opts.rootfs, m, &nodes, self.opts, self.events)
+            .with_context(|| format!("writing {} into {}", self.opts.rootfs, names.join(", ")))?;
+        self.events.step_end(Verdict::Ok);
+        failpoint::hit("unpacked");
+        let sha = crate::bytes::hex(&m.decoded.sha256);
+        self.summary.rootfs_sha256 = Some(sha.clone());
+        for n in names {
+            self.summary
+                .slots
+                .push((n.to_owned(), format!("sha256:{sha}")));
+        }
+        self.record.stream_sha256 = Some(m.decoded.sha256);
+        self.store_journal(true)
+    }
+
+    /// The other partitions' images (`--image NAME=`), each read back.
+    fn write_images(&mut self) -> anyhow::Result<()> {
+        for (f, spec, m) in &self.pre.images {
+            interrupt::check()?;
+            self.events.step_start(
+                Phase::Data,
+                &format!("image into {}", f.name),
+                Some(&f.name),
+            );
+            self.changes.mark();
+            super::images::write(spec, m, &[self.node_of(f)], self.opts, self.events)
+                .with_context(|| format!("writing {spec} into {}", f.name))?;
+            self.events.step_end(Verdict::Ok);
+            self.summary.images.push((
+                f.name.clone(),
+                format!("sha256:{}", crate::bytes::hex(&m.decoded.sha256)),
+            ));
+        }
+        Ok(())
+    }
+
     /// Both slots (or the one an update writes) from one stream; then each
     /// is unmounted, checked and marked finished.
     fn unpack_slots(&mut self, created: &[Fs]) -> anyhow::Result<()> {
+        if self.pre.slot_image.is_some() {
+            return self.write_slot_image();
+        }
         let slots: Vec<&Fs> = created
             .iter()
             .filter(|f| matches!(f.role, FsRole::Slot(_)))

@@ -36,6 +36,8 @@ pub enum Compression {
     Bzip2,
     /// Uncompressed tar.
     Tar,
+    /// Uncompressed bytes of any other kind (a partition image).
+    None,
 }
 
 impl fmt::Display for Compression {
@@ -46,16 +48,19 @@ impl fmt::Display for Compression {
             Compression::Xz => "xz",
             Compression::Bzip2 => "bzip2",
             Compression::Tar => "tar",
+            Compression::None => "none",
         })
     }
 }
+
+/// The lz4 frame magic (recognised only to say it is not supported).
+const LZ4: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
 /// Recognises the format from the first bytes of a stream.
 pub fn detect(head: &[u8]) -> Result<Compression> {
     const ZSTD: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
     const GZIP: [u8; 2] = [0x1f, 0x8b];
     const XZ: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
-    const LZ4: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
     let zstd_skippable =
         |h: &[u8]| matches!(h.get(..4), Some([b0, 0x2a, 0x4d, 0x18]) if b0 & 0xf0 == 0x50);
     if head.starts_with(&ZSTD) || zstd_skippable(head) {
@@ -139,8 +144,18 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Recognises the format of `source` and decodes it.
-    pub fn new(mut source: Box<dyn Read + Send>) -> Result<Decoder> {
+    /// Recognises the format of `source` (a tarball) and decodes it.
+    pub fn new(source: Box<dyn Read + Send>) -> Result<Decoder> {
+        Decoder::open(source, false)
+    }
+
+    /// Like [`Decoder::new`], for any bytes (a partition image): what is
+    /// not compressed in a known format is passed on as it is.
+    pub fn any(source: Box<dyn Read + Send>) -> Result<Decoder> {
+        Decoder::open(source, true)
+    }
+
+    fn open(mut source: Box<dyn Read + Send>, any: bool) -> Result<Decoder> {
         let mut head = Vec::with_capacity(SNIFF_LEN);
         while head.len() < SNIFF_LEN {
             // A pipe or socket may deliver the head in pieces.
@@ -152,7 +167,11 @@ impl Decoder {
                 break;
             }
         }
-        let format = detect(&head)?;
+        let format = match detect(&head) {
+            Ok(Compression::Tar) if any => Compression::None,
+            Err(_) if any && !head.is_empty() && !head.starts_with(&LZ4) => Compression::None,
+            f => f?,
+        };
         let consumed = Arc::new(AtomicU64::new(0));
         let counted = Counted {
             inner: io::Cursor::new(head).chain(source),
@@ -160,7 +179,7 @@ impl Decoder {
         };
         let input: Input = BufReader::with_capacity(INPUT_BUFFER, counted);
         let inner: Box<dyn Decode> = match format {
-            Compression::Tar => Box::new(input),
+            Compression::Tar | Compression::None => Box::new(input),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
             Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
@@ -265,7 +284,7 @@ mod tests {
 
     fn compress(format: Compression, data: &[u8]) -> Vec<u8> {
         match format {
-            Compression::Tar => data.to_vec(),
+            Compression::Tar | Compression::None => data.to_vec(),
             Compression::Zstd => zstd::encode_all(data, 3).unwrap(),
             Compression::Gzip => {
                 let mut e =
@@ -375,5 +394,26 @@ mod tests {
             detect(&[0x50, 0x2a, 0x4d, 0x18]).unwrap(),
             Compression::Zstd
         );
+    }
+
+    #[test]
+    fn an_image_decoder_passes_unknown_bytes_on_but_a_tarball_decoder_refuses_them() {
+        let image: Vec<u8> = (0..5000u32).map(|i| (i % 13) as u8 + 1).collect();
+        assert!(Decoder::new(Box::new(io::Cursor::new(image.clone()))).is_err());
+        let mut d = Decoder::any(Box::new(io::Cursor::new(image.clone()))).unwrap();
+        assert_eq!(d.format(), Compression::None);
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).unwrap();
+        assert_eq!(out, image);
+        let z = compress(Compression::Zstd, &image);
+        let mut d = Decoder::any(Box::new(io::Cursor::new(z))).unwrap();
+        assert_eq!(d.format(), Compression::Zstd);
+        out.clear();
+        d.read_to_end(&mut out).unwrap();
+        assert_eq!(out, image);
+        // lz4 stays refused by name, images too.
+        let lz4 = [0x04, 0x22, 0x4d, 0x18, 0, 0, 0, 0];
+        let e = Decoder::any(Box::new(io::Cursor::new(lz4.to_vec()))).err().unwrap();
+        assert!(e.to_string().contains("lz4"), "{e}");
     }
 }

@@ -465,6 +465,66 @@ fn produce(
     result
 }
 
+/// What [`read_decoded`] read.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The compression found.
+    pub format: Compression,
+    /// SHA-256 of the bytes as they came (compressed), checked against the
+    /// expected one when there was one.
+    pub sha256: [u8; 32],
+    /// True when an expected SHA-256 was given and matched.
+    pub verified: bool,
+    /// Bytes read from the source.
+    pub compressed: u64,
+}
+
+/// Reads `source` through its decompressor (chosen by magic bytes) and
+/// hands the decompressed stream to `f` (a partition image's reader or
+/// writer); the source's bytes are hashed and counted on the way, and
+/// checked against its expected SHA-256 once `f` has read to the end.
+pub fn read_decoded<T>(
+    mut source: Source,
+    events: &Events,
+    f: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<(T, Decoded)> {
+    let what = source.describe();
+    let expected = source.expected_sha256();
+    let total = source.size();
+    let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let hashing = Hashing {
+        inner: source.take_reader()?,
+        state: state.clone(),
+        events: events.clone(),
+        total,
+        last: Instant::now(),
+    };
+    (|| -> Result<(T, Decoded)> {
+        let mut decoder = decompress::Decoder::any(Box::new(hashing))?;
+        let out = f(&mut decoder)?;
+        decoder.finish()?;
+        let (hasher, compressed) = {
+            let mut st = state.lock().map_err(|_| anyhow!("hash state poisoned"))?;
+            (std::mem::take(&mut st.0), st.1)
+        };
+        let sha256: [u8; 32] = hasher.finalize().into();
+        events.progress(compressed, total.or(Some(compressed)));
+        if let Some(want) = expected {
+            source::check_sha256(&what, &sha256, &want, source.expected_from())?;
+        }
+        Ok((
+            out,
+            Decoded {
+                format: decoder.format(),
+                sha256,
+                verified: expected.is_some(),
+                compressed,
+            },
+        ))
+    })()
+    .with_context(|| format!("reading {what}"))
+}
+
 /// Copies a captured member's data aside while it flows to the extractor.
 struct Tee<'a> {
     inner: &'a mut dyn EntryData,

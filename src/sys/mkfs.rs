@@ -115,6 +115,17 @@ pub fn set_last_mounted(dev: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Grows the ext2/3/4 filesystem on `dev` to fill it: `e2fsck -f -p`
+/// first (resize2fs wants a freshly checked filesystem), then `resize2fs`.
+/// The filesystem must not be mounted.
+pub fn grow(dev: &Path) -> Result<()> {
+    cmd::run_retrying_busy(Command::new("e2fsck").arg("-f").arg("-p").arg(dev), &[1])
+        .with_context(|| format!("checking {} before growing it", dev.display()))?;
+    cmd::run_retrying_busy(Command::new("resize2fs").arg(dev), &[])
+        .with_context(|| format!("growing the filesystem on {}", dev.display()))?;
+    Ok(())
+}
+
 /// What `e2fsck -p` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsckOutcome {

@@ -5,6 +5,7 @@
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -40,6 +41,72 @@ pub fn drop_cache(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let off = i64::try_from(offset).map_err(io::Error::other)?;
     let len = i64::try_from(len).map_err(io::Error::other)?;
     posix_fadvise(file, off, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED).map_err(io::Error::from)
+}
+
+/// `BLKZEROOUT` (<linux/fs.h>): `{offset, length}` in bytes, 512-aligned.
+mod ioctl {
+    nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+}
+
+/// A partition node (or an image file) an image is written into, opened
+/// exclusively. Zero runs become `BLKZEROOUT` on a block device (the kernel
+/// uses the device's write-zeroes or discard when it zeroes, else writes
+/// zeros) and a punched hole in a file.
+pub struct ImageTarget {
+    path: std::path::PathBuf,
+    file: File,
+    len: u64,
+    block: bool,
+}
+
+impl ImageTarget {
+    /// Opens `path` for writing (exclusively when it is a block device).
+    pub fn open(path: &Path) -> io::Result<ImageTarget> {
+        let file = open(path, true)?;
+        Ok(ImageTarget {
+            len: size(&file)?,
+            block: is_block_device(path),
+            path: path.to_owned(),
+            file,
+        })
+    }
+}
+
+impl crate::image::Target for ImageTarget {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
+    }
+    fn zero(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        if self.block {
+            let range = [offset, len];
+            // SAFETY: the descriptor is open and `range` outlives the call.
+            unsafe { ioctl::blkzeroout(self.file.as_raw_fd(), &range) }.map_err(io::Error::from)?;
+            return Ok(());
+        }
+        let off = i64::try_from(offset).map_err(io::Error::other)?;
+        let l = i64::try_from(len).map_err(io::Error::other)?;
+        nix::fcntl::fallocate(
+            &self.file,
+            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            off,
+            l,
+        )
+        .map_err(io::Error::from)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        drop_cache(&self.file, 0, self.len)
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod support;
 mod bootinfo;
 mod console;
 mod golden;
+mod images;
 mod interrupt;
 mod loop_device;
 mod refusals;

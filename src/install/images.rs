@@ -1,0 +1,146 @@
+//! Partition images in an install (`--image NAME=SOURCE`): `APP` fills
+//! every slot the run writes from one stream, any other name its own
+//! partition. The preflight reads each image through once (its hash, its
+//! expanded size, the filesystem it holds); the step writes it, reads it
+//! back, and grows an ext4 filesystem to its partition.
+
+use super::report::{refuse, FailCode};
+use super::InstallOptions;
+use crate::events::{Events, Level};
+use crate::image::{self, Measure, Shape, Target};
+use crate::rootfs::{self, Decoded, Source, SourceOptions};
+use crate::sys::{mkfs, rawdev::ImageTarget};
+use anyhow::Context as _;
+use std::path::PathBuf;
+
+/// The partition name whose image fills the slots.
+pub const SLOTS: &str = "APP";
+
+/// An image the preflight read.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Its shape (format, sizes, head).
+    pub shape: Shape,
+    /// Its source's compression and SHA-256.
+    pub decoded: Decoded,
+}
+
+impl Measured {
+    /// One line for the report: format, sizes, filesystem, hash.
+    pub fn describe(&self) -> String {
+        let fs = self
+            .shape
+            .ext()
+            .map(|sb| format!(", {} of {} bytes", sb.kind, sb.size_bytes))
+            .unwrap_or_default();
+        format!(
+            "{} image ({}), {} bytes expanded ({} data, {} zero, {} skipped){fs}, sha256 {}",
+            self.shape.format,
+            self.decoded.format,
+            self.shape.size,
+            self.shape.data,
+            self.shape.zero,
+            self.shape.skipped,
+            crate::bytes::hex(&self.decoded.sha256)
+        )
+    }
+}
+
+fn open(
+    spec: &str,
+    sha256: Option<String>,
+    from: Option<String>,
+    opts: &InstallOptions,
+    events: &Events,
+) -> anyhow::Result<Source> {
+    Source::open(
+        spec,
+        &SourceOptions {
+            sha256,
+            sha256_from: from,
+            net: opts.net.clone(),
+            events: events.clone(),
+            ..SourceOptions::default()
+        },
+    )
+}
+
+/// Reads the image `spec` for partition `name` through once, writing
+/// nothing, and checks it fits `room` bytes.
+pub fn measure(
+    name: &str,
+    spec: &str,
+    sha256: Option<String>,
+    room: u64,
+    opts: &InstallOptions,
+    events: &Events,
+) -> anyhow::Result<Measured> {
+    let source = open(spec, sha256, None, opts, events)
+        .map_err(super::report::or_code(FailCode::InputInvalid))?;
+    if !source.rereadable() {
+        refuse!(
+            FailCode::InputInvalid,
+            "--image {name}={spec}: an image is read twice (checked, then written), so it must be a file or a URL, not a stream"
+        );
+    }
+    let (shape, decoded) = rootfs::read_decoded(source, events, |r| image::read(r, &mut Measure))
+        .with_context(|| format!("checking the image for {name}"))
+        .map_err(super::report::or_code(FailCode::RootfsInvalid))?;
+    if shape.size > room {
+        refuse!(
+            FailCode::NoSpace,
+            "--image {name}={spec}: the image is {} bytes, partition {name} holds {room}",
+            shape.size
+        );
+    }
+    Ok(Measured { shape, decoded })
+}
+
+/// Writes the image `spec` into every node (one stream), reads each back,
+/// and grows an ext2/3/4 filesystem smaller than its partition. The source
+/// must have the SHA-256 the preflight found.
+pub fn write(
+    spec: &str,
+    measured: &Measured,
+    nodes: &[PathBuf],
+    opts: &InstallOptions,
+    events: &Events,
+) -> anyhow::Result<()> {
+    let source = open(
+        spec,
+        Some(crate::bytes::hex(&measured.decoded.sha256)),
+        Some(format!("the preflight's read of {spec}")),
+        opts,
+        events,
+    )?;
+    let mut targets = nodes
+        .iter()
+        .map(|n| ImageTarget::open(n).with_context(|| format!("opening {}", n.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut refs: Vec<&mut dyn Target> = targets.iter_mut().map(|t| t as &mut dyn Target).collect();
+    let (written, _) = rootfs::read_decoded(source, events, |r| image::write(r, &mut refs))?;
+    for t in &mut targets {
+        image::verify(t, &written)?;
+    }
+    drop(targets);
+    if let Some(sb) = written.shape.ext() {
+        for n in nodes {
+            let room = crate::sys::rawdev::open(n, false)
+                .and_then(|f| crate::sys::rawdev::size(&f))
+                .with_context(|| format!("sizing {}", n.display()))?;
+            if sb.size_bytes < room {
+                events.message(
+                    Level::Info,
+                    format!(
+                        "growing the {} filesystem on {} from {} to {room} bytes",
+                        sb.kind,
+                        n.display(),
+                        sb.size_bytes
+                    ),
+                );
+                mkfs::grow(n)?;
+            }
+        }
+    }
+    Ok(())
+}
