@@ -60,8 +60,14 @@ pub fn write(pre: &Preflight, nodes: &[PartitionNode], summary: &Summary, events
         let rel = match f.role {
             FsRole::Slot(_) if written(&f.name) => SLOT_PATH,
             // An update changes nothing but the inactive slot (and its
-            // boot partitions): LOGS only gets the report of an initial install.
-            _ if f.name == "LOGS" && pre.decision.mode == InstallMode::Initial => LOGS_PATH,
+            // boot partitions): LOGS only gets the report of an initial
+            // install, and not when an image filled it (`--image LOGS=`).
+            _ if f.name == "LOGS"
+                && pre.decision.mode == InstallMode::Initial
+                && !summary.images.iter().any(|(n, _)| *n == f.name) =>
+            {
+                LOGS_PATH
+            }
             _ => continue,
         };
         let dev = node(&pre.disk, nodes, f.number);

@@ -413,7 +413,9 @@ mod tests {
         assert_eq!(out, image);
         // lz4 stays refused by name, images too.
         let lz4 = [0x04, 0x22, 0x4d, 0x18, 0, 0, 0, 0];
-        let e = Decoder::any(Box::new(io::Cursor::new(lz4.to_vec()))).err().unwrap();
+        let e = Decoder::any(Box::new(io::Cursor::new(lz4.to_vec())))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("lz4"), "{e}");
     }
 }
