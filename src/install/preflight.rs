@@ -599,8 +599,10 @@ fn check_slot_image(opts: &InstallOptions, events: &Events) -> anyhow::Result<Ro
     })
 }
 
-/// The other partitions' images: each names a partition of the layout
-/// that this run creates and that nothing else fills, and fits it.
+/// The other partitions' images: each names a filesystem partition of the
+/// layout (DATA, LOGS, ...) that this run creates and that nothing else
+/// fills, and fits it. Other partitions are the boot chain's: the payload
+/// writes them, an image must not.
 fn check_images(
     opts: &InstallOptions,
     events: &Events,
@@ -610,20 +612,28 @@ fn check_images(
 ) -> anyhow::Result<Vec<(Fs, String, images::Measured)>> {
     let mut out = Vec::new();
     for (name, spec) in &opts.images {
-        let Some(p) = layout.user.partitions.iter().find(|p| p.name == *name) else {
+        if !layout.user.partitions.iter().any(|p| p.name == *name) {
             refuse!(
                 FailCode::InputInvalid,
                 "--image {name}={spec}: the layout has no partition {name}"
             );
-        };
-        let target = Fs {
-            name: name.clone(),
-            number: p.number,
-            size: (p.last_lba + 1 - p.first_lba) * layout.user.sector_size,
-            role: fs
+        }
+        let Some(target) = fs
+            .iter()
+            .find(|f| f.name == *name && !matches!(f.role, FsRole::Slot(_)))
+            .cloned()
+        else {
+            let names: Vec<&str> = fs
                 .iter()
-                .find(|f| f.name == *name)
-                .map_or(FsRole::Scratch, |f| f.role),
+                .filter(|f| !matches!(f.role, FsRole::Slot(_)))
+                .map(|f| f.name.as_str())
+                .collect();
+            refuse!(
+                FailCode::InputInvalid,
+                "--image {name}={spec}: {name} belongs to the boot chain (the payload writes it); \
+                 images go into APP (every slot) or a filesystem partition ({})",
+                names.join(", ")
+            );
         };
         let is_data = target.role == FsRole::Data;
         if is_data && (opts.keep_data || opts.data.is_some()) {
@@ -637,8 +647,7 @@ fn check_images(
                 }
             );
         }
-        let created = decision.create.contains(name);
-        if fs.iter().any(|f| f.name == *name) && !created {
+        if !decision.create.contains(name) {
             refuse!(
                 FailCode::ModeRefused,
                 "--image {name}={spec}: this {} install does not re-create {name}",

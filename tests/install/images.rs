@@ -240,6 +240,14 @@ fn bad_images_are_refused_before_anything_is_written() {
             "input_invalid",
             "the layout has no partition NOPE",
         ),
+        (
+            vec![
+                rig.rootfs.display().to_string(),
+                format!("--image=kernel={}", small.display()),
+            ],
+            "input_invalid",
+            "kernel belongs to the boot chain (the payload writes it)",
+        ),
     ];
     for (args, code, says) in cases {
         let o = output(rig.install_cmd().args(&args).args(["--events", "json"]));
