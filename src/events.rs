@@ -3,7 +3,8 @@
 //! Long-running code reports through an [`Events`] handle: step starts and ends,
 //! byte progress, messages, and one final summary. Sinks render them: a bar or
 //! plain lines for people ([`crate::progress`]), JSON Lines for automation
-//! ([`JsonSink`]), framed lines for a serial console ([`ConsoleSink`]). Code that reports never knows which sinks are attached.
+//! ([`JsonSink`]), framed lines for a serial console ([`ConsoleSink`]). Code
+//! that reports never knows which sinks are attached.
 
 use serde::Serialize;
 use std::io::Write;
