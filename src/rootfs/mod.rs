@@ -430,35 +430,20 @@ fn produce(
     what: &str,
     events: &Events,
 ) -> Result<Produced> {
-    let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let hashing = Hashing {
-        inner: reader,
-        state: state.clone(),
-        events: events.clone(),
-        total,
-        last: Instant::now(),
+    let tarball = Expected {
+        sha256: expected,
+        from: expected_from,
+        what,
+        any: false,
     };
-    let result = (|| -> Result<Produced> {
-        let mut decoder = decompress::Decoder::new(Box::new(hashing))?;
-        let tar_bytes = fan.pump(&mut decoder)?;
-        decoder.finish()?;
-        let (hasher, compressed) = {
-            let mut st = state.lock().map_err(|_| anyhow!("hash state poisoned"))?;
-            (std::mem::take(&mut st.0), st.1)
-        };
-        let sha256: [u8; 32] = hasher.finalize().into();
-        events.progress(compressed, total.or(Some(compressed)));
-        if let Some(want) = expected {
-            source::check_sha256(what, &sha256, &want, expected_from)?;
-        }
-        Ok(Produced {
-            format: decoder.format(),
-            sha256,
-            compressed,
+    let result = decode_hashed(reader, total, &tarball, events, |d| fan.pump(d))
+        .map(|(tar_bytes, d)| Produced {
+            format: d.format,
+            sha256: d.sha256,
+            compressed: d.compressed,
             tar_bytes,
         })
-    })()
-    .with_context(|| format!("reading {what}"));
+        .with_context(|| format!("reading {what}"));
     if let Err(e) = &result {
         fan.fail(&format!("{e:#}"));
     }
@@ -479,50 +464,80 @@ pub struct Decoded {
     pub compressed: u64,
 }
 
-/// Reads `source` through its decompressor (chosen by magic bytes) and
-/// hands the decompressed stream to `f` (a partition image's reader or
-/// writer); the source's bytes are hashed and counted on the way, and
-/// checked against its expected SHA-256 once `f` has read to the end.
+/// What a stream must hash to, and how it is named when it does not.
+struct Expected<'a> {
+    sha256: Option<[u8; 32]>,
+    from: &'a str,
+    what: &'a str,
+    /// Bytes in no known compression are passed on (an image), not refused.
+    any: bool,
+}
+
+/// The one path of every source's bytes: hashed and counted as the
+/// decompressor (chosen by magic bytes) pulls them, decompressed into `f`,
+/// then checked for trailing bytes and against the expected SHA-256.
+fn decode_hashed<T>(
+    reader: Box<dyn Read + Send>,
+    total: Option<u64>,
+    expected: &Expected<'_>,
+    events: &Events,
+    f: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<(T, Decoded)> {
+    let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let hashing = Box::new(Hashing {
+        inner: reader,
+        state: state.clone(),
+        events: events.clone(),
+        total,
+        last: Instant::now(),
+    });
+    let mut decoder = if expected.any {
+        decompress::Decoder::any(hashing)?
+    } else {
+        decompress::Decoder::new(hashing)?
+    };
+    let out = f(&mut decoder)?;
+    decoder.finish()?;
+    let (hasher, compressed) = {
+        let mut st = state.lock().map_err(|_| anyhow!("hash state poisoned"))?;
+        (std::mem::take(&mut st.0), st.1)
+    };
+    let sha256: [u8; 32] = hasher.finalize().into();
+    events.progress(compressed, total.or(Some(compressed)));
+    if let Some(want) = expected.sha256 {
+        source::check_sha256(expected.what, &sha256, &want, expected.from)?;
+    }
+    Ok((
+        out,
+        Decoded {
+            format: decoder.format(),
+            sha256,
+            verified: expected.sha256.is_some(),
+            compressed,
+        },
+    ))
+}
+
+/// Reads `source` through its decompressor (chosen by magic bytes; bytes in
+/// no known compression are passed on as they are) and hands the
+/// decompressed stream to `f` (a partition image's reader or writer); the
+/// source's bytes are hashed and counted on the way, and checked against
+/// its expected SHA-256 once `f` has read to the end.
 pub fn read_decoded<T>(
     mut source: Source,
     events: &Events,
     f: impl FnOnce(&mut dyn Read) -> Result<T>,
 ) -> Result<(T, Decoded)> {
     let what = source.describe();
-    let expected = source.expected_sha256();
-    let total = source.size();
-    let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
-    let hashing = Hashing {
-        inner: source.take_reader()?,
-        state: state.clone(),
-        events: events.clone(),
-        total,
-        last: Instant::now(),
+    let reader = source.take_reader()?;
+    let image = Expected {
+        sha256: source.expected_sha256(),
+        from: source.expected_from(),
+        what: &what,
+        any: true,
     };
-    (|| -> Result<(T, Decoded)> {
-        let mut decoder = decompress::Decoder::any(Box::new(hashing))?;
-        let out = f(&mut decoder)?;
-        decoder.finish()?;
-        let (hasher, compressed) = {
-            let mut st = state.lock().map_err(|_| anyhow!("hash state poisoned"))?;
-            (std::mem::take(&mut st.0), st.1)
-        };
-        let sha256: [u8; 32] = hasher.finalize().into();
-        events.progress(compressed, total.or(Some(compressed)));
-        if let Some(want) = expected {
-            source::check_sha256(&what, &sha256, &want, source.expected_from())?;
-        }
-        Ok((
-            out,
-            Decoded {
-                format: decoder.format(),
-                sha256,
-                verified: expected.is_some(),
-                compressed,
-            },
-        ))
-    })()
-    .with_context(|| format!("reading {what}"))
+    decode_hashed(reader, source.size(), &image, events, f)
+        .with_context(|| format!("reading {what}"))
 }
 
 /// Copies a captured member's data aside while it flows to the extractor.
