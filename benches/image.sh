@@ -36,7 +36,6 @@ TARBALL=$CACHE/rootfs.tar.zst
 work=$(mktemp -d /var/tmp/sysinstall-bench-image.XXXXXX)
 loop=""
 cleanup() {
-    mountpoint -q "$work/tree" 2>/dev/null && umount "$work/tree"
     [ -n "$loop" ] && { partx -d "$loop" 2>/dev/null || true; losetup -d "$loop" 2>/dev/null || true; }
     rm -rf "$work"
 }

@@ -122,12 +122,12 @@ pub fn write(
     for t in &mut targets {
         image::verify(t, &written)?;
     }
+    // The partitions' sizes, as the targets found them when they opened;
+    // closed before resize2fs opens them.
+    let rooms: Vec<u64> = targets.iter().map(|t| t.size()).collect();
     drop(targets);
     if let Some(sb) = written.shape.ext() {
-        for n in nodes {
-            let room = crate::sys::rawdev::open(n, false)
-                .and_then(|f| crate::sys::rawdev::size(&f))
-                .with_context(|| format!("sizing {}", n.display()))?;
+        for (n, room) in nodes.iter().zip(rooms) {
             if sb.size_bytes < room {
                 events.message(
                     Level::Info,
