@@ -534,6 +534,33 @@ pub struct InstallArgs {
     #[arg(long = "image", value_name = "NAME=SOURCE")]
     pub images: Vec<String>,
 
+    /// A whole-disk image written over the target device instead of a
+    /// layout and a rootfs: raw (.img, .raw, .wic) or Android sparse,
+    /// compressed or not, from the same kinds of sources as ROOTFS. Read
+    /// through once before anything is written; its partition table goes
+    /// last; a GPT's backup is moved to the end of a larger device.
+    #[arg(long, value_name = "SOURCE")]
+    pub disk_image: Option<String>,
+
+    /// Expected SHA-256 of the --disk-image (default: NAME.sha256 beside it).
+    #[arg(long, value_name = "HEX", requires = "disk_image")]
+    pub disk_image_sha256: Option<String>,
+
+    /// The --disk-image's block map (`bmaptool create`; path or URL): only
+    /// its mapped blocks are written and read back, each range checked
+    /// against its SHA-256 (default: IMAGE.bmap beside a local image).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "disk_image",
+        conflicts_with = "no_bmap"
+    )]
+    pub bmap: Option<String>,
+
+    /// Ignore a bmap beside the --disk-image: write every byte.
+    #[arg(long, requires = "disk_image")]
+    pub no_bmap: bool,
+
     /// Save DATA (or UDA) before it is re-created and restore it afterwards.
     /// The copy is held in memory: a power cut before the restore loses it.
     /// (When DATA keeps its place it is simply not touched.)

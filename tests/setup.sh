@@ -10,7 +10,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(gdisk e2fsprogs fdisk util-linux bsdutils attr acl libcap2-bin busybox-static cpio kmod
       zstd xz-utils bzip2 pigz python3 python3-venv musl-tools gcc-aarch64-linux-gnu
       qemu-system-arm qemu-user-static dosfstools mtools openssl qemu-efi-aarch64
-      android-sdk-libsparse-utils)
+      android-sdk-libsparse-utils bmap-tools)
 # musl-dev:arm64 (the aarch64 musl C compiler wrapper for zstd-sys and
 # liblzma-sys) and the arm64 packages of the initramfs come from arm64.
 command -v dpkg >/dev/null && deb_ensure_arch arm64 || true

@@ -372,6 +372,38 @@ fn split_images(a: &InstallArgs) -> anyhow::Result<(Option<String>, Vec<(String,
     Ok((slots, others))
 }
 
+/// `--disk-image`, which replaces the layout, the rootfs and the payload:
+/// an option that only those use is a usage error, not silently ignored.
+fn disk_image(a: &InstallArgs) -> anyhow::Result<Option<install::disk_image::DiskImage>> {
+    let Some(source) = a.disk_image.clone() else {
+        return Ok(None);
+    };
+    let clash = [
+        (a.rootfs.is_some(), "ROOTFS"),
+        (a.data.is_some(), "DATA"),
+        (!a.images.is_empty(), "--image"),
+        (a.layout.layout.is_some(), "--layout"),
+        (a.bup.is_some(), "--bup"),
+        (a.capsule.is_some(), "--capsule"),
+        (a.keep_data, "--keep-data"),
+        (a.mode.is_some(), "--mode"),
+    ]
+    .into_iter()
+    .find_map(|(set, name)| set.then_some(name));
+    if let Some(name) = clash {
+        return Err(UsageError(format!(
+            "--disk-image replaces the layout, the rootfs and the payload: {name} cannot go with it"
+        ))
+        .into());
+    }
+    Ok(Some(install::disk_image::DiskImage {
+        source,
+        sha256: a.disk_image_sha256.clone(),
+        bmap: a.bmap.clone(),
+        no_bmap: a.no_bmap,
+    }))
+}
+
 /// The command line, over the site configuration, over the defaults.
 pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     let mut a = cli.clone();
@@ -380,8 +412,11 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     let net = net_options(&a.source_opts, &|k| std::env::var(k).ok())
         .map_err(report::or_code(report::FailCode::InputInvalid))?;
     let (slot_image, images) = split_images(&a)?;
+    // The command line only: a site configuration names a layout for every run.
+    let disk_image = disk_image(cli)?;
     let rootfs = match slot_image.clone().or_else(|| a.rootfs.clone()) {
         Some(r) => r,
+        None if disk_image.is_some() => String::new(),
         None => first_existing(install::DEFAULT_ROOTFS)
             .map(|p| p.display().to_string())
             .ok_or_else(|| {
@@ -398,6 +433,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
     });
     let layout = match a.layout.layout.clone() {
         Some(l) => l,
+        None if disk_image.is_some() => PathBuf::new(),
         None => first_existing(install::DEFAULT_LAYOUTS).ok_or_else(|| {
             anyhow!(
                 "no layout given (--layout, or layout= in {}) and none of {} exists",
@@ -438,6 +474,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         restart: a.restart,
         tnspec: a.board.tnspec.clone(),
         machine: a.board.machine.clone(),
+        disk_image,
         sysroot: SysRoot::new(a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"))),
         rundir: std::env::var_os("SYSINSTALL_RUNDIR")
             .map(PathBuf::from)

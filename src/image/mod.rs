@@ -13,7 +13,9 @@
 //! and [`verify`] reads those extents back from each target.
 #![deny(clippy::indexing_slicing)]
 
+pub mod bmap;
 pub mod sparse;
+pub mod whole;
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
@@ -22,7 +24,7 @@ use std::io::{self, Read};
 /// The size of a raw image's pieces, and of every read and write.
 pub const CHUNK: usize = 1 << 20;
 /// How much of the expanded image is kept to identify its filesystem.
-pub const HEAD_LEN: usize = 4096;
+pub const HEAD_LEN: usize = 8192;
 /// `BLKZEROOUT` works in 512-byte units; a zero run off that grid is written.
 pub const ZERO_ALIGN: u64 = 512;
 
@@ -320,14 +322,36 @@ pub struct Written {
 }
 
 /// Writes every piece into every target.
-struct Writer<'a, 'b> {
+pub struct Writer<'a, 'b> {
     targets: &'a mut [&'b mut dyn Target],
     hash: Sha256,
     extents: Vec<Extent>,
     zeros: Vec<u8>,
 }
 
-impl Writer<'_, '_> {
+impl<'a, 'b> Writer<'a, 'b> {
+    /// A writer into `targets` (each gets the same bytes).
+    pub fn new(targets: &'a mut [&'b mut dyn Target]) -> Writer<'a, 'b> {
+        Writer {
+            targets,
+            hash: Sha256::new(),
+            extents: Vec::new(),
+            zeros: Vec::new(),
+        }
+    }
+
+    /// Syncs the targets; what was written, for [`verify`].
+    pub fn finish(self, shape: Shape) -> Result<Written> {
+        for t in self.targets.iter_mut() {
+            t.sync().with_context(|| format!("flushing {}", t.name()))?;
+        }
+        Ok(Written {
+            shape,
+            data_sha256: self.hash.finalize().into(),
+            extents: self.extents,
+        })
+    }
+
     fn extent(&mut self, offset: u64, len: u64, zero: bool) {
         match self.extents.last_mut() {
             Some(e) if e.zero == zero && e.offset + e.len == offset => e.len += len,
@@ -407,21 +431,9 @@ fn write_zeros(
 /// Writes the image read from `r` into every target (one stream, every
 /// target the same bytes), then syncs them.
 pub fn write(r: &mut dyn Read, targets: &mut [&mut dyn Target]) -> Result<Written> {
-    let mut w = Writer {
-        targets,
-        hash: Sha256::new(),
-        extents: Vec::new(),
-        zeros: Vec::new(),
-    };
+    let mut w = Writer::new(targets);
     let shape = read(r, &mut w)?;
-    for t in w.targets.iter_mut() {
-        t.sync().with_context(|| format!("flushing {}", t.name()))?;
-    }
-    Ok(Written {
-        shape,
-        data_sha256: w.hash.finalize().into(),
-        extents: w.extents,
-    })
+    w.finish(shape)
 }
 
 /// A target whose read-back differs from what was written.

@@ -27,6 +27,7 @@
 //! everything it will boot is written and verified.
 
 pub mod decide;
+pub mod disk_image;
 pub mod fit;
 pub mod images;
 pub mod install_log;
@@ -150,6 +151,8 @@ pub struct InstallOptions {
     pub tnspec: Option<String>,
     /// MACHINE override.
     pub machine: Option<String>,
+    /// `--disk-image`: a whole-disk image instead of layout and rootfs.
+    pub disk_image: Option<disk_image::DiskImage>,
     /// Where /proc, /sys and board.conf are read.
     pub sysroot: SysRoot,
     /// Mount points and scratch files.
@@ -306,6 +309,9 @@ pub struct Summary {
     /// `sha256:` of the image source.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<(String, String)>,
+    /// `--disk-image`: what was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_image: Option<disk_image::Report>,
     /// Seconds.
     pub duration: f64,
     /// What an earlier run had finished and this one kept.
@@ -328,6 +334,7 @@ impl Summary {
             machine_id_carried: false,
             variables: Vec::new(),
             images: Vec::new(),
+            disk_image: None,
             duration: 0.0,
             resumed: Vec::new(),
         }
@@ -366,6 +373,9 @@ pub fn run(
     events: &Events,
     confirm: &mut Confirm<'_>,
 ) -> anyhow::Result<Summary> {
+    if let Some(img) = &opts.disk_image {
+        return disk_image::run(img, opts, changes, events, confirm);
+    }
     let started = Instant::now();
     let mut summary = Summary::new(opts.device.display().to_string());
     events.step_start(Phase::Preflight, "preflight", None);

@@ -333,7 +333,7 @@ fn orin_boot_chain(
 
 /// The target: a whole-disk block device, opened once and locked for the
 /// run, and writable.
-fn open_target(device: &Path) -> anyhow::Result<Disk> {
+pub(super) fn open_target(device: &Path) -> anyhow::Result<Disk> {
     let disk = Disk::open(device).map_err(report::recode(
         FailCode::DeviceInvalid,
         &[FailCode::Failed, FailCode::InputMissing],

@@ -296,6 +296,11 @@ impl Target {
         &mut self.file
     }
 
+    /// The open file, given up by the target.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
     /// The kernel name of a block device (`mmcblk0`).
     pub fn kernel_name(&self) -> Option<&str> {
         match &self.kind {

@@ -62,7 +62,11 @@ pub struct ImageTarget {
 impl ImageTarget {
     /// Opens `path` for writing (exclusively when it is a block device).
     pub fn open(path: &Path) -> io::Result<ImageTarget> {
-        let file = open(path, true)?;
+        ImageTarget::from_file(path, open(path, true)?)
+    }
+
+    /// A target over `file`, already open for writing at `path`.
+    pub fn from_file(path: &Path, file: File) -> io::Result<ImageTarget> {
         Ok(ImageTarget {
             len: size(&file)?,
             block: is_block_device(path),

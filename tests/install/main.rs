@@ -10,6 +10,7 @@ mod support;
 
 mod bootinfo;
 mod console;
+mod disk_image;
 mod golden;
 mod images;
 mod interrupt;
