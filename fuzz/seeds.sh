@@ -62,6 +62,14 @@ if command -v tar >/dev/null; then
     done
 fi
 
+# bmap files from bmap-tools' own bmaptool: a sparse file with a few blocks.
+if command -v bmaptool >/dev/null; then
+    mkdir -p "$corpus/bmap"
+    truncate -s 1M "$tmp/disk.img"
+    for at in 0 5 200; do echo "block $at" | dd of="$tmp/disk.img" bs=4096 seek=$at conv=notrunc status=none; done
+    bmaptool -q create -o "$corpus/bmap/small.bmap" "$tmp/disk.img"
+fi
+
 for d in "$corpus"/*/; do
     printf 'seeds: %-12s %4d files\n' "$(basename "$d")" "$(find "$d" -type f | wc -l)"
 done

@@ -15,9 +15,9 @@ pub mod disk;
 static ALLOCATOR: alloc::Bounded = alloc::Bounded;
 
 use std::io::Cursor;
+use sysinstall::commands::site_config as config;
 use sysinstall::gpt::{self, read::GptCopy, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
-use sysinstall::commands::site_config as config;
 use sysinstall::install::journal;
 use sysinstall::layout::{self, csv, render, BootArea, LoadOptions, PartitionTable};
 
@@ -596,14 +596,20 @@ pub fn capsule(data: &[u8]) {
         c.fmp.item_offsets.len(),
         usize::from(c.fmp.embedded_driver_count) + 1
     );
-    assert!(c.fmp.item_offsets.windows(2).all(|w| w[0] < w[1]), "offsets not increasing");
+    assert!(
+        c.fmp.item_offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets not increasing"
+    );
     let hlen = image_header_len(c.image.version).expect("a known image header version");
     let image_start = c.image.offset + hlen;
     let image_end = image_start + u64::from(c.image.update_image_size);
     assert_eq!(image_end + u64::from(c.image.update_vendor_code_size), len);
     assert!(c.image.update_image_index >= 1);
     assert_eq!(c.payload.end, image_end, "the payload ends with the image");
-    assert!(c.payload.start >= image_start + 16, "payload before its header");
+    assert!(
+        c.payload.start >= image_start + 16,
+        "payload before its header"
+    );
     if let Some(a) = &c.auth {
         assert!(a.dw_length >= 24);
         assert_eq!(a.cert_data_len, a.dw_length - 24);
@@ -625,8 +631,14 @@ pub fn capsule(data: &[u8]) {
         let sel = t234::select(&p.entries, &specs);
         let mut names = Vec::new();
         for s in &sel.selected {
-            let e = p.entries.get(s.index as usize).expect("selected index in range");
-            assert!(t234::update_mode_ok(e.op_mode, specs.production), "wrong fuse mode");
+            let e = p
+                .entries
+                .get(s.index as usize)
+                .expect("selected index in range");
+            assert!(
+                t234::update_mode_ok(e.op_mode, specs.production),
+                "wrong fuse mode"
+            );
             assert!(!names.contains(&&e.name), "image selected twice");
             names.push(&e.name);
         }
@@ -634,7 +646,11 @@ pub fn capsule(data: &[u8]) {
         for m in &missing {
             // Names are compared as printed: escaped, one-to-one.
             let printed = |n: &&Vec<u8>| n.escape_ascii().to_string() == m.name;
-            assert!(!names.iter().any(printed), "{} selected and missing", m.name);
+            assert!(
+                !names.iter().any(printed),
+                "{} selected and missing",
+                m.name
+            );
         }
         let (writes, _) = t234::kernel_writes(&p.entries, &specs, &[Slot::A, Slot::B], None);
         for wr in writes {
@@ -778,11 +794,17 @@ pub fn bootinfo(data: &[u8]) {
     bootinfo::seal(&mut fixed);
     for c in [&copy, &fixed] {
         let Ok(s) = bootinfo::decode(c) else { continue };
-        assert!(s.vars.iter().all(|(n, v)| !n.is_empty() && !n.contains(&0) && !v.contains(&0)));
+        assert!(s
+            .vars
+            .iter()
+            .all(|(n, v)| !n.is_empty() && !n.contains(&0) && !v.contains(&0)));
         if let Ok(bytes) = bootinfo::encode(&s) {
             assert_eq!(bytes.len(), COPY_LEN);
             let again = bootinfo::decode(&bytes).expect("an encoded copy decodes");
-            assert_eq!((again.vars, again.sernum, again.flags), (s.vars.clone(), s.sernum, s.flags));
+            assert_eq!(
+                (again.vars, again.sernum, again.flags),
+                (s.vars.clone(), s.sernum, s.flags)
+            );
         }
         if let Ok(p) = bootinfo::initialize([c, &[0u8; 1]]) {
             assert_eq!(p.kept, s.vars.len());
@@ -798,16 +820,29 @@ pub fn bootinfo(data: &[u8]) {
 fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
     use sysinstall::rootfs::oci::Reference;
     assert!(!r.host.is_empty() && !r.name.is_empty());
-    assert!(r.tag.is_some() || r.digest.is_some(), "no tag and no digest");
-    assert!(r.tag.as_ref().map_or(true, |t| !t.is_empty() && t.len() <= 128));
+    assert!(
+        r.tag.is_some() || r.digest.is_some(),
+        "no tag and no digest"
+    );
+    assert!(r
+        .tag
+        .as_ref()
+        .map_or(true, |t| !t.is_empty() && t.len() <= 128));
     assert!(!r.name.starts_with('/') && !r.name.ends_with('/') && !r.name.contains("//"));
-    assert!(r.name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c)));
+    assert!(r
+        .name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c)));
     let base = r.api_base();
     assert!(base.starts_with(if r.plain_http { "http://" } else { "https://" }));
     assert!(base.ends_with(&format!("/v2/{}", r.name)));
     assert!(!r.manifest_ref().is_empty());
     // The canonical text parses back to the same reference.
-    let host = if r.host.contains(':') { format!("[{}]", r.host) } else { r.host.clone() };
+    let host = if r.host.contains(':') {
+        format!("[{}]", r.host)
+    } else {
+        r.host.clone()
+    };
     let mut text = format!(
         "{}://{host}:{}/{}",
         if r.plain_http { "oci+http" } else { "oci" },
@@ -872,14 +907,21 @@ pub fn sources(data: &[u8]) {
     if let Ok(cs) = oci::parse_challenges(&text) {
         for c in &cs {
             assert!(!c.scheme.is_empty());
-            assert!(!c.scheme.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b','));
+            assert!(!c
+                .scheme
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || b == b' ' || b == b','));
             for (n, _) in &c.params {
                 assert!(!n.is_empty() && !n.bytes().any(|b| b.is_ascii_uppercase()));
             }
         }
     }
     // References, as given and behind each scheme.
-    for t in [text.to_string(), format!("oci://{text}"), format!("oci+http://{text}")] {
+    for t in [
+        text.to_string(),
+        format!("oci://{text}"),
+        format!("oci+http://{text}"),
+    ] {
         if let Ok(r) = Reference::parse(&t) {
             assert!(Reference::is_oci(&t));
             check_reference(&r);
@@ -891,7 +933,11 @@ pub fn sources(data: &[u8]) {
         assert!(!p.shown().contains('@'));
     }
     let np = NoProxy::parse(&text);
-    let _ = (np.bypass("registry.example", 443), np.bypass("10.1.2.3", 80), np.bypass("::1", 1));
+    let _ = (
+        np.bypass("registry.example", 443),
+        np.bypass("10.1.2.3", 80),
+        np.bypass("::1", 1),
+    );
 }
 
 /// An HTTP response as a server (any server) sends it: the head and the
@@ -903,9 +949,16 @@ pub fn http_response(data: &[u8]) {
         return;
     };
     assert!(body.len() as u64 <= MAX);
-    assert!(body.len() <= data.len(), "a body longer than the bytes sent");
+    assert!(
+        body.len() <= data.len(),
+        "a body longer than the bytes sent"
+    );
     for (name, value) in &head.headers {
-        assert_eq!(name, &name.to_ascii_lowercase(), "header name not lower-cased");
+        assert_eq!(
+            name,
+            &name.to_ascii_lowercase(),
+            "header name not lower-cased"
+        );
         assert_eq!(name.trim(), name);
         assert_eq!(value.trim(), value);
         // Any header value may reach the range parser: it must not panic.
@@ -914,14 +967,83 @@ pub fn http_response(data: &[u8]) {
     let chunked = head
         .get("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-    if let (false, Some(len)) = (chunked, head.get("content-length").and_then(|l| l.parse::<u64>().ok())) {
-        assert_eq!(body.len() as u64, len.min(MAX), "a body not of its Content-Length");
+    if let (false, Some(len)) = (
+        chunked,
+        head.get("content-length")
+            .and_then(|l| l.parse::<u64>().ok()),
+    ) {
+        assert_eq!(
+            body.len() as u64,
+            len.min(MAX),
+            "a body not of its Content-Length"
+        );
     }
 }
 
 /// A partition image (`image::read`): raw or Android sparse. Its pieces
 /// account for every byte of the expanded image, and written into memory
 /// and read back it verifies.
+/// An image target in memory.
+struct Mem(Vec<u8>);
+impl sysinstall::image::Target for Mem {
+    fn name(&self) -> String {
+        "mem".into()
+    }
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        let o = offset as usize;
+        self.0[o..o + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    fn zero(&mut self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.0[offset as usize..(offset + len) as usize].fill(0);
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
+        Ok(())
+    }
+}
+
+/// bmap files: whatever parses is consistent, and filtering an all-zero
+/// image of its size either passes exactly the mapped bytes on or fails.
+pub fn bmap(data: &[u8]) {
+    use sysinstall::image::{self, bmap::Bmap, bmap::Filter, Writer};
+    let Ok(map) = Bmap::parse(data) else {
+        return;
+    };
+    let mut last = None;
+    for r in &map.ranges {
+        assert!(r.first <= r.last);
+        assert!(last.map_or(true, |l| r.first > l));
+        let (a, b) = map.span(r);
+        assert!(a < b && b <= map.image_size);
+        last = Some(r.last);
+    }
+    assert!(map.mapped_bytes() <= map.image_size);
+    if map.image_size > 16 << 20 {
+        return;
+    }
+    let zeros = vec![0u8; map.image_size as usize];
+    let mut m = Mem(vec![0xAA; zeros.len()]);
+    let mut t: [&mut dyn image::Target; 1] = [&mut m];
+    let mut w = Writer::new(&mut t);
+    let mut f = Filter::new(&map, &mut w);
+    let Ok(shape) = image::read(&mut &zeros[..], &mut f) else {
+        return;
+    };
+    if f.finish().is_ok() {
+        let written = w.finish(shape).expect("a memory target syncs");
+        let sum: u64 = written.extents.iter().map(|e| e.len).sum();
+        assert_eq!(sum, map.mapped_bytes());
+    }
+}
+
 pub fn image(data: &[u8]) {
     use sysinstall::image::{self, sparse, Measure, Target};
     // A sparse header may claim terabytes of fill: keep the target small.
@@ -940,31 +1062,6 @@ pub fn image(data: &[u8]) {
     };
     assert_eq!(shape.data + shape.zero + shape.skipped, shape.size);
     assert_eq!(shape.head.len(), image::HEAD_LEN);
-    struct Mem(Vec<u8>);
-    impl Target for Mem {
-        fn name(&self) -> String {
-            "mem".into()
-        }
-        fn size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-            let o = offset as usize;
-            self.0[o..o + buf.len()].copy_from_slice(buf);
-            Ok(())
-        }
-        fn zero(&mut self, offset: u64, len: u64) -> std::io::Result<()> {
-            self.0[offset as usize..(offset + len) as usize].fill(0);
-            Ok(())
-        }
-        fn sync(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
-            Ok(())
-        }
-    }
     let mut m = Mem(vec![0xAA; shape.size as usize]);
     let written = {
         let mut t: [&mut dyn Target; 1] = [&mut m];
