@@ -119,9 +119,18 @@ pub fn write(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut refs: Vec<&mut dyn Target> = targets.iter_mut().map(|t| t as &mut dyn Target).collect();
     let (written, _) = rootfs::read_decoded(source, events, |r| image::write(r, &mut refs))?;
-    for t in &mut targets {
-        image::verify(t, &written)?;
-    }
+    // Each slot is read back on a thread of its own: the reads of two
+    // partitions overlap, and each CRC runs on its own core.
+    std::thread::scope(|scope| {
+        let checks: Vec<_> = targets
+            .iter_mut()
+            .map(|t| scope.spawn(|| image::verify(t, &written)))
+            .collect();
+        checks.into_iter().try_for_each(|c| {
+            c.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a read-back thread failed")))
+        })
+    })?;
     // The partitions' sizes, as the targets found them when they opened;
     // closed before resize2fs opens them.
     let rooms: Vec<u64> = targets.iter().map(|t| t.size()).collect();
