@@ -5,6 +5,7 @@ driven by the qemu tier (tests/qemu/jumpstarter.sh in the repository).
 """
 
 import logging
+import shlex
 
 import pytest
 from fakeboard import FakeBoard, events_fail, events_ok
@@ -134,3 +135,17 @@ def test_progress_none_unless_the_caller_chose_a_progress():
     assert "--progress none" in install_command(["x"])
     cmd = install_command(["x"], extra_args=["--progress", "plain"])
     assert "--progress none" not in cmd and cmd.count("--progress") == 1
+
+
+def test_a_whole_disk_image_is_one_source_with_its_own_checksum_and_bmap():
+    cmd = install_command(["http://h/disk.wic.zst"], checksum="ab" * 32, disk_image=True,
+                          bmap="http://h/disk.wic.bmap")
+    words = shlex.split(cmd)
+    assert words[-2:] == ["--disk-image", "http://h/disk.wic.zst"]
+    assert words[words.index("--disk-image-sha256") + 1] == "ab" * 32
+    assert words[words.index("--bmap") + 1] == "http://h/disk.wic.bmap"
+    assert "--rootfs-sha256" not in words
+    with pytest.raises(ValueError):
+        install_command(["a", "b"], disk_image=True)
+    with pytest.raises(ValueError):
+        install_command(["a"], bmap="m")

@@ -85,9 +85,13 @@ class SysinstallFlasherClient(CompositeClient):
         after: str = "none",
         events: str | None = None,
         console_debug: bool = False,
+        disk_image: bool = False,
+        bmap: str | None = None,
     ) -> InstallResult:
         """Installs SOURCE (rootfs tarball: URL or a path on the board) and
-        DATA (optional) with the upgrader; returns how it ended.
+        DATA (optional) with the upgrader; returns how it ended. With
+        ``disk_image`` SOURCE is a whole-disk image written over the device
+        (``bmap``: its block map, a URL or a path on the board).
 
         Raises SysinstallError for a non-zero exit (its ``exit_code``,
         ``code`` and ``reason`` are sysinstall's), ConsoleError when the
@@ -107,7 +111,9 @@ class SysinstallFlasherClient(CompositeClient):
             raise ValueError(f"after {after!r}: one of {', '.join(AFTER)}")
         hdrs = _header_list(headers)
         extra = list(extra_args or [])
-        _no_newlines("argument", [source, data or "", checksum or "", bearer_token or "", *extra,
+        if disk_image and data:
+            raise ValueError("a whole-disk image takes no DATA")
+        _no_newlines("argument", [source, data or "", checksum or "", bearer_token or "", bmap or "", *extra,
                                   *hdrs.keys(), *hdrs.values()])
         cacert = None
         if cacert_file:
@@ -119,6 +125,7 @@ class SysinstallFlasherClient(CompositeClient):
             [source] + ([data] if data else []), events=events, checksum=checksum, headers=hdrs,
             cacert=CACERT_PATH if cacert else None, insecure_tls=insecure_tls, extra_args=extra,
             bearer_file=BEARER_PATH if bearer_token else None, program=settings["program"],
+            disk_image=disk_image, bmap=bmap,
         )
         debug = None
         if console_debug:
@@ -237,8 +244,11 @@ class SysinstallFlasherClient(CompositeClient):
         @click.option("--events", type=click.Choice(["console", "json"]),
                       help="sysinstall --events (default: the exporter's)")
         @click.option("--console-debug", is_flag=True, help="copy the console to stderr")
+        @click.option("--disk", "disk_image", is_flag=True,
+                      help="SOURCE is a whole-disk image (sysinstall --disk-image)")
+        @click.option("--bmap", help="the whole-disk image's bmap file (URL or a path on the board)")
         def flash(source, data, checksum, checksum_file, headers, bearer, cacert, insecure_tls, retries,
-                  options, power, after, events, console_debug):
+                  options, power, after, events, console_debug, disk_image, bmap):
             """Install a rootfs with the sysinstall upgrader; prints the result as JSON."""
             if checksum_file:
                 with open(checksum_file) as f:
@@ -248,7 +258,7 @@ class SysinstallFlasherClient(CompositeClient):
                 result = self.flash(source, data, checksum=checksum, headers=list(headers), bearer_token=bearer,
                                     cacert_file=cacert, insecure_tls=insecure_tls, retries=retries,
                                     extra_args=extra, power=power, after=after, events=events,
-                                    console_debug=console_debug)
+                                    console_debug=console_debug, disk_image=disk_image, bmap=bmap)
             except SysinstallError as e:
                 click.echo(json.dumps({"exit": e.exit_code, "code": e.code, "reason": e.reason,
                                        "retryable": e.retryable, "summary": e.summary}))

@@ -167,15 +167,26 @@ def _short(command: str) -> str:
 def install_command(sources: list[str], *, events: str = "console", checksum: str | None = None,
                     headers: dict[str, str] | None = None, cacert: str | None = None,
                     insecure_tls: bool = False, extra_args: list[str] | None = None,
-                    bearer_file: str | None = None, program: str = "sysinstall") -> str:
-    """The shell command line of one unattended install (quoted for the shell)."""
+                    bearer_file: str | None = None, program: str = "sysinstall",
+                    disk_image: bool = False, bmap: str | None = None) -> str:
+    """The shell command line of one unattended install (quoted for the shell).
+
+    With ``disk_image`` the one source is a whole-disk image (``--disk-image``),
+    ``checksum`` its SHA-256 and ``bmap`` its block map.
+    """
+    if disk_image and len(sources) != 1:
+        raise ValueError("a whole-disk image is one source, without DATA")
+    if bmap and not disk_image:
+        raise ValueError("--bmap goes with a whole-disk image")
     argv = [program, "install", "--yes", "--events", events]
     # The events carry the progress; sysinstall's own plain progress lines on
     # stderr would share the console with them (and, unframed, break them up).
     if not any(a == "--progress" or a.startswith("--progress=") for a in extra_args or []):
         argv += ["--progress", "none"]
     if checksum:
-        argv += ["--rootfs-sha256", checksum]
+        argv += ["--disk-image-sha256" if disk_image else "--rootfs-sha256", checksum]
+    if bmap:
+        argv += ["--bmap", bmap]
     for name, value in (headers or {}).items():
         argv += ["--header", f"{name}: {value}"]
     if bearer_file:
@@ -185,7 +196,7 @@ def install_command(sources: list[str], *, events: str = "console", checksum: st
     if insecure_tls:
         argv.append("--insecure-tls")
     argv += list(extra_args or [])
-    argv += sources
+    argv += ["--disk-image", *sources] if disk_image else sources
     return " ".join(shlex.quote(a) for a in argv)
 
 
