@@ -17,19 +17,10 @@
 # Usage: benches/image.sh [RUNS]   (root; default 3, median reported)
 # Tarball: benches/make-rootfs.sh (debootstrap, cached in $SYSINSTALL_BENCH_CACHE).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-CACHE=${SYSINSTALL_BENCH_CACHE:-/var/tmp/sysinstall-bench}
-[ "$(id -u)" = 0 ] || { echo "benches/image.sh: needs root" >&2; exit 1; }
-for tool in debootstrap partx mke2fs resize2fs bc zstd python3; do
-    command -v "$tool" >/dev/null || { echo "benches/image.sh: needs $tool" >&2; exit 1; }
-done
-bash benches/make-rootfs.sh "$CACHE" >&2
-if [ -z "${SYSINSTALL_BIN:-}" ]; then
-    cargo build --release --quiet
-    SYSINSTALL_BIN=${CARGO_TARGET_DIR:-target}/release/sysinstall
-fi
-BIN=$SYSINSTALL_BIN
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup image.sh debootstrap partx mke2fs resize2fs bc zstd python3
 LAYOUT=layouts/demo.xml
 TARBALL=$CACHE/rootfs.tar.zst
 
@@ -52,14 +43,7 @@ IMAGE=$work/rootfs.ext4
 mke2fs -q -F -t ext4 -L APP -i 4096 -d "$work/tree" "$IMAGE" "$((kib * 13 / 10 + 65536))K"
 rm -rf "$work/tree"
 
-fresh_disk() { # untimed: a blank 4 GiB disk on a direct-I/O loop device
-    [ -n "$loop" ] && { partx -d "$loop" 2>/dev/null || true; losetup -d "$loop"; }
-    rm -f "$work/disk.img"; truncate -s 4G "$work/disk.img"
-    loop=$(losetup --direct-io=on -f --show "$work/disk.img")
-}
 
-now() { date +%s.%N; }
-median() { sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"; }
 
 floor() {
     SYSINSTALL_RUNDIR=$work/run "$BIN" partition --yes --layout "$LAYOUT" --device "$loop" >/dev/null 2>&1

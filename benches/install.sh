@@ -16,19 +16,10 @@
 # Usage: benches/install.sh [RUNS]   (root; default 3, median reported)
 # Tarballs: benches/make-rootfs.sh (debootstrap, cached in $SYSINSTALL_BENCH_CACHE).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-CACHE=${SYSINSTALL_BENCH_CACHE:-/var/tmp/sysinstall-bench}
-[ "$(id -u)" = 0 ] || { echo "benches/install.sh: needs root" >&2; exit 1; }
-for tool in debootstrap sgdisk partx mke2fs e2fsck bc zstd pigz; do
-    command -v "$tool" >/dev/null || { echo "benches/install.sh: needs $tool" >&2; exit 1; }
-done
-bash benches/make-rootfs.sh "$CACHE" >&2
-if [ -z "${SYSINSTALL_BIN:-}" ]; then
-    cargo build --release --quiet
-    SYSINSTALL_BIN=${CARGO_TARGET_DIR:-target}/release/sysinstall
-fi
-BIN=$SYSINSTALL_BIN
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup install.sh debootstrap sgdisk partx mke2fs e2fsck bc zstd pigz
 LAYOUT=layouts/demo.xml
 
 work=$(mktemp -d /var/tmp/sysinstall-bench-install.XXXXXX)
@@ -41,11 +32,6 @@ cleanup() {
 trap cleanup EXIT
 "$BIN" layout "$LAYOUT" --format csv > "$work/partition_table"
 
-fresh_disk() { # untimed: a blank 4 GiB disk on a direct-I/O loop device
-    [ -n "$loop" ] && { partx -d "$loop" 2>/dev/null || true; losetup -d "$loop"; }
-    rm -f "$work/disk.img"; truncate -s 4G "$work/disk.img"
-    loop=$(losetup --direct-io=on -f --show "$work/disk.img")
-}
 
 part() { echo "${loop}p$1"; }
 num() { awk -F, -v n="$1" '$2 == n { print $1 }' "$work/partition_table"; }
@@ -87,14 +73,13 @@ ours() {
         >/dev/null 2>"$work/ours.log" || { cat "$work/ours.log" >&2; return 1; }
 }
 
-now() { date +%s.%N; }
 timed() { # fn tarball -> median seconds
     local t=()
     for _ in $(seq "$RUNS"); do
         fresh_disk; sync; cat "$2" >/dev/null
         local t0; t0=$(now); $1 "$2"; t+=("$(echo "$(now) - $t0" | bc -l)")
     done
-    printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+    printf '%s\n' "${t[@]}" | median
 }
 
 echo "sysinstall install benchmark: $(nproc) cores, $(uname -r), $RUNS runs each, median wall time"

@@ -19,23 +19,10 @@
 # The tarballs come from benches/make-rootfs.sh (debootstrap, cached in
 # $SYSINSTALL_BENCH_CACHE, default /var/tmp/sysinstall-bench).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-CACHE=${SYSINSTALL_BENCH_CACHE:-/var/tmp/sysinstall-bench}
-[ "$(id -u)" = 0 ] || { echo "benches/unpack.sh: needs root (loop devices, mount)" >&2; exit 1; }
-for tool in debootstrap pigz zstd bc /usr/bin/time mke2fs losetup; do
-    command -v "$tool" >/dev/null || {
-        echo "benches/unpack.sh: needs $tool (apt-get install debootstrap pigz zstd bc time e2fsprogs)" >&2
-        exit 1
-    }
-done
-
-bash benches/make-rootfs.sh "$CACHE" >&2
-if [ -z "${SYSINSTALL_BIN:-}" ]; then
-    cargo build --release --quiet
-    SYSINSTALL_BIN=${CARGO_TARGET_DIR:-target}/release/sysinstall
-fi
-BIN=$SYSINSTALL_BIN
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup unpack.sh debootstrap pigz zstd bc /usr/bin/time mke2fs losetup
 
 work=$(mktemp -d /var/tmp/sysinstall-bench-run.XXXXXX)
 loops=()
@@ -55,7 +42,6 @@ done
 A=${loops[0]} B=${loops[1]} X=${loops[2]} MA=$work/mnt-a MB=$work/mnt-b MX=$work/mnt-x
 mke2fs -t ext4 -F -q -L EXTRA "$X"
 
-now() { date +%s.%N; }
 mkfs_slot() { mke2fs -t ext4 -F -q -L "$2" -i 4096 "$1"; }
 gnu_x() { tar --xattrs --xattrs-include='*' --acls --numeric-owner -xpf "$1" -C "$2"; }
 
@@ -106,9 +92,9 @@ timed() { # name fn tarball [setup-fn] -> "name median-wall max-rss median-cpu"
         if [ -s "$work/rss" ]; then rss+=("$(cat "$work/rss")"); : >"$work/rss"; fi
     done
     for m in "$MA" "$MB" "$MX"; do mountpoint -q "$m" && umount "$m"; done
-    local med; med=$(printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+    local med; med=$(printf '%s\n' "${t[@]}" | median)
     local maxrss=0; ((${#rss[@]})) && maxrss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
-    local cmed; cmed=$(printf '%s\n' "${c[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+    local cmed; cmed=$(printf '%s\n' "${c[@]}" | median)
     printf '%s %s %s %s\n' "$name" "$med" "$maxrss" "$cmed"
 }
 
