@@ -21,7 +21,7 @@ use crate::exit::Changes;
 use crate::image::bmap::{self, Bmap, Filter};
 use crate::image::whole::{self, HeadLast, Held, SkipSame, HEAD};
 use crate::image::{self, Measure, Shape, Sink, Target, Writer};
-use crate::rootfs::{self, Decoded, Source, SourceOptions};
+use crate::rootfs::{self, Decoded};
 use crate::sys::blockdev::{Access, Disk};
 use crate::sys::rawdev::ImageTarget;
 use anyhow::Context as _;
@@ -80,32 +80,13 @@ fn bmap_beside(image: &Path) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
-fn source(
-    spec: &str,
-    sha256: Option<String>,
-    from: Option<String>,
-    opts: &InstallOptions,
-    events: &Events,
-) -> anyhow::Result<Source> {
-    Source::open(
-        spec,
-        &SourceOptions {
-            sha256,
-            sha256_from: from,
-            net: opts.net.clone(),
-            events: events.clone(),
-            ..SourceOptions::default()
-        },
-    )
-}
-
 /// Reads and checks the bmap file; its bytes' SHA-256 too.
 fn load_bmap(
     spec: &str,
     opts: &InstallOptions,
     events: &Events,
 ) -> anyhow::Result<(Bmap, [u8; 32])> {
-    let mut s = source(spec, None, None, opts, events)
+    let mut s = super::images::open(spec, None, None, opts, events)
         .map_err(super::report::or_code(FailCode::InputInvalid))?;
     let mut bytes = Vec::new();
     s.take_reader()?
@@ -170,7 +151,7 @@ fn preflight(img: &DiskImage, opts: &InstallOptions, events: &Events) -> anyhow:
         }
         None => None,
     };
-    let src = source(&img.source, img.sha256.clone(), None, opts, events)
+    let src = super::images::open(&img.source, img.sha256.clone(), None, opts, events)
         .map_err(super::report::or_code(FailCode::InputInvalid))?;
     if !src.rereadable() {
         refuse!(
@@ -373,7 +354,7 @@ fn write(
     let map = c.map.as_ref().map(|m| &m.1);
     let mut in_place = 0;
     let (body, held) = step(events, Phase::Unpack, "write the image", || {
-        let src = source(
+        let src = super::images::open(
             &img.source,
             Some(crate::bytes::hex(&c.decoded.sha256)),
             Some(format!("the preflight's read of {}", img.source)),

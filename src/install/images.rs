@@ -46,7 +46,9 @@ impl Measured {
     }
 }
 
-fn open(
+/// Opens an image source with the run's network options; `sha256` (and
+/// where it came from) is what it must hash to.
+pub(super) fn open(
     spec: &str,
     sha256: Option<String>,
     from: Option<String>,
