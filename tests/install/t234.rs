@@ -243,7 +243,9 @@ impl Orin {
             cmd.arg("--launcher").arg(&self.launcher);
         }
         cmd.args(args.iter().filter(|a| !a.starts_with("--omit-")));
-        cmd.arg(&self.rootfs);
+        if !given("--image=APP=") && !given("--omit-rootfs") {
+            cmd.arg(&self.rootfs);
+        }
         output(&mut cmd)
     }
 
@@ -328,6 +330,52 @@ fn the_plan_clears_stale_state_then_requests_the_capsule() {
     assert!(
         !vars.contains("OsIndications") && !vars.contains("set BootChainFwNext"),
         "{vars}"
+    );
+}
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn an_ext4_image_for_the_slots_passes_the_orin_preflight() {
+    require_root(TOOLS);
+    let o = Orin::new();
+    let root = sysroot(o.dir.path(), None);
+    let image = o.dir.path().join("rootfs.ext4");
+    let mk = output(
+        std::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-L", "APP"])
+            .arg(&image)
+            .arg("64M"),
+    );
+    assert!(mk.status.success(), "{}", stderr(&mk));
+    let before = (o.disk(), store(&root));
+    // The kernel payload from --bup and the capsule are given (Orin::run),
+    // as an image carries no payload the preflight could read.
+    let out = o.run(
+        &root,
+        &["--dry-run", &format!("--image=APP={}", image.display())],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let report = stderr(&out);
+    assert!(report.contains("raw image (none)"), "{report}");
+    let plan = events(&out)
+        .into_iter()
+        .find(|e| e["kind"] == "plan")
+        .unwrap();
+    assert_eq!(plan["mode"], "initial");
+    assert!(
+        plan["uefi_variables"].to_string().contains("OsIndications"),
+        "{plan}"
+    );
+    assert_eq!(
+        (o.disk(), store(&root)),
+        before,
+        "a dry run changed something"
     );
 }
 
