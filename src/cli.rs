@@ -529,7 +529,8 @@ pub struct InstallArgs {
     /// sparse, compressed or not (told from its bytes), from the same kinds
     /// of sources as ROOTFS. APP=IMAGE fills every slot the run writes from
     /// one stream (instead of ROOTFS); another NAME fills that partition.
-    /// Holes are not written, what is written is read back, and an ext4
+    /// Holes are not written (nor, with a bmap beside a local image, the
+    /// blocks it does not map), what is written is read back, and an ext4
     /// filesystem smaller than its partition is grown to it.
     #[arg(long = "image", value_name = "NAME=SOURCE")]
     pub images: Vec<String>,
@@ -557,8 +558,9 @@ pub struct InstallArgs {
     )]
     pub bmap: Option<String>,
 
-    /// Ignore a bmap beside the --disk-image: write every byte.
-    #[arg(long, requires = "disk_image")]
+    /// Ignore a bmap beside a local image (--disk-image, --image): write
+    /// every byte.
+    #[arg(long)]
     pub no_bmap: bool,
 
     /// Save DATA (or UDA) before it is re-created and restore it afterwards.

@@ -400,7 +400,6 @@ fn disk_image(a: &InstallArgs) -> anyhow::Result<Option<install::disk_image::Dis
         source,
         sha256: a.disk_image_sha256.clone(),
         bmap: a.bmap.clone(),
-        no_bmap: a.no_bmap,
     }))
 }
 
@@ -475,6 +474,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         tnspec: a.board.tnspec.clone(),
         machine: a.board.machine.clone(),
         disk_image,
+        no_bmap: a.no_bmap,
         sysroot: SysRoot::new(a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"))),
         rundir: std::env::var_os("SYSINSTALL_RUNDIR")
             .map(PathBuf::from)

@@ -18,16 +18,15 @@ use super::report::{refuse, FailCode, Outcome};
 use super::{Confirm, InstallOptions, Summary};
 use crate::events::{Events, Level, Phase, Verdict};
 use crate::exit::Changes;
-use crate::image::bmap::{self, Bmap, Filter};
+use crate::image::bmap::Bmap;
 use crate::image::whole::{self, HeadLast, Held, SkipSame, HEAD};
-use crate::image::{self, Measure, Shape, Sink, Target, Writer};
+use crate::image::{self, Measure, Shape, Target, Writer};
 use crate::rootfs::{self, Decoded};
 use crate::sys::blockdev::{Access, Disk};
 use crate::sys::rawdev::ImageTarget;
 use anyhow::Context as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::io::Read as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -40,8 +39,6 @@ pub struct DiskImage {
     pub sha256: Option<String>,
     /// The bmap file, when given.
     pub bmap: Option<String>,
-    /// `--no-bmap`: do not look for one beside the image.
-    pub no_bmap: bool,
 }
 
 /// The summary's account of a whole-disk image.
@@ -65,64 +62,6 @@ pub struct Report {
     pub gpt_moved: bool,
 }
 
-/// Bmap files looked for beside a local image: NAME.bmap, then NAME less
-/// its compression suffix, plus .bmap (bmaptool's own search).
-fn bmap_beside(image: &Path) -> Option<String> {
-    let name = image.file_name()?.to_str()?;
-    let stem = [".xz", ".gz", ".zst", ".bz2"]
-        .iter()
-        .find_map(|s| name.strip_suffix(s));
-    [Some(name), stem]
-        .into_iter()
-        .flatten()
-        .map(|n| image.with_file_name(format!("{n}.bmap")))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
-}
-
-/// Reads and checks the bmap file; its bytes' SHA-256 too.
-fn load_bmap(
-    spec: &str,
-    opts: &InstallOptions,
-    events: &Events,
-) -> anyhow::Result<(Bmap, [u8; 32])> {
-    let mut s = super::images::open(spec, None, None, opts, events)
-        .map_err(super::report::or_code(FailCode::InputInvalid))?;
-    let mut bytes = Vec::new();
-    s.take_reader()?
-        .take(bmap::MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading the bmap {spec}"))?;
-    if bytes.len() as u64 > bmap::MAX_BYTES {
-        refuse!(
-            FailCode::InputInvalid,
-            "bmap {spec}: larger than {} bytes",
-            bmap::MAX_BYTES
-        );
-    }
-    match Bmap::parse(&bytes) {
-        Ok(m) => Ok((m, Sha256::digest(&bytes).into())),
-        Err(e) => refuse!(FailCode::InputInvalid, "bmap {spec}: {e}"),
-    }
-}
-
-/// Hands pieces through the bmap's filter when there is a map.
-fn through(
-    map: Option<&Bmap>,
-    r: &mut dyn std::io::Read,
-    sink: &mut dyn Sink,
-) -> anyhow::Result<Shape> {
-    match map {
-        Some(m) => {
-            let mut f = Filter::new(m, sink);
-            let shape = image::read(r, &mut f)?;
-            f.finish()?;
-            Ok(shape)
-        }
-        None => image::read(r, sink),
-    }
-}
-
 /// Everything the preflight found.
 struct Checked {
     disk: Disk,
@@ -140,13 +79,13 @@ fn preflight(img: &DiskImage, opts: &InstallOptions, events: &Events) -> anyhow:
     let device = disk.path().display().to_string();
     let bytes = disk.target().bytes();
     let map_spec = img.bmap.clone().or_else(|| {
-        (!img.no_bmap)
-            .then(|| bmap_beside(Path::new(&img.source)))
+        (!opts.no_bmap)
+            .then(|| super::images::bmap_beside(Path::new(&img.source)))
             .flatten()
     });
     let map = match &map_spec {
         Some(spec) => {
-            let (m, sum) = load_bmap(spec, opts, events)?;
+            let (m, sum) = super::images::load_bmap(spec, opts, events)?;
             Some((spec.clone(), m, sum))
         }
         None => None,
@@ -161,7 +100,7 @@ fn preflight(img: &DiskImage, opts: &InstallOptions, events: &Events) -> anyhow:
         );
     }
     let (shape, decoded) = rootfs::read_decoded(src, events, |r| {
-        through(map.as_ref().map(|m| &m.1), r, &mut Measure)
+        super::images::through(map.as_ref().map(|m| &m.1), r, &mut Measure)
     })
     .with_context(|| format!("checking the disk image {}", img.source))
     .map_err(super::report::or_code(FailCode::RootfsInvalid))?;
@@ -366,7 +305,8 @@ fn write(
             let mut targets: [&mut dyn Target; 1] = [&mut skip];
             let mut writer = Writer::new(&mut targets);
             let mut head = HeadLast::new(&mut writer);
-            let (shape, _) = rootfs::read_decoded(src, events, |r| through(map, r, &mut head))?;
+            let (shape, _) =
+                rootfs::read_decoded(src, events, |r| super::images::through(map, r, &mut head))?;
             let held = head.into_held();
             (writer.finish(shape)?, held)
         };

@@ -7,10 +7,14 @@
 use super::report::{refuse, FailCode};
 use super::InstallOptions;
 use crate::events::{Events, Level};
-use crate::image::{self, Measure, Shape, Target};
+use crate::image::bmap::{self, Bmap, Filter};
+use crate::image::{self, Measure, Shape, Sink, Target, Writer};
 use crate::rootfs::{self, Decoded, Source, SourceOptions};
 use crate::sys::{mkfs, rawdev::ImageTarget};
 use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use std::io::Read as _;
+use std::path::Path;
 use std::path::PathBuf;
 
 /// The partition name whose image fills the slots.
@@ -21,6 +25,8 @@ pub const SLOTS: &str = "APP";
 pub struct Measured {
     /// Its shape (format, sizes, head).
     pub shape: Shape,
+    /// The bmap found beside it, and its path.
+    pub bmap: Option<(String, Bmap)>,
     /// Its source's compression and SHA-256.
     pub decoded: Decoded,
 }
@@ -33,8 +39,13 @@ impl Measured {
             .ext()
             .map(|sb| format!(", {} of {} bytes", sb.kind, sb.size_bytes))
             .unwrap_or_default();
+        let map = self
+            .bmap
+            .as_ref()
+            .map(|(p, m)| format!(", bmap {p}: {} bytes mapped", m.mapped_bytes()))
+            .unwrap_or_default();
         format!(
-            "{} image ({}), {} bytes expanded ({} data, {} zero, {} skipped){fs}, sha256 {}",
+            "{} image ({}), {} bytes expanded ({} data, {} zero, {} skipped){fs}{map}, sha256 {}",
             self.shape.format,
             self.decoded.format,
             self.shape.size,
@@ -67,6 +78,64 @@ pub(super) fn open(
     )
 }
 
+/// Bmap files looked for beside a local image: NAME.bmap, then NAME less
+/// its compression suffix, plus .bmap (bmaptool's own search).
+pub(super) fn bmap_beside(image: &Path) -> Option<String> {
+    let name = image.file_name()?.to_str()?;
+    let stem = [".xz", ".gz", ".zst", ".bz2"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s));
+    [Some(name), stem]
+        .into_iter()
+        .flatten()
+        .map(|n| image.with_file_name(format!("{n}.bmap")))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+/// Reads and checks the bmap file; its bytes' SHA-256 too.
+pub(super) fn load_bmap(
+    spec: &str,
+    opts: &InstallOptions,
+    events: &Events,
+) -> anyhow::Result<(Bmap, [u8; 32])> {
+    let mut s = super::images::open(spec, None, None, opts, events)
+        .map_err(super::report::or_code(FailCode::InputInvalid))?;
+    let mut bytes = Vec::new();
+    s.take_reader()?
+        .take(bmap::MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading the bmap {spec}"))?;
+    if bytes.len() as u64 > bmap::MAX_BYTES {
+        refuse!(
+            FailCode::InputInvalid,
+            "bmap {spec}: larger than {} bytes",
+            bmap::MAX_BYTES
+        );
+    }
+    match Bmap::parse(&bytes) {
+        Ok(m) => Ok((m, Sha256::digest(&bytes).into())),
+        Err(e) => refuse!(FailCode::InputInvalid, "bmap {spec}: {e}"),
+    }
+}
+
+/// Hands pieces through the bmap's filter when there is a map.
+pub(super) fn through(
+    map: Option<&Bmap>,
+    r: &mut dyn std::io::Read,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<Shape> {
+    match map {
+        Some(m) => {
+            let mut f = Filter::new(m, sink);
+            let shape = image::read(r, &mut f)?;
+            f.finish()?;
+            Ok(shape)
+        }
+        None => image::read(r, sink),
+    }
+}
+
 /// Reads the image `spec` for partition `name` through once, writing
 /// nothing, and checks it fits `room` bytes.
 pub fn measure(
@@ -85,9 +154,18 @@ pub fn measure(
             "--image {name}={spec}: an image is read twice (checked, then written), so it must be a file or a URL, not a stream"
         );
     }
-    let (shape, decoded) = rootfs::read_decoded(source, events, |r| image::read(r, &mut Measure))
-        .with_context(|| format!("checking the image for {name}"))
-        .map_err(super::report::or_code(FailCode::RootfsInvalid))?;
+    let bmap = match (!opts.no_bmap)
+        .then(|| bmap_beside(Path::new(spec)))
+        .flatten()
+    {
+        Some(path) => Some((path.clone(), load_bmap(&path, opts, events)?.0)),
+        None => None,
+    };
+    let (shape, decoded) = rootfs::read_decoded(source, events, |r| {
+        through(bmap.as_ref().map(|b| &b.1), r, &mut Measure)
+    })
+    .with_context(|| format!("checking the image for {name}"))
+    .map_err(super::report::or_code(FailCode::RootfsInvalid))?;
     if shape.size > room {
         refuse!(
             FailCode::NoSpace,
@@ -95,7 +173,11 @@ pub fn measure(
             shape.size
         );
     }
-    Ok(Measured { shape, decoded })
+    Ok(Measured {
+        shape,
+        bmap,
+        decoded,
+    })
 }
 
 /// Writes the image `spec` into every node (one stream), reads each back,
@@ -121,7 +203,12 @@ pub fn write(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut refs: Vec<&mut dyn Target> = targets.iter_mut().map(|t| t as &mut dyn Target).collect();
     let t0 = std::time::Instant::now();
-    let (written, _) = rootfs::read_decoded(source, events, |r| image::write(r, &mut refs))?;
+    let map = measured.bmap.as_ref().map(|b| &b.1);
+    let (written, _) = rootfs::read_decoded(source, events, |r| {
+        let mut w = Writer::new(&mut refs);
+        let shape = through(map, r, &mut w)?;
+        w.finish(shape)
+    })?;
     let t1 = std::time::Instant::now();
     // Each slot is read back on a thread of its own: the reads of two
     // partitions overlap, and each CRC runs on its own core.

@@ -153,6 +153,8 @@ pub struct InstallOptions {
     pub machine: Option<String>,
     /// `--disk-image`: a whole-disk image instead of layout and rootfs.
     pub disk_image: Option<disk_image::DiskImage>,
+    /// `--no-bmap`: no bmap is looked for beside a local image.
+    pub no_bmap: bool,
     /// Where /proc, /sys and board.conf are read.
     pub sysroot: SysRoot,
     /// Mount points and scratch files.

@@ -276,3 +276,119 @@ fn bad_images_are_refused_before_anything_is_written() {
     assert!(stdout(&o).contains("not both"), "{}", stdout(&o));
     assert_eq!(rig.state(), before);
 }
+
+/// A block in the middle of the longest run of blocks `bmap` (bmaptool's
+/// XML) does not map: free space in the image's filesystem, which neither
+/// the write nor growing the filesystem touches.
+fn unmapped_block(bmap: &Path) -> u64 {
+    let text = std::fs::read_to_string(bmap).unwrap();
+    // The element, not the header comment that names it.
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("<BlocksCount>"))
+        .and_then(|t| t.split('<').next())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (mut next, mut best) = (0u64, (0u64, 0u64));
+    let mut gap = |from: u64, to: u64| {
+        if to - from > best.1 - best.0 {
+            best = (from, to);
+        }
+    };
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("<Range"))
+    {
+        let body = line
+            .split('>')
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .trim();
+        let (a, b) = body.split_once('-').unwrap_or((body, body));
+        let (a, b): (u64, u64) = (a.trim().parse().unwrap(), b.trim().parse().unwrap());
+        gap(next, a);
+        next = b + 1;
+    }
+    gap(next, count);
+    assert!(best.1 > best.0, "the image maps every block");
+    (best.0 + best.1) / 2
+}
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_bmap_beside_an_image_limits_the_write_to_the_blocks_it_maps() {
+    let tools: Vec<&str> = TOOLS.iter().copied().chain(["bmaptool"]).collect();
+    require_root(&tools);
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let (raw, _) = ext4_image(d);
+    // rootfs.ext4.bmap is found for rootfs.ext4.xz, as bmaptool finds it.
+    let bmap = d.join("rootfs.ext4.bmap");
+    run(Command::new("bmaptool")
+        .args(["-q", "create", "-o"])
+        .arg(&bmap)
+        .arg(&raw));
+    run(Command::new("xz").args(["-k", "-0", "-T1"]).arg(&raw));
+    let image = d.join("rootfs.ext4.xz");
+    let gap = unmapped_block(&bmap) * 4096;
+    // Both slots hold an old pattern where the image maps nothing.
+    let old = [0xAAu8; 4096];
+    let disk = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&rig.image)
+        .unwrap();
+    for slot in ["APP", "APP_b"] {
+        std::os::unix::fs::FileExt::write_all_at(&disk, &old, extent(&rig, slot).0 + gap).unwrap();
+    }
+    drop(disk);
+    let install = |extra: &[&str]| {
+        let o = output(
+            rig.install_cmd()
+                .arg("--image")
+                .arg(format!("APP={}", image.display()))
+                .arg("--bup")
+                .arg(&rig.bup)
+                .args(extra),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        stderr(&o)
+    };
+    let err = install(&[]);
+    assert!(err.contains("rootfs.ext4.bmap:"), "{err}");
+    for slot in ["APP", "APP_b"] {
+        let dev = copy_out(&rig, slot);
+        run(Command::new("e2fsck").arg("-fn").arg(&dev));
+        let cat = run(Command::new("debugfs")
+            .arg("-R")
+            .arg("cat /etc/os-release")
+            .arg(&dev));
+        assert!(cat.contains("from an image"), "{slot}: {cat}");
+        let mut f = std::fs::File::open(&dev).unwrap();
+        let mut b = [0u8; 4096];
+        f.seek(SeekFrom::Start(gap)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        assert!(
+            b == old,
+            "{slot}: a block the bmap does not map is not written"
+        );
+    }
+    // --no-bmap: every block, the unmapped one as zeros (the layout is in
+    // place now, so this run is an update of the other slot, APP_b).
+    let err = install(&["--no-bmap"]);
+    assert!(!err.contains(".bmap:"), "{err}");
+    assert!(err.contains("APP_b"), "{err}");
+    let dev = copy_out(&rig, "APP_b");
+    let mut f = std::fs::File::open(&dev).unwrap();
+    let mut b = [0u8; 4096];
+    f.seek(SeekFrom::Start(gap)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    assert!(
+        b.iter().all(|x| *x == 0),
+        "without the bmap the block is zeroed"
+    );
+}
