@@ -34,6 +34,7 @@ pub mod journal;
 mod payload;
 mod preflight;
 pub mod report;
+pub mod stage;
 mod steps;
 pub mod t234;
 
