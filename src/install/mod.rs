@@ -311,6 +311,9 @@ pub struct Summary {
     pub duration: f64,
     /// What an earlier run had finished and this one kept.
     pub resumed: Vec<String>,
+    /// Where the copy of DATA was kept while DATA was re-created
+    /// (`--keep-data` where DATA moves).
+    pub data_copy: Option<report::DataCopy>,
 }
 
 impl Summary {
@@ -331,6 +334,7 @@ impl Summary {
             images: Vec::new(),
             duration: 0.0,
             resumed: Vec::new(),
+            data_copy: None,
         }
     }
 }
@@ -383,6 +387,7 @@ pub fn run(
     events.plan(report::plan_json(&pre));
     summary.mode = Some(pre.decision.mode);
     summary.rootfs_sha256 = pre.rootfs_sha256.map(|h| crate::bytes::hex(&h));
+    summary.data_copy = pre.data_copy.clone();
     if opts.dry_run {
         eprintln!("{}\n\n--dry-run: nothing was written.", pre.report);
         summary.result = report::Outcome::DryRun;

@@ -556,6 +556,7 @@ pub fn restore_tar(r: impl std::io::BufRead, root: &Path, tree: &str) -> Result<
         entry.acls = None;
         ex.extract(&entry, &mut reader)?;
         count += 1;
+        crate::failpoint::hit("restore-entry");
     }
     ex.finish()?;
     let now = hash(root)?;

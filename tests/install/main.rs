@@ -13,6 +13,7 @@ mod console;
 mod golden;
 mod images;
 mod interrupt;
+mod keep_data;
 mod loop_device;
 mod refusals;
 mod report_file;
