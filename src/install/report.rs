@@ -648,4 +648,35 @@ mod tests {
         assert!(FailCode::SourceUnavailable.retryable());
         assert!(!FailCode::TlsFailed.retryable() && !FailCode::AuthFailed.retryable());
     }
+
+    #[test]
+    fn the_plan_says_where_the_copy_of_data_is() {
+        let staged = DataCopy {
+            kept_in: "APP_b".into(),
+            survives_power_cut: true,
+            bytes: Some(8192),
+        };
+        let ram = DataCopy {
+            kept_in: "ram".into(),
+            survives_power_cut: false,
+            bytes: None,
+        };
+        let line = |c| data_line("DATA", DataHandling::SaveAndRestore, Some(c), None);
+        assert_eq!(
+            line(&staged),
+            "Data:     DATA kept: copy staged in APP_b (8192 bytes), survives a power cut; re-created and restored"
+        );
+        assert_eq!(
+            line(&ram),
+            "Data:     DATA kept: copy held in RAM: lost on a power cut; re-created and restored"
+        );
+        assert_eq!(
+            serde_json::to_value(&staged).unwrap(),
+            serde_json::json!({"kept_in": "APP_b", "survives_power_cut": true, "bytes": 8192})
+        );
+        assert_eq!(
+            serde_json::to_value(&ram).unwrap(),
+            serde_json::json!({"kept_in": "ram", "survives_power_cut": false, "bytes": null})
+        );
+    }
 }
