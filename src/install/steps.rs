@@ -537,13 +537,9 @@ impl Run<'_> {
         let mut t = self.pre.disk.reopen(Access::ReadOnly)?;
         let h = stage::verify(t.file(), at, Some(&want))
             .with_context(|| format!("checking the copy of {name} in {}", st.partition))?;
-        let r = stage::payload(t.file(), at, &h)?;
-        let n = rootfs::tree::restore_tar(
-            std::io::BufReader::with_capacity(1 << 20, r),
-            root,
-            &crate::bytes::hex(&h.tree),
-        )
-        .with_context(|| format!("restoring {name} from {}", st.partition))?;
+        let mut r = stage::payload(t.file(), at, &h)?;
+        let n = rootfs::tree::restore_tar(&mut r, root, &crate::bytes::hex(&h.tree))
+            .with_context(|| format!("restoring {name} from {}", st.partition))?;
         self.events.message(
             Level::Info,
             format!(

@@ -546,19 +546,38 @@ pub fn write_tar(root: &Path, nodes: &[Node], w: &mut dyn std::io::Write) -> Res
 
 /// Unpacks an archive [`write_tar`] made into `root` (normally a fresh
 /// filesystem) and checks that the result hashes `tree` ([`hash`] of the
-/// tree that was copied). Returns the number of entries.
-pub fn restore_tar(r: impl std::io::BufRead, root: &Path, tree: &str) -> Result<usize> {
-    let mut reader = super::tar::TarReader::new(r);
-    let mut ex = Extractor::new(root, ExtractOptions::default())?;
-    let mut count = 0;
-    while let Some(mut entry) = reader.next_entry()? {
-        // The xattrs carry the ACLs as they were: set them alone.
-        entry.acls = None;
-        ex.extract(&entry, &mut reader)?;
-        count += 1;
-        crate::failpoint::hit("restore-entry");
+/// tree that was copied). Returns the number of entries. The archive goes
+/// through the rootfs unpack's fan-out, so that the tar reader is the one
+/// the unpack uses (one copy of it in the binary).
+pub fn restore_tar(r: &mut (dyn Read + Send), root: &Path, tree: &str) -> Result<usize> {
+    let (fan, readers) = super::fanout::fanout(1);
+    let reader = readers
+        .into_iter()
+        .next()
+        .context("making the reader of the copy")?;
+    let (done, pumped) = std::thread::scope(|s| {
+        let pump = s.spawn(move || fan.pump(r));
+        let done = (|| -> Result<usize> {
+            let mut reader = super::tar::TarReader::new(reader);
+            let mut ex = Extractor::new(root, ExtractOptions::default())?;
+            let mut count = 0;
+            while let Some(mut entry) = reader.next_entry()? {
+                // The xattrs carry the ACLs as they were: set them alone.
+                entry.acls = None;
+                ex.extract(&entry, &mut reader)?;
+                count += 1;
+                crate::failpoint::hit("restore-entry");
+            }
+            ex.finish()?;
+            Ok(count)
+        })();
+        (done, pump.join())
+    });
+    let count = done?;
+    match pumped {
+        Ok(r) => r.map(drop)?,
+        Err(_) => bail!("reading the copy panicked"),
     }
-    ex.finish()?;
     let now = hash(root)?;
     if now != tree {
         bail!(
@@ -624,11 +643,15 @@ mod tests {
         assert_eq!((n, out.len() as u64), (tar_len(&nodes), tar_len(&nodes)));
         let dst = tempfile::tempdir().unwrap();
         let tree = manifest_hash(&nodes);
-        let count = restore_tar(out.as_slice(), dst.path(), &tree).unwrap();
+        let count = restore_tar(&mut out.as_slice(), dst.path(), &tree).unwrap();
         assert_eq!(count, nodes.len());
-        let err = restore_tar(out.as_slice(), tempfile::tempdir().unwrap().path(), "00")
-            .unwrap_err()
-            .to_string();
+        let err = restore_tar(
+            &mut out.as_slice(),
+            tempfile::tempdir().unwrap().path(),
+            "00",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("the copied one 00"), "{err}");
     }
 
