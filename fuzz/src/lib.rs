@@ -15,10 +15,10 @@ pub mod disk;
 static ALLOCATOR: alloc::Bounded = alloc::Bounded;
 
 use std::io::Cursor;
+use sysinstall::commands::site_config as config;
 use sysinstall::gpt::{self, read::GptCopy, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
-use sysinstall::commands::site_config as config;
-use sysinstall::install::journal;
+use sysinstall::install::{journal, stage};
 use sysinstall::layout::{self, csv, render, BootArea, LoadOptions, PartitionTable};
 
 /// Disk sizes (sectors) a layout is placed on besides its own `num_sectors`:
@@ -433,6 +433,40 @@ fn read_and_check<R: std::io::Read + std::io::Seek>(r: &mut R, n: u64) {
     }
 }
 
+/// The header of a staged copy of DATA, and a copy read through.
+pub fn data_stage(data: &[u8]) {
+    check_data_stage(data);
+    // Again with the CRC made right, so mutations reach the fields.
+    if data.len() >= 88 {
+        let mut fixed = data.to_vec();
+        let crc = gpt::crc32(&fixed[..84]).to_le_bytes();
+        fixed[84..88].copy_from_slice(&crc);
+        check_data_stage(&fixed);
+    }
+}
+
+fn check_data_stage(data: &[u8]) {
+    if let Ok(h) = stage::Header::decode(data) {
+        assert_eq!(
+            h.encode()[..],
+            data[..512],
+            "header does not re-encode to its bytes"
+        );
+    }
+    let Ok(h) = stage::verify(&mut Cursor::new(data), 0, None) else {
+        return;
+    };
+    assert!(
+        h.len <= data.len() as u64 - stage::HEADER_LEN,
+        "a copy longer than the bytes read"
+    );
+    // What passed once passes again against itself (the journal's view).
+    assert_eq!(
+        stage::verify(&mut Cursor::new(data), 0, Some(&h)).ok(),
+        Some(h)
+    );
+}
+
 /// The install journal record in LBA 0.
 pub fn journal(data: &[u8]) {
     check_journal(data);
@@ -596,14 +630,20 @@ pub fn capsule(data: &[u8]) {
         c.fmp.item_offsets.len(),
         usize::from(c.fmp.embedded_driver_count) + 1
     );
-    assert!(c.fmp.item_offsets.windows(2).all(|w| w[0] < w[1]), "offsets not increasing");
+    assert!(
+        c.fmp.item_offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets not increasing"
+    );
     let hlen = image_header_len(c.image.version).expect("a known image header version");
     let image_start = c.image.offset + hlen;
     let image_end = image_start + u64::from(c.image.update_image_size);
     assert_eq!(image_end + u64::from(c.image.update_vendor_code_size), len);
     assert!(c.image.update_image_index >= 1);
     assert_eq!(c.payload.end, image_end, "the payload ends with the image");
-    assert!(c.payload.start >= image_start + 16, "payload before its header");
+    assert!(
+        c.payload.start >= image_start + 16,
+        "payload before its header"
+    );
     if let Some(a) = &c.auth {
         assert!(a.dw_length >= 24);
         assert_eq!(a.cert_data_len, a.dw_length - 24);
@@ -625,8 +665,14 @@ pub fn capsule(data: &[u8]) {
         let sel = t234::select(&p.entries, &specs);
         let mut names = Vec::new();
         for s in &sel.selected {
-            let e = p.entries.get(s.index as usize).expect("selected index in range");
-            assert!(t234::update_mode_ok(e.op_mode, specs.production), "wrong fuse mode");
+            let e = p
+                .entries
+                .get(s.index as usize)
+                .expect("selected index in range");
+            assert!(
+                t234::update_mode_ok(e.op_mode, specs.production),
+                "wrong fuse mode"
+            );
             assert!(!names.contains(&&e.name), "image selected twice");
             names.push(&e.name);
         }
@@ -634,7 +680,11 @@ pub fn capsule(data: &[u8]) {
         for m in &missing {
             // Names are compared as printed: escaped, one-to-one.
             let printed = |n: &&Vec<u8>| n.escape_ascii().to_string() == m.name;
-            assert!(!names.iter().any(printed), "{} selected and missing", m.name);
+            assert!(
+                !names.iter().any(printed),
+                "{} selected and missing",
+                m.name
+            );
         }
         let (writes, _) = t234::kernel_writes(&p.entries, &specs, &[Slot::A, Slot::B], None);
         for wr in writes {
@@ -778,11 +828,17 @@ pub fn bootinfo(data: &[u8]) {
     bootinfo::seal(&mut fixed);
     for c in [&copy, &fixed] {
         let Ok(s) = bootinfo::decode(c) else { continue };
-        assert!(s.vars.iter().all(|(n, v)| !n.is_empty() && !n.contains(&0) && !v.contains(&0)));
+        assert!(s
+            .vars
+            .iter()
+            .all(|(n, v)| !n.is_empty() && !n.contains(&0) && !v.contains(&0)));
         if let Ok(bytes) = bootinfo::encode(&s) {
             assert_eq!(bytes.len(), COPY_LEN);
             let again = bootinfo::decode(&bytes).expect("an encoded copy decodes");
-            assert_eq!((again.vars, again.sernum, again.flags), (s.vars.clone(), s.sernum, s.flags));
+            assert_eq!(
+                (again.vars, again.sernum, again.flags),
+                (s.vars.clone(), s.sernum, s.flags)
+            );
         }
         if let Ok(p) = bootinfo::initialize([c, &[0u8; 1]]) {
             assert_eq!(p.kept, s.vars.len());
@@ -798,16 +854,29 @@ pub fn bootinfo(data: &[u8]) {
 fn check_reference(r: &sysinstall::rootfs::oci::Reference) {
     use sysinstall::rootfs::oci::Reference;
     assert!(!r.host.is_empty() && !r.name.is_empty());
-    assert!(r.tag.is_some() || r.digest.is_some(), "no tag and no digest");
-    assert!(r.tag.as_ref().map_or(true, |t| !t.is_empty() && t.len() <= 128));
+    assert!(
+        r.tag.is_some() || r.digest.is_some(),
+        "no tag and no digest"
+    );
+    assert!(r
+        .tag
+        .as_ref()
+        .map_or(true, |t| !t.is_empty() && t.len() <= 128));
     assert!(!r.name.starts_with('/') && !r.name.ends_with('/') && !r.name.contains("//"));
-    assert!(r.name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c)));
+    assert!(r
+        .name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c)));
     let base = r.api_base();
     assert!(base.starts_with(if r.plain_http { "http://" } else { "https://" }));
     assert!(base.ends_with(&format!("/v2/{}", r.name)));
     assert!(!r.manifest_ref().is_empty());
     // The canonical text parses back to the same reference.
-    let host = if r.host.contains(':') { format!("[{}]", r.host) } else { r.host.clone() };
+    let host = if r.host.contains(':') {
+        format!("[{}]", r.host)
+    } else {
+        r.host.clone()
+    };
     let mut text = format!(
         "{}://{host}:{}/{}",
         if r.plain_http { "oci+http" } else { "oci" },
@@ -872,14 +941,21 @@ pub fn sources(data: &[u8]) {
     if let Ok(cs) = oci::parse_challenges(&text) {
         for c in &cs {
             assert!(!c.scheme.is_empty());
-            assert!(!c.scheme.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b','));
+            assert!(!c
+                .scheme
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || b == b' ' || b == b','));
             for (n, _) in &c.params {
                 assert!(!n.is_empty() && !n.bytes().any(|b| b.is_ascii_uppercase()));
             }
         }
     }
     // References, as given and behind each scheme.
-    for t in [text.to_string(), format!("oci://{text}"), format!("oci+http://{text}")] {
+    for t in [
+        text.to_string(),
+        format!("oci://{text}"),
+        format!("oci+http://{text}"),
+    ] {
         if let Ok(r) = Reference::parse(&t) {
             assert!(Reference::is_oci(&t));
             check_reference(&r);
@@ -891,7 +967,11 @@ pub fn sources(data: &[u8]) {
         assert!(!p.shown().contains('@'));
     }
     let np = NoProxy::parse(&text);
-    let _ = (np.bypass("registry.example", 443), np.bypass("10.1.2.3", 80), np.bypass("::1", 1));
+    let _ = (
+        np.bypass("registry.example", 443),
+        np.bypass("10.1.2.3", 80),
+        np.bypass("::1", 1),
+    );
 }
 
 /// An HTTP response as a server (any server) sends it: the head and the
@@ -903,9 +983,16 @@ pub fn http_response(data: &[u8]) {
         return;
     };
     assert!(body.len() as u64 <= MAX);
-    assert!(body.len() <= data.len(), "a body longer than the bytes sent");
+    assert!(
+        body.len() <= data.len(),
+        "a body longer than the bytes sent"
+    );
     for (name, value) in &head.headers {
-        assert_eq!(name, &name.to_ascii_lowercase(), "header name not lower-cased");
+        assert_eq!(
+            name,
+            &name.to_ascii_lowercase(),
+            "header name not lower-cased"
+        );
         assert_eq!(name.trim(), name);
         assert_eq!(value.trim(), value);
         // Any header value may reach the range parser: it must not panic.
@@ -914,8 +1001,16 @@ pub fn http_response(data: &[u8]) {
     let chunked = head
         .get("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-    if let (false, Some(len)) = (chunked, head.get("content-length").and_then(|l| l.parse::<u64>().ok())) {
-        assert_eq!(body.len() as u64, len.min(MAX), "a body not of its Content-Length");
+    if let (false, Some(len)) = (
+        chunked,
+        head.get("content-length")
+            .and_then(|l| l.parse::<u64>().ok()),
+    ) {
+        assert_eq!(
+            body.len() as u64,
+            len.min(MAX),
+            "a body not of its Content-Length"
+        );
     }
 }
 

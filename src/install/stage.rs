@@ -46,8 +46,8 @@ pub enum StageError {
     /// A header of another format version.
     #[error("staged copy header of format version {0}, this program reads {VERSION}")]
     Version(u32),
-    /// The header's CRC does not match.
-    #[error("staged copy header is corrupt (CRC)")]
+    /// The header's CRC does not match, or its reserved bytes are not zero.
+    #[error("staged copy header is corrupt")]
     Crc,
     /// The header is not the one the journal recorded.
     #[error("staged copy header does not match the journal (length {got}, recorded {want})")]
@@ -115,7 +115,12 @@ impl Header {
         if version != VERSION {
             return Err(StageError::Version(version));
         }
-        if crc32fast::hash(get(0..CRC_AT)?) != u32_at(CRC_AT)? {
+        // The CRC, and zeros after it: a header reads back as its bytes.
+        if crc32fast::hash(get(0..CRC_AT)?) != u32_at(CRC_AT)?
+            || get(CRC_AT + 4..HEADER_LEN as usize)?
+                .iter()
+                .any(|&x| x != 0)
+        {
             return Err(StageError::Crc);
         }
         let arr = |r: std::ops::Range<usize>| -> Result<[u8; 32], StageError> {
@@ -419,6 +424,10 @@ mod tests {
         let mut d = dev.clone();
         d.get_mut()[1024] = b'X';
         assert_eq!(err(d, None), StageError::Magic);
+        // A reserved byte set.
+        let mut b = h.encode();
+        b[300] = 1;
+        assert_eq!(Header::decode(&b), Err(StageError::Crc));
         // Another version.
         let mut b = h.encode();
         b[8] = 9;
