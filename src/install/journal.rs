@@ -10,7 +10,9 @@
 //! the record back to zeros.
 //!
 //! The record says: an install of this mode, for this rootfs, with this
-//! nonce, started at this time, and whether it finished. Each filesystem
+//! nonce, started at this time, and whether it finished; with `--keep-data`
+//! where DATA moves, also where the copy of DATA is staged and whether DATA
+//! was restored from it (docs/spec/data-stage.md §3). Each filesystem
 //! that is complete carries `sysinstall:<nonce>:done` in its superblock's
 //! `s_last_mounted` field (set by `mke2fs -M` / `tune2fs -M` after the last
 //! write; any later mount overwrites it, which correctly makes it "not ours

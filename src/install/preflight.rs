@@ -5,8 +5,9 @@
 //! ```text
 //! target → layout → in use? plan → journal → boot devices → running slot
 //!   → decide (mode, slot, data, erased) → tools → rootfs (a local file is
-//!   read through once) → payload → boot devices checked → DATA saved
-//!   → data tarball → content → resume?
+//!   read through once) → payload → boot devices checked → DATA listed and
+//!   a place for its copy chosen (or saved in RAM; or the interrupted run's
+//!   copy checked) → data tarball → content → resume?
 //! ```
 
 use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
