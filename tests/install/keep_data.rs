@@ -120,12 +120,13 @@ fn a_moving_data_is_staged_and_survives_a_power_cut() {
         .arg(&rootfs));
     let snap = snapshot(&rig);
     // No failpoint, then a kill after the copy is recorded, after the new
-    // table is written, in the middle of the restore into the new DATA, and
-    // after the journal says DATA is restored.
+    // table is written, after the new DATA is made, in the middle of the
+    // restore into it, and after the journal says DATA is restored.
     let points = [
         None,
         Some("staged"),
         Some("partitioned"),
+        Some("mkfs-DATA"),
         Some("restore-entry@3"),
         Some("data-restored"),
     ];
@@ -154,7 +155,7 @@ fn a_moving_data_is_staged_and_survives_a_power_cut() {
             "{point:?}: {all}"
         );
         assert!(all.contains("survives a power cut"), "{point:?}: {all}");
-        if matches!(point, Some("partitioned" | "restore-entry@3")) {
+        if matches!(point, Some("partitioned" | "mkfs-DATA" | "restore-entry@3")) {
             assert!(
                 all.contains("DATA restored from the copy in APP_b"),
                 "{point:?}: {all}"
