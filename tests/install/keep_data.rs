@@ -30,8 +30,18 @@ fn cmd(rig: &Rig, layout: &Path) -> Command {
         .arg(&rig.boot[0])
         .arg("--boot-device")
         .arg(&rig.boot[1])
-        .args(["--tnspec", TNSPEC, "--progress", "plain", "--yes"]);
+        .args(["--tnspec", TNSPEC, "--progress", "plain", "--yes"])
+        .args(["--events", "json"]);
     c
+}
+
+/// `data_copy` of the run's `kind` event (`plan`, `summary`).
+fn data_copy(all: &str, kind: &str) -> serde_json::Value {
+    all.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == kind)
+        .map(|v| v["data_copy"].clone())
+        .unwrap_or_else(|| panic!("no {kind} event in\n{all}"))
 }
 
 /// The demo layout with each `(from, to)` text replacement made, saved as `name`.
@@ -155,6 +165,15 @@ fn a_moving_data_is_staged_and_survives_a_power_cut() {
             "{point:?}: {all}"
         );
         assert!(all.contains("survives a power cut"), "{point:?}: {all}");
+        for kind in ["plan", "summary"] {
+            let c = data_copy(&all, kind);
+            assert_eq!(
+                (&c["kept_in"], &c["survives_power_cut"]),
+                (&"APP_b".into(), &true.into()),
+                "{point:?} {kind}: {c}"
+            );
+            assert!(c["bytes"].as_u64().unwrap() > 512, "{c}");
+        }
         if matches!(point, Some("partitioned" | "mkfs-DATA" | "restore-entry@3")) {
             assert!(
                 all.contains("DATA restored from the copy in APP_b"),
@@ -215,6 +234,12 @@ fn a_damaged_staged_copy_is_a_refusal() {
         all.contains("the copy of DATA the interrupted install staged in APP_b (byte 0) cannot be used: staged copy is damaged"),
         "{all}"
     );
+    let failure = all
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "failure")
+        .unwrap_or_else(|| panic!("no failure event in\n{all}"));
+    assert_eq!(failure["code"], "checksum_mismatch", "{failure}");
 }
 
 /// The first byte of partition `name` of the rig's layout.
