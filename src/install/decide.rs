@@ -171,7 +171,7 @@ pub fn decide(f: &Facts<'_>, req: &Request) -> Result<Decision, Refusal> {
         InstallMode::Initial => Slot::A,
         InstallMode::Update => update_target(f, journal)?,
     };
-    let data = data_handling(f, req, mode);
+    let data = data_handling(f, journal, req, mode);
     if data == Some(DataHandling::Recreate) && !req.discard_data && journal.is_none() {
         if let Some((name, what)) = data_in_use(f) {
             return Err(Refusal::DataWouldBeLost { name, what });
@@ -281,10 +281,16 @@ fn update_target(f: &Facts<'_>, journal: Option<&Record>) -> Result<Slot, Refusa
     }
 }
 
-fn data_handling(f: &Facts<'_>, req: &Request, mode: InstallMode) -> Option<DataHandling> {
+fn data_handling(
+    f: &Facts<'_>,
+    journal: Option<&Record>,
+    req: &Request,
+    mode: InstallMode,
+) -> Option<DataHandling> {
     let data = f.filesystems.iter().find(|x| x.role == FsRole::Data)?;
-    // The interrupted install staged a copy: restored from it (or already).
-    let staged = f.journal.is_some_and(|r| r.stage.is_some());
+    // The interrupted install (not ignored with --restart) staged a copy:
+    // restored from it (or already).
+    let staged = journal.is_some_and(|r| r.stage.is_some());
     if mode == InstallMode::Initial && req.keep_data && staged {
         return Some(DataHandling::SaveAndRestore);
     }
@@ -830,6 +836,19 @@ mod tests {
         .unwrap();
         assert_eq!(d.data, Some(DataHandling::SaveAndRestore));
         assert!(d.create.contains(&"DATA".to_owned()));
+        // ... nor with --restart, which ignores the journal (the preflight
+        // refuses that while the copy is the only one).
+        let d = run(&Row {
+            plan: plan(true, all_ext),
+            req: Request {
+                restart: true,
+                ..keep
+            },
+            journal: Some(staged.clone()),
+            ..Row::default()
+        })
+        .unwrap();
+        assert_eq!(d.data, Some(DataHandling::InPlace));
         // ... but not without --keep-data (another install's content).
         let d = run(&Row {
             plan: plan(true, all_ext),

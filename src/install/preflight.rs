@@ -172,6 +172,21 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         decision = decide::decide(&facts, &opts.request())?;
         decision.why = format!("{why}; {}", decision.why);
     }
+    // The only copy of DATA is on the disk, staged by an interrupted install
+    // this run would not finish (--restart, or other content): formatting
+    // its partition would lose it.
+    let staged = journal.as_ref().and_then(|r| r.stage.as_ref());
+    if let Some(st) = staged.filter(|s| !s.restored) {
+        if resume.is_none() && !opts.discard_data {
+            refuse!(
+                FailCode::ModeRefused,
+                "the interrupted install holds the only copy of DATA, staged in {}: run it again \
+                 as it was (same rootfs and layout, --keep-data, no --restart) to restore it, \
+                 or give --discard-data to let it go",
+                st.partition
+            );
+        }
+    }
     check_slots_fit(opts, &rundir, &fs, &decision, &rootfs)?;
     let boot = BootInputs {
         opts,

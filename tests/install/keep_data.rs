@@ -242,6 +242,48 @@ fn a_damaged_staged_copy_is_a_refusal() {
     assert_eq!(failure["code"], "checksum_mismatch", "{failure}");
 }
 
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn starting_over_would_lose_the_staged_copy_and_is_refused() {
+    require_root(TOOLS);
+    let rig = Rig::new();
+    let old = variant(
+        &rig,
+        "old.xml",
+        &[(
+            r#"<partition name="APP" id="1" type="data"><size>1073741824</size>"#,
+            r#"<partition name="APP" id="1" type="data"><size>805306368</size>"#,
+        )],
+    );
+    let rootfs = rig.rootfs.clone();
+    ok(cmd(&rig, &old)
+        .arg("--discard-data")
+        .arg(&rootfs)
+        .arg(&rootfs));
+    let o = output(
+        cmd(&rig, &rig.layout)
+            .arg("--keep-data")
+            .env("SYSINSTALL_FAILPOINT", "mkfs-DATA")
+            .arg(&rootfs),
+    );
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    // --restart would start over from the new, empty DATA.
+    let o = output(
+        cmd(&rig, &rig.layout)
+            .args(["--keep-data", "--restart"])
+            .arg(&rootfs),
+    );
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("the interrupted install holds the only copy of DATA, staged in APP_b"),
+        "{all}"
+    );
+    // The same command as before finishes the job.
+    ok(cmd(&rig, &rig.layout).arg("--keep-data").arg(&rootfs));
+    check_data(&rig, &rootfs);
+}
+
 /// The first byte of partition `name` of the rig's layout.
 fn layout_start(rig: &Rig, name: &str) -> u64 {
     let j: serde_json::Value =
