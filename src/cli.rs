@@ -564,8 +564,10 @@ pub struct InstallArgs {
     pub no_bmap: bool,
 
     /// Save DATA (or UDA) before it is re-created and restore it afterwards.
-    /// The copy is held in memory: a power cut before the restore loses it.
-    /// (When DATA keeps its place it is simply not touched.)
+    /// The copy is staged in a partition of the new layout written after the
+    /// restore (APP_b first), so a re-run after a power cut restores it; in
+    /// memory, lost on a power cut, only when no partition has room (the
+    /// plan says which). When DATA keeps its place it is not touched.
     #[arg(long, conflicts_with = "discard_data")]
     pub keep_data: bool,
 

@@ -18,7 +18,7 @@ use std::io::Cursor;
 use sysinstall::commands::site_config as config;
 use sysinstall::gpt::{self, read::GptCopy, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
-use sysinstall::install::journal;
+use sysinstall::install::{journal, stage};
 use sysinstall::layout::{self, csv, render, BootArea, LoadOptions, PartitionTable};
 
 /// Disk sizes (sectors) a layout is placed on besides its own `num_sectors`:
@@ -431,6 +431,40 @@ fn read_and_check<R: std::io::Read + std::io::Seek>(r: &mut R, n: u64) {
     for w in spans.windows(2) {
         assert!(w[0].1 < w[1].0, "entries overlap: {w:?}");
     }
+}
+
+/// The header of a staged copy of DATA, and a copy read through.
+pub fn data_stage(data: &[u8]) {
+    check_data_stage(data);
+    // Again with the CRC made right, so mutations reach the fields.
+    if data.len() >= 88 {
+        let mut fixed = data.to_vec();
+        let crc = gpt::crc32(&fixed[..84]).to_le_bytes();
+        fixed[84..88].copy_from_slice(&crc);
+        check_data_stage(&fixed);
+    }
+}
+
+fn check_data_stage(data: &[u8]) {
+    if let Ok(h) = stage::Header::decode(data) {
+        assert_eq!(
+            h.encode()[..],
+            data[..512],
+            "header does not re-encode to its bytes"
+        );
+    }
+    let Ok(h) = stage::verify(&mut Cursor::new(data), 0, None) else {
+        return;
+    };
+    assert!(
+        h.len <= data.len() as u64 - stage::HEADER_LEN,
+        "a copy longer than the bytes read"
+    );
+    // What passed once passes again against itself (the journal's view).
+    assert_eq!(
+        stage::verify(&mut Cursor::new(data), 0, Some(&h)).ok(),
+        Some(h)
+    );
 }
 
 /// The install journal record in LBA 0.

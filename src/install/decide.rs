@@ -16,7 +16,9 @@
 //!   names); *initial* writes both, starting from slot A.
 //! * DATA stays as it is in an update, or when `--keep-data` finds it in
 //!   place with a filesystem; with `--keep-data` and a DATA that moves, it is
-//!   saved and restored; otherwise it is re-created.
+//!   saved and restored (also when an interrupted install is resumed: its
+//!   journal records a copy staged on the disk, or the table was not written
+//!   yet and the old DATA is still there); otherwise it is re-created.
 
 #![deny(clippy::indexing_slicing)]
 
@@ -169,7 +171,7 @@ pub fn decide(f: &Facts<'_>, req: &Request) -> Result<Decision, Refusal> {
         InstallMode::Initial => Slot::A,
         InstallMode::Update => update_target(f, journal)?,
     };
-    let data = data_handling(f, req, mode, journal.is_some());
+    let data = data_handling(f, journal, req, mode);
     if data == Some(DataHandling::Recreate) && !req.discard_data && journal.is_none() {
         if let Some((name, what)) = data_in_use(f) {
             return Err(Refusal::DataWouldBeLost { name, what });
@@ -281,11 +283,17 @@ fn update_target(f: &Facts<'_>, journal: Option<&Record>) -> Result<Slot, Refusa
 
 fn data_handling(
     f: &Facts<'_>,
+    journal: Option<&Record>,
     req: &Request,
     mode: InstallMode,
-    resuming: bool,
 ) -> Option<DataHandling> {
     let data = f.filesystems.iter().find(|x| x.role == FsRole::Data)?;
+    // The interrupted install (not ignored with --restart) staged a copy:
+    // restored from it (or already).
+    let staged = journal.is_some_and(|r| r.stage.is_some());
+    if mode == InstallMode::Initial && req.keep_data && staged {
+        return Some(DataHandling::SaveAndRestore);
+    }
     let now = f.plan.partitions.iter().find(|p| p.name == data.name);
     let has_fs = now
         .and_then(|p| p.content.as_ref())
@@ -294,8 +302,9 @@ fn data_handling(
         || (req.keep_data && has_fs && now.is_some_and(|p| p.action == PartitionAction::Keep));
     Some(if in_place {
         DataHandling::InPlace
-    } else if mode == InstallMode::Initial && req.keep_data && has_fs && now.is_some() && !resuming
-    {
+    } else if mode == InstallMode::Initial && req.keep_data && has_fs && now.is_some() {
+        // Not in place with a filesystem: the table still has the old DATA
+        // (a resumed install had not written it yet).
         DataHandling::SaveAndRestore
     } else {
         DataHandling::Recreate
@@ -798,7 +807,8 @@ mod tests {
             "DATA holds ext4 'DATA', which this initial install would erase: give --keep-data to keep it (or --discard-data to erase it)"
         );
         assert!(!refused.is_usage());
-        // Resuming: the copy in memory is gone, so DATA is re-created.
+        // Resuming before the table was written: the old DATA is still
+        // there, saved again.
         let d = run(&Row {
             plan: moved,
             req: keep,
@@ -806,7 +816,48 @@ mod tests {
             ..Row::default()
         })
         .unwrap();
-        assert_eq!(d.data, Some(DataHandling::Recreate));
+        assert_eq!(d.data, Some(DataHandling::SaveAndRestore));
+        // Resuming after the table was written, with a copy staged: restored
+        // from it (not "kept as it is", though the new DATA has a filesystem).
+        let mut staged = record(InstallMode::Initial, 0);
+        staged.stage = Some(crate::install::journal::StageRecord {
+            partition: "APP_b".into(),
+            offset: 0,
+            len: 1,
+            sha256: [0; 32],
+            restored: false,
+        });
+        let d = run(&Row {
+            plan: plan(true, all_ext),
+            req: keep,
+            journal: Some(staged.clone()),
+            ..Row::default()
+        })
+        .unwrap();
+        assert_eq!(d.data, Some(DataHandling::SaveAndRestore));
+        assert!(d.create.contains(&"DATA".to_owned()));
+        // ... nor with --restart, which ignores the journal (the preflight
+        // refuses that while the copy is the only one).
+        let d = run(&Row {
+            plan: plan(true, all_ext),
+            req: Request {
+                restart: true,
+                ..keep
+            },
+            journal: Some(staged.clone()),
+            ..Row::default()
+        })
+        .unwrap();
+        assert_eq!(d.data, Some(DataHandling::InPlace));
+        // ... but not without --keep-data (another install's content).
+        let d = run(&Row {
+            plan: plan(true, all_ext),
+            req: initial,
+            journal: Some(staged),
+            ..Row::default()
+        })
+        .unwrap();
+        assert_ne!(d.data, Some(DataHandling::SaveAndRestore));
         // An empty DATA is neither saved nor listed as erased.
         let d = run(&Row {
             plan: plan(false, |n| (n != "DATA").then(|| ext(n))),

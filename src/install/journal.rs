@@ -10,7 +10,9 @@
 //! the record back to zeros.
 //!
 //! The record says: an install of this mode, for this rootfs, with this
-//! nonce, started at this time, and whether it finished. Each filesystem
+//! nonce, started at this time, and whether it finished; with `--keep-data`
+//! where DATA moves, also where the copy of DATA is staged and whether DATA
+//! was restored from it (docs/spec/data-stage.md §3). Each filesystem
 //! that is complete carries `sysinstall:<nonce>:done` in its superblock's
 //! `s_last_mounted` field (set by `mke2fs -M` / `tune2fs -M` after the last
 //! write; any later mount overwrites it, which correctly makes it "not ours
@@ -29,14 +31,22 @@ use sha2::{Digest, Sha256};
 
 /// Bytes of LBA 0 the record may use (the MBR boot-code area).
 pub const AREA: usize = 440;
-/// Record magic; its last byte is the format version (3: with the stream's
-/// hash, the artifact name and the machine-id carried over; a record of an
-/// older format reads as no record, which costs a redo, never correctness).
-pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x03";
+/// Record magic; its last byte is the format version (4: with the stream's
+/// hash, the artifact name, the machine-id carried over and where a staged
+/// copy of DATA is; a record of an older format reads as no record, which
+/// costs a redo, never correctness).
+pub const MAGIC: &[u8; 12] = b"SYSINSTALLJ\x04";
 /// Longest artifact name kept (bytes of UTF-8).
 pub const ARTIFACT_MAX: usize = 128;
 /// Length of the encoded record.
-pub const RECORD_LEN: usize = 12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 32 + 1 + ARTIFACT_MAX + 1 + 16 + 4;
+pub const RECORD_LEN: usize =
+    12 + 1 + 1 + 1 + 1 + 8 + 32 + 8 + 32 + 1 + ARTIFACT_MAX + 1 + 16 + STAGE_LEN + 4;
+/// Longest partition name of a staged copy kept (a GPT name has 36 UTF-16
+/// units; the layouts' names are ASCII).
+pub const STAGE_NAME_MAX: usize = 36;
+/// Bytes of the staged-copy part: state, name length, name, offset,
+/// length, SHA-256.
+const STAGE_LEN: usize = 1 + 1 + STAGE_NAME_MAX + 8 + 8 + 32;
 /// Prefix of the per-filesystem marker.
 pub const MARKER_PREFIX: &str = "sysinstall:";
 
@@ -85,6 +95,24 @@ pub struct Record {
     /// The board's machine-id the new slots get (read before the old slot
     /// was re-created, so a resumed run still has it).
     pub machine_id: Option<[u8; 16]>,
+    /// Where the copy of DATA is staged (`--keep-data` where DATA moves),
+    /// once it is written and verified (docs/spec/data-stage.md).
+    pub stage: Option<StageRecord>,
+}
+
+/// A staged copy of DATA, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageRecord {
+    /// The partition of the new layout that holds it.
+    pub partition: String,
+    /// Byte offset of its header in that partition.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u64,
+    /// Payload SHA-256.
+    pub sha256: [u8; 32],
+    /// DATA has been restored from it (the partition may be re-used).
+    pub restored: bool,
 }
 
 impl Record {
@@ -107,6 +135,7 @@ impl Record {
             stream_sha256: None,
             artifact: None,
             machine_id: None,
+            stage: None,
         })
     }
 
@@ -163,6 +192,19 @@ impl Record {
         put(&field);
         put(&[u8::from(self.machine_id.is_some())]);
         put(&self.machine_id.unwrap_or([0; 16]));
+        let stage = self.stage.as_ref();
+        put(&[stage.map_or(0, |s| 1 + u8::from(s.restored))]);
+        let name = stage.map_or(&[][..], |s| s.partition.as_bytes());
+        let name = name.get(..STAGE_NAME_MAX).unwrap_or(name);
+        put(&[name.len() as u8]);
+        let mut field = [0u8; STAGE_NAME_MAX];
+        if let Some(dst) = field.get_mut(..name.len()) {
+            dst.copy_from_slice(name);
+        }
+        put(&field);
+        put(&stage.map_or(0, |s| s.offset).to_le_bytes());
+        put(&stage.map_or(0, |s| s.len).to_le_bytes());
+        put(&stage.map_or([0; 32], |s| s.sha256));
         let crc = crc32fast::hash(b.get(..RECORD_LEN - 4).unwrap_or(&[]));
         if let Some(dst) = b.get_mut(RECORD_LEN - 4..) {
             dst.copy_from_slice(&crc.to_le_bytes());
@@ -210,6 +252,27 @@ impl Record {
             1 => Some(id),
             _ => return None,
         };
+        let at = id_at + 17;
+        let name_len = usize::from(*b.get(at + 1)?);
+        let name = b.get(at + 2..at + 2 + STAGE_NAME_MAX)?;
+        if name_len > STAGE_NAME_MAX || name.get(name_len..)?.iter().any(|&x| x != 0) {
+            return None;
+        }
+        let at = at + 2 + STAGE_NAME_MAX;
+        let offset = u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?);
+        let len = u64::from_le_bytes(b.get(at + 8..at + 16)?.try_into().ok()?);
+        let sha256: [u8; 32] = b.get(at + 16..at + 48)?.try_into().ok()?;
+        let stage = match *b.get(id_at + 17)? {
+            0 if name_len == 0 && offset == 0 && len == 0 && sha256 == [0; 32] => None,
+            s @ (1 | 2) => Some(StageRecord {
+                partition: std::str::from_utf8(name.get(..name_len)?).ok()?.to_owned(),
+                offset,
+                len,
+                sha256,
+                restored: s == 2,
+            }),
+            _ => return None,
+        };
         Some(Record {
             mode,
             state,
@@ -220,6 +283,7 @@ impl Record {
             stream_sha256: (sha != [0; 32]).then_some(sha),
             artifact: (!artifact.is_empty()).then(|| artifact.to_owned()),
             machine_id,
+            stage,
         })
     }
 }
@@ -307,6 +371,23 @@ mod tests {
         b[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(Record::decode(&b), None);
         r.machine_id = None;
+        for restored in [false, true] {
+            r.stage = Some(StageRecord {
+                partition: "APP_b".into(),
+                offset: 4096,
+                len: 1 << 33,
+                sha256: [0x11; 32],
+                restored,
+            });
+            assert_eq!(Record::decode(&r.encode()), Some(r.clone()));
+        }
+        // A stage state that is neither 0, 1 nor 2 is not a record.
+        let mut b = r.encode();
+        b[97 + ARTIFACT_MAX + 17] = 3;
+        let crc = crc32fast::hash(&b[..RECORD_LEN - 4]);
+        b[RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Record::decode(&b), None);
+        r.stage = None;
         // An over-long name is cut to what fits, on a character boundary.
         r.artifact = Some("é".repeat(100));
         let back = Record::decode(&r.encode()).unwrap();

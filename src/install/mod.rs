@@ -35,6 +35,7 @@ pub mod journal;
 mod payload;
 mod preflight;
 pub mod report;
+pub mod stage;
 mod steps;
 pub mod t234;
 
@@ -318,6 +319,9 @@ pub struct Summary {
     pub duration: f64,
     /// What an earlier run had finished and this one kept.
     pub resumed: Vec<String>,
+    /// Where the copy of DATA was kept while DATA was re-created
+    /// (`--keep-data` where DATA moves).
+    pub data_copy: Option<report::DataCopy>,
 }
 
 impl Summary {
@@ -339,6 +343,7 @@ impl Summary {
             disk_image: None,
             duration: 0.0,
             resumed: Vec::new(),
+            data_copy: None,
         }
     }
 }
@@ -394,6 +399,7 @@ pub fn run(
     events.plan(report::plan_json(&pre));
     summary.mode = Some(pre.decision.mode);
     summary.rootfs_sha256 = pre.rootfs_sha256.map(|h| crate::bytes::hex(&h));
+    summary.data_copy = pre.data_copy.clone();
     if opts.dry_run {
         eprintln!("{}\n\n--dry-run: nothing was written.", pre.report);
         summary.result = report::Outcome::DryRun;

@@ -5,14 +5,18 @@
 //! ```text
 //! target → layout → in use? plan → journal → boot devices → running slot
 //!   → decide (mode, slot, data, erased) → tools → rootfs (a local file is
-//!   read through once) → payload → boot devices checked → DATA saved
-//!   → data tarball → content → resume?
+//!   read through once) → payload → boot devices checked → DATA listed and
+//!   a place for its copy chosen (or saved in RAM; or the interrupted run's
+//!   copy checked) → data tarball → content → resume?
 //! ```
 
 use super::decide::{self, DataHandling, Decision, Facts, RunningSlot};
 use super::journal::{self, InstallMode, Record};
 use super::payload::{self, BupSource};
-use super::report::{self, refuse, Coded, FailCode, PayloadFinding, PreflightView, RootfsFinding};
+use super::report::{
+    self, refuse, Coded, DataCopy, FailCode, PayloadFinding, PreflightView, RootfsFinding,
+};
+use super::stage;
 use super::{filesystems, fit, images, t234, Fs, FsRole, InstallOptions};
 use crate::bup::board::{self as bboard, Slot};
 use crate::bup::update::{self, Request, UpdateOptions};
@@ -22,7 +26,9 @@ use crate::events::Level;
 use crate::layout::{self, Layout, LoadOptions, Soc};
 use crate::probe::ExtSuperblock;
 use crate::repartition::Plan;
-use crate::rootfs::{self, tree::SavedTree, EntryCounts, Source, SourceOptions, UnpackOptions};
+use crate::rootfs::{
+    self, tree::Node, tree::SavedTree, EntryCounts, Source, SourceOptions, UnpackOptions,
+};
 use crate::sys::blockdev::{Disk, StorageId};
 use crate::sys::{self, mkfs, mount::Mount};
 use anyhow::Context as _;
@@ -68,14 +74,29 @@ pub struct Preflight {
     pub orin: Option<t234::Orin>,
     /// The machine-id new slots without one get.
     pub machine_id: Option<[u8; 16]>,
-    /// DATA, saved for `--keep-data`.
+    /// DATA, saved in memory for `--keep-data` (no partition has room for
+    /// a staged copy).
     pub saved_data: Option<SavedTree>,
+    /// DATA's copy staged on the disk for `--keep-data`.
+    pub staging: Option<Staging>,
+    /// Where DATA's copy is kept, for the plan and the summary.
+    pub data_copy: Option<DataCopy>,
     /// The slots' image, as the preflight read it (`--image APP=`).
     pub slot_image: Option<images::Measured>,
     /// The other partitions' images: name, source, what the preflight read.
     pub images: Vec<(Fs, String, images::Measured)>,
     /// The report shown before the confirmation.
     pub report: String,
+}
+
+/// DATA's copy staged in a partition of the new layout (`--keep-data`
+/// where DATA moves; docs/spec/data-stage.md).
+pub struct Staging {
+    /// Where it goes, or is.
+    pub area: stage::Area,
+    /// What to copy: the old DATA's partition number and its listing;
+    /// `None` when the interrupted run's copy is used.
+    pub source: Option<(u32, Vec<Node>)>,
 }
 
 /// What reading the rootfs before the install found.
@@ -151,6 +172,21 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         decision = decide::decide(&facts, &opts.request())?;
         decision.why = format!("{why}; {}", decision.why);
     }
+    // The only copy of DATA is on the disk, staged by an interrupted install
+    // this run would not finish (--restart, or other content): formatting
+    // its partition would lose it.
+    let staged = journal.as_ref().and_then(|r| r.stage.as_ref());
+    if let Some(st) = staged.filter(|s| !s.restored) {
+        if resume.is_none() && !opts.discard_data {
+            refuse!(
+                FailCode::ModeRefused,
+                "the interrupted install holds the only copy of DATA, staged in {}: run it again \
+                 as it was (same rootfs and layout, --keep-data, no --restart) to restore it, \
+                 or give --discard-data to let it go",
+                st.partition
+            );
+        }
+    }
     check_slots_fit(opts, &rundir, &fs, &decision, &rootfs)?;
     let boot = BootInputs {
         opts,
@@ -181,11 +217,19 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
             )
         })
         .flatten();
-    let saved_data = match decision.data {
-        Some(DataHandling::SaveAndRestore) => {
-            Some(save_data(opts, &rundir, &mut disk, &plan, &fs)?)
-        }
-        _ => None,
+    let (saved_data, staging, data_copy) = match decision.data {
+        Some(DataHandling::SaveAndRestore) => keep_data(
+            opts,
+            events,
+            &rundir,
+            &mut disk,
+            &layout,
+            &plan,
+            &fs,
+            &decision,
+            resume.as_ref(),
+        )?,
+        _ => (None, None, None),
     };
     check_data_tarball(opts, events, &rundir, &fs, &plan, &decision)?;
     let mut report = report::preflight(&PreflightView {
@@ -202,6 +246,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
             .find(|f| f.role == FsRole::Data)
             .map(|d| d.name.as_str()),
         data_tarball: opts.data.as_deref(),
+        data_copy: data_copy.as_ref(),
         plan: &plan,
         resume: resume.as_ref(),
     });
@@ -230,6 +275,8 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         orin,
         machine_id,
         saved_data,
+        staging,
+        data_copy,
         slot_image: rootfs.image.take(),
         images,
         report,
@@ -911,6 +958,114 @@ fn check_boot_devices(devices: &[PathBuf], layout: &Layout, disk: &Disk) -> anyh
         }
     }
     Ok(())
+}
+
+type Kept = (Option<SavedTree>, Option<Staging>, Option<DataCopy>);
+
+/// Where `--keep-data` keeps DATA while it moves: the copy an interrupted
+/// run staged (checked now, unless DATA was already restored from it), else
+/// a new copy staged in a partition of the new layout with room for it
+/// outside the old DATA and the GPT, else memory.
+#[allow(clippy::too_many_arguments)]
+fn keep_data(
+    opts: &InstallOptions,
+    events: &Events,
+    rundir: &Path,
+    disk: &mut Disk,
+    layout: &Layout,
+    plan: &Plan,
+    fs: &[Fs],
+    decision: &Decision,
+    resume: Option<&Record>,
+) -> anyhow::Result<Kept> {
+    let ss = layout.user.sector_size;
+    let staged = |area: stage::Area, source| {
+        let copy = DataCopy {
+            kept_in: area.partition.clone(),
+            survives_power_cut: true,
+            bytes: Some(area.len),
+        };
+        (None, Some(Staging { area, source }), Some(copy))
+    };
+    if let Some(st) = resume.and_then(|r| r.stage.as_ref()) {
+        let p = layout.user.by_name(&st.partition).with_context(|| {
+            format!(
+                "the journal's copy of DATA is in {}, which the layout lacks",
+                st.partition
+            )
+        })?;
+        let area = stage::Area {
+            partition: st.partition.clone(),
+            partition_start: p.first_lba * ss,
+            offset: st.offset,
+            len: stage::HEADER_LEN + st.len,
+        };
+        if !st.restored {
+            let want = stage::Header {
+                len: st.len,
+                sha256: st.sha256,
+                tree: [0; 32],
+            };
+            let mut t = disk.reopen(sys::blockdev::Access::ReadOnly)?;
+            if let Err(e) = stage::verify(t.file(), area.disk_offset(), Some(&want)) {
+                refuse!(
+                    FailCode::ChecksumMismatch,
+                    "the copy of DATA the interrupted install staged in {} (byte {}) cannot be used: {e:#}; \
+                     DATA cannot be restored (--discard-data installs with an empty DATA)",
+                    st.partition,
+                    st.offset
+                );
+            }
+        }
+        return Ok(staged(area, None));
+    }
+    let data = fs
+        .iter()
+        .find(|f| f.role == FsRole::Data)
+        .context("the layout has no DATA to keep")?;
+    let old = plan
+        .partitions
+        .iter()
+        .find(|p| p.name == data.name)
+        .and_then(|p| p.current.as_ref())
+        .with_context(|| format!("{} is not on the disk now", data.name))?;
+    let (path, m) = inspect(opts, disk, old.number, &rundir.join("keep-data"))?;
+    let nodes = rootfs::tree::manifest(m.path())
+        .with_context(|| format!("--keep-data: listing {} ({})", data.name, path.display()))?;
+    m.unmount()?;
+    let need = stage::HEADER_LEN + rootfs::tree::tar_len(&nodes);
+    let cands: Vec<stage::Candidate> = stage::candidates(fs, &decision.create)
+        .filter_map(|f| layout.user.by_name(&f.name))
+        .map(|p| stage::Candidate {
+            name: p.name.clone(),
+            start: p.first_lba * ss,
+            len: p.size_bytes(ss),
+        })
+        .collect();
+    let end = layout.user.disk_sectors * ss;
+    let avoid = [
+        (old.first_lba * ss, (old.last_lba + 1) * ss),
+        (0, ss + layout::min_primary_gpt_bytes(ss)),
+        (end.saturating_sub(layout::gpt_sectors(ss) * ss), end),
+    ];
+    if let Some(area) = stage::choose(&cands, &avoid, need) {
+        return Ok(staged(area, Some((old.number, nodes))));
+    }
+    events.message(
+        Level::Warn,
+        format!(
+            "--keep-data: no partition of the new layout has room for a copy of {} ({need} bytes) \
+             outside the old one: it is held in RAM, and a power cut before the restore loses it",
+            data.name
+        ),
+    );
+    let saved = save_data(opts, rundir, disk, plan, fs)?;
+    let copy = DataCopy {
+        kept_in: "ram".into(),
+        survives_power_cut: false,
+        bytes: None,
+    };
+    Ok((Some(saved), None, Some(copy)))
 }
 
 /// Reads the current DATA into memory for `--keep-data` (read-only mount

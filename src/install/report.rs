@@ -90,6 +90,8 @@ pub struct PreflightView<'a> {
     pub data_name: Option<&'a str>,
     /// The data tarball, when given.
     pub data_tarball: Option<&'a str>,
+    /// Where the copy of a DATA that is saved and restored is kept.
+    pub data_copy: Option<&'a DataCopy>,
     /// The disk's table against the layout's.
     pub plan: &'a Plan,
     /// The interrupted install being finished.
@@ -113,7 +115,7 @@ pub fn preflight(v: &PreflightView<'_>) -> String {
         out.push(format!("Boot:     {boot}"));
     }
     if let (Some(name), Some(data)) = (v.data_name, d.data) {
-        out.push(data_line(name, data, v.data_tarball));
+        out.push(data_line(name, data, v.data_copy, v.data_tarball));
     }
     match d.mode {
         InstallMode::Initial => {
@@ -199,14 +201,46 @@ fn payload_line(p: &PayloadFinding) -> String {
     }
 }
 
-fn data_line(name: &str, data: DataHandling, tarball: Option<&str>) -> String {
+/// Where the copy of DATA is kept while DATA is re-created (`--keep-data`
+/// where DATA moves); the plan, the `plan` event and the summary say it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataCopy {
+    /// The partition of the new layout holding the staged copy, or `ram`.
+    pub kept_in: String,
+    /// True for a staged copy: a re-run after a power cut restores from it.
+    pub survives_power_cut: bool,
+    /// Bytes of the copy (header and archive), when staged.
+    pub bytes: Option<u64>,
+}
+
+impl DataCopy {
+    /// The words the plan uses.
+    pub fn describe(&self) -> String {
+        match (self.survives_power_cut, self.bytes) {
+            (true, Some(n)) => format!(
+                "copy staged in {} ({n} bytes), survives a power cut",
+                self.kept_in
+            ),
+            (true, None) => format!("copy staged in {}, survives a power cut", self.kept_in),
+            (false, _) => "copy held in RAM: lost on a power cut".into(),
+        }
+    }
+}
+
+fn data_line(
+    name: &str,
+    data: DataHandling,
+    copy: Option<&DataCopy>,
+    tarball: Option<&str>,
+) -> String {
     format!(
         "Data:     {name} {}{}",
-        match data {
-            DataHandling::InPlace => "kept as it is",
-            DataHandling::SaveAndRestore =>
-                "saved in memory, re-created and restored (a power cut before the restore loses it)",
-            DataHandling::Recreate => "re-created empty",
+        match (data, copy) {
+            (DataHandling::InPlace, _) => "kept as it is".into(),
+            (DataHandling::SaveAndRestore, Some(c)) =>
+                format!("kept: {}; re-created and restored", c.describe()),
+            (DataHandling::SaveAndRestore, None) => "kept: re-created and restored".into(),
+            (DataHandling::Recreate, _) => "re-created empty".into(),
         },
         match tarball {
             Some(t) => format!("; then {t} unpacked into it, keeping newer files"),
@@ -271,6 +305,7 @@ pub fn plan_json(pre: &Preflight) -> serde_json::Value {
             DataHandling::SaveAndRestore => "save_and_restore",
             DataHandling::Recreate => "recreate",
         }),
+        "data_copy": pre.data_copy,
         "payload": match &pre.bup {
             BupSource::File(p) => Some(p.display().to_string()),
             BupSource::None => None,
@@ -612,5 +647,36 @@ mod tests {
         assert_eq!(failure_code(&status(503)), FailCode::SourceUnavailable);
         assert!(FailCode::SourceUnavailable.retryable());
         assert!(!FailCode::TlsFailed.retryable() && !FailCode::AuthFailed.retryable());
+    }
+
+    #[test]
+    fn the_plan_says_where_the_copy_of_data_is() {
+        let staged = DataCopy {
+            kept_in: "APP_b".into(),
+            survives_power_cut: true,
+            bytes: Some(8192),
+        };
+        let ram = DataCopy {
+            kept_in: "ram".into(),
+            survives_power_cut: false,
+            bytes: None,
+        };
+        let line = |c| data_line("DATA", DataHandling::SaveAndRestore, Some(c), None);
+        assert_eq!(
+            line(&staged),
+            "Data:     DATA kept: copy staged in APP_b (8192 bytes), survives a power cut; re-created and restored"
+        );
+        assert_eq!(
+            line(&ram),
+            "Data:     DATA kept: copy held in RAM: lost on a power cut; re-created and restored"
+        );
+        assert_eq!(
+            serde_json::to_value(&staged).unwrap(),
+            serde_json::json!({"kept_in": "APP_b", "survives_power_cut": true, "bytes": 8192})
+        );
+        assert_eq!(
+            serde_json::to_value(&ram).unwrap(),
+            serde_json::json!({"kept_in": "ram", "survives_power_cut": false, "bytes": null})
+        );
     }
 }

@@ -5,15 +5,26 @@
 //!         → write_boot (partitions, then slot metadata) → clear_journal
 //! ```
 //!
+//! With a copy of DATA staged on the disk (`--keep-data` where DATA moves,
+//! docs/spec/data-stage.md), the copy comes first and the partition holding
+//! it is formatted only once DATA is restored:
+//!
+//! ```text
+//! journal → stage_data (copy, read back, journal) → partition
+//!   → make_filesystems (not the stage's) → fill_data (restore from the copy)
+//!   → journal "restored" → make_filesystems (the stage's) → unpack_slots → …
+//! ```
+//!
 //! Every step is idempotent: the GPT is rewritten only when the layout is
 //! not in place, a filesystem carrying this install's completion marker is
 //! kept, boot partitions are compared before they are written. So after a
 //! power cut, the same command runs the same steps and redoes only what was
 //! not finished. The bootloader is switched (slot metadata) last.
 
-use super::journal::{self, InstallMode, Record};
+use super::journal::{self, InstallMode, Record, StageRecord};
 use super::payload::BupSource;
-use super::preflight::{boot_update_options, slot_byte, Preflight};
+use super::preflight::{boot_update_options, slot_byte, Preflight, Staging};
+use super::stage;
 use super::{node, Fs, FsRole, InstallOptions, Summary};
 use crate::bup::exec::StepAction;
 use crate::bup::update::{self, Request};
@@ -91,13 +102,24 @@ impl Run<'_> {
         self.store_journal(true)?;
         failpoint::hit("journal-written");
         interrupt::check()?;
+        self.stage_data()?;
+        interrupt::check()?;
         self.partition()?;
         failpoint::hit("partitioned");
-        let created = self.make_filesystems()?;
+        let stage = self.pre.staging.as_ref().map(|s| s.area.partition.clone());
+        let mut created = self.make_filesystems(|n| Some(n) != stage.as_deref())?;
+        if let Some(p) = &stage {
+            interrupt::check()?;
+            self.fill_data(&created)?;
+            self.mark_restored()?;
+            created.extend(self.make_filesystems(|n| n == p)?);
+        }
         interrupt::check()?;
         self.unpack_slots(&created)?;
         interrupt::check()?;
-        self.fill_data(&created)?;
+        if stage.is_none() {
+            self.fill_data(&created)?;
+        }
         interrupt::check()?;
         self.write_images()?;
         interrupt::check()?;
@@ -146,13 +168,13 @@ impl Run<'_> {
         node(&self.pre.disk, &self.nodes, f.number)
     }
 
-    /// The filesystems this run creates, minus those an earlier run of it
-    /// finished (they carry its completion marker); mkfs for the others.
-    /// Returns what was created now.
-    fn make_filesystems(&mut self) -> anyhow::Result<Vec<Fs>> {
+    /// The filesystems this run creates (of those `which` names), minus
+    /// those an earlier run of it finished (they carry its completion
+    /// marker); mkfs for the others. Returns what was created now.
+    fn make_filesystems(&mut self, which: impl Fn(&str) -> bool) -> anyhow::Result<Vec<Fs>> {
         let mut todo = Vec::new();
         for f in &self.pre.fs {
-            if !self.pre.decision.create.contains(&f.name) || self.imaged(f) {
+            if !which(&f.name) || !self.pre.decision.create.contains(&f.name) || self.imaged(f) {
                 continue;
             }
             // A slot of a rootfs that cannot be identified before it is read
@@ -394,6 +416,15 @@ impl Run<'_> {
             let m = Mount::ext4(&path, &self.mountpoint(&d.name), false)?;
             if let Some(saved) = &self.pre.saved_data {
                 restore_data(saved, m.path(), &d.name, self.events)?;
+            } else if let Some(st) = self.record.stage.clone() {
+                if st.restored {
+                    bail!(
+                        "{}: the interrupted install restored it from {}, but it is not complete now",
+                        d.name,
+                        st.partition
+                    );
+                }
+                self.restore_staged(&st, m.path(), &d.name)?;
             }
             if let Some(t) = &self.opts.data {
                 rootfs::unpack(
@@ -420,6 +451,113 @@ impl Run<'_> {
             self.events.step_end(Verdict::Ok);
         }
         failpoint::hit("data");
+        Ok(())
+    }
+
+    /// `--keep-data` with a staged copy: DATA's files as one archive into
+    /// the area the preflight chose, made durable, read back from the
+    /// device and checked, and only then recorded in the journal; nothing
+    /// else has been written yet but the journal. A copy the journal already
+    /// records (a resumed run) is not made again.
+    fn stage_data(&mut self) -> anyhow::Result<()> {
+        let Some(Staging {
+            area,
+            source: Some((number, nodes)),
+        }) = &self.pre.staging
+        else {
+            return Ok(());
+        };
+        let name = self
+            .pre
+            .fs
+            .iter()
+            .find(|f| f.role == FsRole::Data)
+            .map_or("DATA", |f| f.name.as_str())
+            .to_owned();
+        let name = name.as_str();
+        let what = format!("copy {name} into {}", area.partition);
+        self.events.step_start(Phase::Data, &what, Some(name));
+        let env = self.opts.disk_env();
+        let nodes_now = disk::expose_target(self.pre.disk.target(), &env)?;
+        let path = node(&self.pre.disk, &nodes_now, *number);
+        let m = Mount::ext4_inspect(&path, &self.mountpoint("keep-data"))?;
+        let tree = rootfs::source::parse_hex(&rootfs::tree::manifest_hash(nodes))
+            .context("hashing the listing of DATA")?;
+        let at = area.disk_offset();
+        let mut t = self.pre.disk.reopen(Access::Write)?;
+        self.changes.mark();
+        let f = t.file();
+        let header = stage::write(f, at, area.len - stage::HEADER_LEN, tree, |w| {
+            rootfs::tree::write_tar(m.path(), nodes, w)
+        })
+        .with_context(|| format!("writing the copy of {name} into {}", area.partition))?;
+        crate::sys::blockdev::sync(f)
+            .and_then(|()| crate::sys::rawdev::drop_cache(f, at, area.len))
+            .with_context(|| format!("flushing the copy of {name}"))?;
+        stage::verify(f, at, Some(&header))
+            .with_context(|| format!("reading back the copy of {name} in {}", area.partition))?;
+        m.unmount()?;
+        let said = format!(
+            "{name} copied into {} ({} bytes at byte {}), read back and recorded",
+            area.partition, header.len, area.offset
+        );
+        self.record.stage = Some(StageRecord {
+            partition: area.partition.clone(),
+            offset: area.offset,
+            len: header.len,
+            sha256: header.sha256,
+            restored: false,
+        });
+        self.store_journal(true)?;
+        self.events.step_end(Verdict::Ok);
+        self.events.message(Level::Info, said);
+        failpoint::hit("staged");
+        Ok(())
+    }
+
+    /// DATA restored from its staged copy: checked again, unpacked, the
+    /// tree compared with the one copied.
+    fn restore_staged(
+        &self,
+        st: &StageRecord,
+        root: &std::path::Path,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let at = self
+            .pre
+            .staging
+            .as_ref()
+            .map(|s| s.area.disk_offset())
+            .context("the staged copy of DATA has no place")?;
+        let want = stage::Header {
+            len: st.len,
+            sha256: st.sha256,
+            tree: [0; 32],
+        };
+        let mut t = self.pre.disk.reopen(Access::ReadOnly)?;
+        let h = stage::verify(t.file(), at, Some(&want))
+            .with_context(|| format!("checking the copy of {name} in {}", st.partition))?;
+        let mut r = stage::payload(t.file(), at, &h)?;
+        let n = rootfs::tree::restore_tar(&mut r, root, &crate::bytes::hex(&h.tree))
+            .with_context(|| format!("restoring {name} from {}", st.partition))?;
+        self.events.message(
+            Level::Info,
+            format!(
+                "{name} restored from the copy in {} and verified ({n} entries)",
+                st.partition
+            ),
+        );
+        Ok(())
+    }
+
+    /// The journal says DATA was restored: the copy's partition may now be
+    /// formatted.
+    fn mark_restored(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.record.stage.as_mut().filter(|s| !s.restored) {
+            s.restored = true;
+            self.store_journal(true)?;
+        }
+        failpoint::hit("data-restored");
         Ok(())
     }
 

@@ -317,54 +317,14 @@ pub fn save(root: &Path, limit: u64) -> Result<SavedTree> {
     let mut entries = Vec::with_capacity(nodes.len());
     for n in &nodes {
         let full = root.join(&n.path);
-        let (kind, data) = match &n.kind {
-            NodeKind::File { size, .. } => {
-                let mut data = Vec::new();
-                File::open(&full)
-                    .and_then(|f| f.take(*size).read_to_end(&mut data))
-                    .with_context(|| format!("reading {}", full.display()))?;
-                (Kind::File, data)
-            }
-            NodeKind::Dir => (Kind::Dir, Vec::new()),
-            NodeKind::Symlink(t) => (Kind::Symlink(t.clone()), Vec::new()),
-            NodeKind::Char(d) => (
-                Kind::Char {
-                    major: major(*d),
-                    minor: minor(*d),
-                },
-                Vec::new(),
-            ),
-            NodeKind::Block(d) => (
-                Kind::Block {
-                    major: major(*d),
-                    minor: minor(*d),
-                },
-                Vec::new(),
-            ),
-            NodeKind::Fifo => (Kind::Fifo, Vec::new()),
-            NodeKind::HardlinkTo(p) => (
-                Kind::Hardlink(p.as_os_str().as_bytes().to_vec()),
-                Vec::new(),
-            ),
-        };
-        let path = if n.path.as_os_str().is_empty() {
-            b".".to_vec()
-        } else {
-            n.path.as_os_str().as_bytes().to_vec()
-        };
-        let entry = TarEntry {
-            path,
-            kind,
-            mode: n.mode,
-            uid: n.uid,
-            gid: n.gid,
-            mtime: n.mtime,
-            size: data.len() as u64,
-            sparse: None,
-            xattrs: n.xattrs.clone(),
-            acls: None,
-            offset: 0,
-        };
+        let mut entry = entry_of(n);
+        let mut data = Vec::new();
+        if entry.kind == Kind::File {
+            File::open(&full)
+                .and_then(|f| f.take(entry.size).read_to_end(&mut data))
+                .with_context(|| format!("reading {}", full.display()))?;
+        }
+        entry.size = data.len() as u64;
         entries.push((entry, data));
     }
     // The hash of what was read: a file that changed while being read shows
@@ -393,6 +353,239 @@ pub fn restore(saved: &SavedTree, root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The tar entry that recreates `n` (a regular file's size from the listing).
+fn entry_of(n: &Node) -> TarEntry {
+    let (kind, size) = match &n.kind {
+        NodeKind::File { size, .. } => (Kind::File, *size),
+        NodeKind::Dir => (Kind::Dir, 0),
+        NodeKind::Symlink(t) => (Kind::Symlink(t.clone()), 0),
+        NodeKind::Char(d) => (
+            Kind::Char {
+                major: major(*d),
+                minor: minor(*d),
+            },
+            0,
+        ),
+        NodeKind::Block(d) => (
+            Kind::Block {
+                major: major(*d),
+                minor: minor(*d),
+            },
+            0,
+        ),
+        NodeKind::Fifo => (Kind::Fifo, 0),
+        NodeKind::HardlinkTo(p) => (Kind::Hardlink(p.as_os_str().as_bytes().to_vec()), 0),
+    };
+    let path = if n.path.as_os_str().is_empty() {
+        b".".to_vec()
+    } else {
+        n.path.as_os_str().as_bytes().to_vec()
+    };
+    TarEntry {
+        path,
+        kind,
+        mode: n.mode,
+        uid: n.uid,
+        gid: n.gid,
+        mtime: n.mtime,
+        size,
+        sparse: None,
+        xattrs: n.xattrs.clone(),
+        acls: None,
+        offset: 0,
+    }
+}
+
+/// Tar block size.
+const BLOCK: u64 = 512;
+
+/// One PAX record, `LEN KEY=VALUE\n`, LEN counting the whole record.
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let base = key.len() + value.len() + 3;
+    let mut len = base + 1;
+    while base + len.to_string().len() != len {
+        len = base + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// A ustar header block; `octal` fields that do not fit are left zero
+/// (the PAX header before it carries every value).
+fn ustar_block(name: &[u8], typeflag: u8, e: &TarEntry, size: u64, link: &[u8]) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    fn put_in(b: &mut [u8; 512], at: usize, len: usize, v: &[u8]) {
+        let n = v.len().min(len);
+        if let (Some(dst), Some(src)) = (b.get_mut(at..at + n), v.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+    }
+    let mut put = |at: usize, len: usize, v: &[u8]| put_in(&mut b, at, len, v);
+    let octal = |v: u64, width: usize| {
+        let s = format!("{v:0w$o}", w = width - 1);
+        if s.len() < width {
+            s.into_bytes()
+        } else {
+            Vec::new()
+        }
+    };
+    put(0, 99, name);
+    put(100, 8, &octal(u64::from(e.mode & 0o7777), 8));
+    put(108, 8, &octal(u64::from(e.uid), 8));
+    put(116, 8, &octal(u64::from(e.gid), 8));
+    put(124, 12, &octal(size, 12));
+    put(136, 12, &octal(u64::try_from(e.mtime.sec).unwrap_or(0), 12));
+    put(148, 8, b"        ");
+    put(156, 1, &[typeflag]);
+    put(157, 99, link);
+    put(257, 8, b"ustar\x0000");
+    if let Kind::Char { major, minor } | Kind::Block { major, minor } = e.kind {
+        put(329, 8, &octal(u64::from(major), 8));
+        put(337, 8, &octal(u64::from(minor), 8));
+    }
+    let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+    put_in(&mut b, 148, 8, format!("{sum:06o}\0 ").as_bytes());
+    b
+}
+
+/// The headers of `e` in a PAX archive (an `x` header with path, link,
+/// times, owner, size and xattrs, then the ustar header); its data and
+/// padding follow.
+pub fn tar_headers(e: &TarEntry) -> Vec<u8> {
+    let (typeflag, link): (u8, &[u8]) = match &e.kind {
+        Kind::File => (b'0', b""),
+        Kind::Hardlink(t) => (b'1', t),
+        Kind::Symlink(t) => (b'2', t),
+        Kind::Char { .. } => (b'3', b""),
+        Kind::Block { .. } => (b'4', b""),
+        Kind::Dir => (b'5', b""),
+        Kind::Fifo => (b'6', b""),
+    };
+    let mut pax = Vec::new();
+    pax_record(&mut pax, b"path", &e.path);
+    if !link.is_empty() {
+        pax_record(&mut pax, b"linkpath", link);
+    }
+    let t = e.mtime;
+    let mtime = if t.sec < 0 && t.nsec > 0 {
+        format!("-{}.{:09}", -(t.sec + 1), 1_000_000_000 - t.nsec)
+    } else {
+        format!("{}.{:09}", t.sec, t.nsec)
+    };
+    pax_record(&mut pax, b"mtime", mtime.as_bytes());
+    pax_record(&mut pax, b"uid", e.uid.to_string().as_bytes());
+    pax_record(&mut pax, b"gid", e.gid.to_string().as_bytes());
+    pax_record(&mut pax, b"size", e.size.to_string().as_bytes());
+    for (k, v) in &e.xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        for &c in k {
+            match c {
+                b'=' => key.extend_from_slice(b"%3D"),
+                b'%' => key.extend_from_slice(b"%25"),
+                c => key.push(c),
+            }
+        }
+        pax_record(&mut pax, &key, v);
+    }
+    let mut out = ustar_block(b"PaxHeader", b'x', e, pax.len() as u64, b"").to_vec();
+    out.extend_from_slice(&pax);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.extend_from_slice(&ustar_block(&e.path, typeflag, e, e.size, link));
+    out
+}
+
+/// Bytes after `n` bytes of data to the next block boundary.
+fn padding(n: u64) -> u64 {
+    (BLOCK - n % BLOCK) % BLOCK
+}
+
+/// Length of the archive [`write_tar`] makes of `nodes` (listed by
+/// [`manifest`]): known before a byte of contents is read.
+pub fn tar_len(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .map(|n| {
+            let e = entry_of(n);
+            tar_headers(&e).len() as u64 + e.size + padding(e.size)
+        })
+        .sum::<u64>()
+        + 2 * BLOCK
+}
+
+/// Writes the tree below `root`, as [`manifest`] listed it in `nodes`, as
+/// one PAX archive of exactly [`tar_len`] bytes (a file whose size changed
+/// since the listing is an error). Returns the bytes written.
+pub fn write_tar(root: &Path, nodes: &[Node], w: &mut dyn std::io::Write) -> Result<u64> {
+    let mut total = 0u64;
+    for n in nodes {
+        let e = entry_of(n);
+        let h = tar_headers(&e);
+        w.write_all(&h)?;
+        if e.kind == Kind::File {
+            let full = root.join(&n.path);
+            let copied = File::open(&full)
+                .and_then(|f| std::io::copy(&mut f.take(e.size), w))
+                .with_context(|| format!("reading {}", full.display()))?;
+            if copied != e.size {
+                bail!("{} changed while being copied", full.display());
+            }
+        }
+        let pad = padding(e.size);
+        w.write_all(&vec![0u8; pad as usize])?;
+        total += h.len() as u64 + e.size + pad;
+    }
+    w.write_all(&[0u8; 2 * BLOCK as usize])?;
+    Ok(total + 2 * BLOCK)
+}
+
+/// Unpacks an archive [`write_tar`] made into `root` (normally a fresh
+/// filesystem) and checks that the result hashes `tree` ([`hash`] of the
+/// tree that was copied). Returns the number of entries. The archive goes
+/// through the rootfs unpack's fan-out, so that the tar reader is the one
+/// the unpack uses (one copy of it in the binary).
+pub fn restore_tar(r: &mut (dyn Read + Send), root: &Path, tree: &str) -> Result<usize> {
+    let (fan, readers) = super::fanout::fanout(1);
+    let reader = readers
+        .into_iter()
+        .next()
+        .context("making the reader of the copy")?;
+    let (done, pumped) = std::thread::scope(|s| {
+        let pump = s.spawn(move || fan.pump(r));
+        let done = (|| -> Result<usize> {
+            let mut reader = super::tar::TarReader::new(reader);
+            let mut ex = Extractor::new(root, ExtractOptions::default())?;
+            let mut count = 0;
+            while let Some(mut entry) = reader.next_entry()? {
+                // The xattrs carry the ACLs as they were: set them alone.
+                entry.acls = None;
+                ex.extract(&entry, &mut reader)?;
+                count += 1;
+                crate::failpoint::hit("restore-entry");
+            }
+            ex.finish()?;
+            Ok(count)
+        })();
+        (done, pump.join())
+    });
+    let count = done?;
+    match pumped {
+        Ok(r) => r.map(drop)?,
+        Err(_) => bail!("reading the copy panicked"),
+    }
+    let now = hash(root)?;
+    if now != tree {
+        bail!(
+            "restoring into {}: the restored tree hashes {now}, the copied one {tree}",
+            root.display()
+        );
+    }
+    Ok(count)
 }
 
 fn major(d: u64) -> u32 {
@@ -433,6 +626,33 @@ mod tests {
         let (a, b) = (manifest(src.path()).unwrap(), manifest(dst.path()).unwrap());
         assert_eq!(diff(&a, &b, false), Vec::<String>::new());
         assert!(a.iter().any(|n| matches!(n.kind, NodeKind::HardlinkTo(_))));
+    }
+
+    #[test]
+    fn the_tar_copy_has_its_announced_length_and_restores_the_tree() {
+        let src = tempfile::tempdir().unwrap();
+        sample(src.path());
+        fs::write(
+            src.path().join(format!("a/{}", "long-name-".repeat(12))),
+            [7u8; 1000],
+        )
+        .unwrap();
+        let nodes = manifest(src.path()).unwrap();
+        let mut out = Vec::new();
+        let n = write_tar(src.path(), &nodes, &mut out).unwrap();
+        assert_eq!((n, out.len() as u64), (tar_len(&nodes), tar_len(&nodes)));
+        let dst = tempfile::tempdir().unwrap();
+        let tree = manifest_hash(&nodes);
+        let count = restore_tar(&mut out.as_slice(), dst.path(), &tree).unwrap();
+        assert_eq!(count, nodes.len());
+        let err = restore_tar(
+            &mut out.as_slice(),
+            tempfile::tempdir().unwrap().path(),
+            "00",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("the copied one 00"), "{err}");
     }
 
     #[test]

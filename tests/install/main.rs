@@ -14,6 +14,7 @@ mod disk_image;
 mod golden;
 mod images;
 mod interrupt;
+mod keep_data;
 mod loop_device;
 mod refusals;
 mod report_file;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use sysinstall::gpt::{self, GptEntry, GptHeader};
 use sysinstall::guid::Guid;
-use sysinstall::install::journal;
+use sysinstall::install::{journal, stage};
 use sysinstall::layout::{self, csv, LoadOptions, PartitionTable};
 
 /// A small disk for plain (non-sparse) GPT images: 128 sectors, 64 KiB.
@@ -43,7 +43,12 @@ fn entries_of(t: &PartitionTable) -> Vec<(u32, GptEntry)> {
 }
 
 /// The two headers and the entry array of a table on an `n`-sector disk.
-fn gpt_parts(entries: &[(u32, GptEntry)], n: u64, first: u64, last: u64) -> (GptHeader, GptHeader, Vec<u8>) {
+fn gpt_parts(
+    entries: &[(u32, GptEntry)],
+    n: u64,
+    first: u64,
+    last: u64,
+) -> (GptHeader, GptHeader, Vec<u8>) {
     let array = gpt::encode_entries(entries, gpt::ENTRY_COUNT).expect("encoding entries");
     let h = |my: u64, alt: u64, elba: u64| GptHeader {
         revision: gpt::REVISION_1_0,
@@ -178,6 +183,17 @@ fn journal_seeds(dir: &Path) {
         journal::store(&mut sector, Some(&r));
         write(dir, "journal", &format!("lba0.{i}"), &sector);
     }
+}
+
+fn data_stage_seeds(dir: &Path) {
+    let mut dev = std::io::Cursor::new(Vec::new());
+    let h = stage::write(&mut dev, 0, 1 << 20, [3; 32], |w| {
+        w.write_all(b"a small archive stands in here")?;
+        Ok(30)
+    })
+    .expect("writing into memory");
+    write(dir, "data_stage", "copy", dev.get_ref());
+    write(dir, "data_stage", "header", &h.encode());
 }
 
 fn config_seeds(dir: &Path) {
@@ -328,9 +344,19 @@ fn capsule_seeds(dir: &Path, v2: &[u8]) {
     let mut v3 = Bup::new()
         .entry("mb1", b"mb1 dev", 1, "")
         .entry("mb1", b"mb1 prod", 2, "")
-        .entry("VER", b"NV3", 0, "3701-300-0000--1--jetson-agx-orin-devkit-")
+        .entry(
+            "VER",
+            b"NV3",
+            0,
+            "3701-300-0000--1--jetson-agx-orin-devkit-",
+        )
         .entry("kernel", b"boot.img", 0, "")
-        .entry("kernel-dtb", b"dtb", 0, "3767--0005--1--jetson-orin-nano-devkit-");
+        .entry(
+            "kernel-dtb",
+            b"dtb",
+            0,
+            "3767--0005--1--jetson-orin-nano-devkit-",
+        );
     v3.format = PayloadFormat::V3;
     v3.version = 0x0103_0622;
     let v3 = v3.build();
@@ -343,7 +369,9 @@ fn capsule_seeds(dir: &Path, v2: &[u8]) {
     odd.vendor_code = b"vendor".to_vec();
     write(dir, "capsule", "unsigned-driver-vendor", &odd.build(&v3));
     let mut dep = signed;
-    dep.depex = Some(vec![0x01, 0, 5, 0x23, 0, 0x02, b'v', 0, 0x0A, 0x06, 0x03, 0x0D]);
+    dep.depex = Some(vec![
+        0x01, 0, 5, 0x23, 0, 0x02, b'v', 0, 0x0A, 0x06, 0x03, 0x0D,
+    ]);
     write(dir, "capsule", "depex", &dep.build(&v3));
 }
 
@@ -446,6 +474,7 @@ fn main() {
     }
     small_gpt_seeds(&dir);
     journal_seeds(&dir);
+    data_stage_seeds(&dir);
     config_seeds(&dir);
     bup_seeds(&dir);
     source_seeds(&dir);
