@@ -407,6 +407,17 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         })?,
     };
     let layout_path = layout.clone();
+    let luks_key = match (a.luks_key_file.clone(), a.luks_key_command.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "--luks-key-file and --luks-key-command both given (the site configuration sets one of them?): give one".into(),
+            )
+            .into())
+        }
+        (Some(f), None) => install::LuksKey::File(f),
+        (None, Some(c)) => install::LuksKey::Command(c),
+        (None, None) => install::LuksKey::None,
+    };
     Ok(InstallOptions {
         rootfs,
         rootfs_sha256: a.rootfs_sha256.clone(),
@@ -438,6 +449,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         restart: a.restart,
         tnspec: a.board.tnspec.clone(),
         machine: a.board.machine.clone(),
+        luks_key,
         sysroot: SysRoot::new(a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"))),
         rundir: std::env::var_os("SYSINSTALL_RUNDIR")
             .map(PathBuf::from)

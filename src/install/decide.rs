@@ -21,7 +21,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use super::journal::{InstallMode, Record};
-use super::{slot_partition, Fs, FsRole};
+use super::{Fs, FsRole};
 use crate::bup::board::Slot;
 use crate::layout::Soc;
 use crate::probe::Content;
@@ -225,7 +225,7 @@ fn auto_mode(f: &Facts<'_>) -> (InstallMode, String) {
     let Some(running) = f.running else {
         return (InstallMode::Initial, "no active slot found".into());
     };
-    if holds_root_filesystem(f.plan, slot_partition(running.slot)) {
+    if holds_root_filesystem(f.plan, f.filesystems, running.slot) {
         (
             InstallMode::Update,
             format!(
@@ -249,12 +249,20 @@ fn has_second_slot(fs: &[Fs]) -> bool {
     fs.iter().any(|f| f.role == FsRole::Slot(Slot::B))
 }
 
-fn holds_root_filesystem(plan: &Plan, partition: &str) -> bool {
+/// The slot's partition holds a filesystem: ext4, or a LUKS container
+/// when it is a `crypt-` one (what is inside is known only with the key).
+fn holds_root_filesystem(plan: &Plan, fs: &[Fs], slot: Slot) -> bool {
+    fs.iter()
+        .find(|f| f.role == FsRole::Slot(slot))
+        .is_some_and(|f| holds_filesystem(plan, f))
+}
+
+fn holds_filesystem(plan: &Plan, f: &Fs) -> bool {
     plan.partitions
         .iter()
-        .find(|p| p.name == partition)
+        .find(|p| p.name == f.name)
         .and_then(|p| p.content.as_ref())
-        .is_some_and(|c| matches!(c, Content::Ext(_)))
+        .is_some_and(|c| matches!(c, Content::Ext(_)) || (f.crypt && *c == Content::Luks))
 }
 
 /// The slot an update writes: the journal's, else the one the board does
@@ -287,9 +295,7 @@ fn data_handling(
 ) -> Option<DataHandling> {
     let data = f.filesystems.iter().find(|x| x.role == FsRole::Data)?;
     let now = f.plan.partitions.iter().find(|p| p.name == data.name);
-    let has_fs = now
-        .and_then(|p| p.content.as_ref())
-        .is_some_and(|c| matches!(c, Content::Ext(_)));
+    let has_fs = holds_filesystem(f.plan, data);
     let in_place = mode == InstallMode::Update
         || (req.keep_data && has_fs && now.is_some_and(|p| p.action == PartitionAction::Keep));
     Some(if in_place {
@@ -388,6 +394,7 @@ mod tests {
             number: APP + i as u32,
             size: 1 << 30,
             role: *r,
+            crypt: false,
         })
         .collect()
     }
