@@ -3,7 +3,8 @@
 //!
 //! A partition named `crypt-X` has X's role and holds a LUKS2 container;
 //! the filesystem is made, unpacked and checked on `/dev/mapper/sysinstall-X`
-//! (docs/spec/flash-layout.md §8). The rules:
+//! (docs/spec/flash-layout.md §9; REC §5.6: every unit, every `crypt-`
+//! partition, LUKS2). The rules:
 //!
 //! * The key is given (`--luks-key-file`, or `--luks-key-command` whose
 //!   standard output is the key, run once in the preflight); a layout with

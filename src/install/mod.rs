@@ -230,7 +230,7 @@ pub struct Fs {
 }
 
 /// Prefix of an encrypted partition's name (`crypt-APP`), as NVIDIA's
-/// secure-boot layouts spell it (docs/spec/flash-layout.md §8).
+/// secure-boot layouts spell it (docs/spec/flash-layout.md §9).
 pub const CRYPT_PREFIX: &str = "crypt-";
 /// Bytes a LUKS2 container keeps for its header: cryptsetup's default data
 /// offset (16 MiB), which `luksFormat` uses for these containers.

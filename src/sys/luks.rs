@@ -1,7 +1,7 @@
 //! LUKS2 containers through `cryptsetup`: format, open, close, test a key,
 //! and the probes the preflight needs (is dm-crypt there, which of our
 //! containers an interrupted run left open). No decisions: the install
-//! says which partition gets which container (`docs/spec/flash-layout.md` §8).
+//! says which partition gets which container (`docs/spec/flash-layout.md` §9).
 //!
 //! The key is always a file given to `--key-file` (every byte of it is the
 //! key, as the old installer passed its retrieved passphrase); nothing here
