@@ -152,6 +152,7 @@ declare -A unpacked=()
 frontier=("e2fsprogs:$arch" "dosfstools:$arch")
 if ((cryptsetup)); then
     tools+=(sbin/cryptsetup)
+    elves+=("$sysroot/sbin/cryptsetup")
     frontier+=("cryptsetup-bin:$arch")
 fi
 if [ -n "$applets" ]; then

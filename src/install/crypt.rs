@@ -110,6 +110,9 @@ pub fn check(
             names.join(", ")
         );
     }
+    if let Err(e) = luks::version() {
+        refuse!(FailCode::ToolMissing, "cryptsetup does not run: {e:#}");
+    }
     if let Some(why) = luks::dm_crypt_missing(sys_root) {
         refuse!(FailCode::ToolMissing, "{why}");
     }

@@ -300,7 +300,7 @@ pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
     if !out.iter().any(|f| f.role == FsRole::Slot(Slot::A)) {
         report::refuse!(
             report::FailCode::LayoutInvalid,
-            "the layout has no APP (or crypt-APP) partition to install the rootfs into"
+            "the layout has no APP partition (nor crypt-APP) to install the rootfs into"
         );
     }
     Ok(out)

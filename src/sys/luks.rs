@@ -108,6 +108,13 @@ pub fn key_opens(dev: &Path, key: &Path) -> Result<bool> {
     }
 }
 
+/// `cryptsetup --version`: fails when it is not installed or does not run
+/// (a library missing).
+pub fn version() -> Result<String> {
+    let out = cmd::run(Command::new("cryptsetup").arg("--version"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Why the kernel cannot hold containers, or `None`: it must have
 /// device-mapper and dm-crypt. A module not
 /// loaded yet is loaded with `modprobe` (cryptsetup would do that too, but
