@@ -307,6 +307,21 @@ mod tests {
     }
 
     #[test]
+    fn a_luks_key_on_the_command_line_wins_over_either_in_the_file() {
+        let text = "luks-key-command = keystoretool -p\n";
+        let mut a = InstallArgs::default();
+        apply(&parse(text, "s.conf").unwrap(), "s.conf", &mut a).unwrap();
+        assert_eq!(a.luks_key_command.as_deref(), Some("keystoretool -p"));
+        let mut a = InstallArgs {
+            luks_key_file: Some("/run/k".into()),
+            ..Default::default()
+        };
+        apply(&parse(text, "s.conf").unwrap(), "s.conf", &mut a).unwrap();
+        assert_eq!(a.luks_key_command, None);
+        assert_eq!(a.luks_key_file.as_deref(), Some(Path::new("/run/k")));
+    }
+
+    #[test]
     fn source_options_from_the_file() {
         let text = "header = X-Site: 1\nheader = X-Both: file\ncacert = /etc/ca.pem\ninsecure-tls = no\nretries = 9\nstall-timeout = 120\nbearer-file = /etc/token\n";
         let mut a = InstallArgs::default();

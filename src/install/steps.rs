@@ -1,7 +1,8 @@
 //! The install's writes, as named steps in this order:
 //!
 //! ```text
-//! journal → partition → make_filesystems → unpack_slots → fill_data
+//! journal → partition → open_containers (crypt-) → make_filesystems
+//!         → unpack_slots → fill_data
 //!         → write_boot (partitions, then slot metadata) → clear_journal
 //! ```
 //!
