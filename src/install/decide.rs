@@ -518,6 +518,48 @@ mod tests {
     }
 
     #[test]
+    fn a_crypt_slot_holding_luks_is_a_root_filesystem_for_auto() {
+        let app = |n: &str| n.starts_with("APP");
+        let luks_slots = |n: &str| Some(if app(n) { Content::Luks } else { ext(n) });
+        let crypt: Vec<Fs> = fs()
+            .into_iter()
+            .map(|mut f| {
+                if app(&f.name) {
+                    f.name = format!("crypt-{}", f.name);
+                    f.crypt = true;
+                }
+                f
+            })
+            .collect();
+        let mut p = plan(true, luks_slots);
+        for x in &mut p.partitions {
+            if app(&x.name) {
+                x.name = format!("crypt-{}", x.name);
+            }
+        }
+        let r = running(Slot::A);
+        let facts = Facts {
+            device: "/dev/mmcblk0",
+            plan: &p,
+            filesystems: &crypt,
+            soc: Some(Soc::T186),
+            journal: None,
+            running: Some(&r),
+            boot_mismatch: None,
+        };
+        assert_eq!(auto_mode(&facts).0, InstallMode::Update);
+        // LUKS in a slot that is not crypt- is not a root filesystem.
+        let plain = fs();
+        let p2 = plan(true, luks_slots);
+        let (mode, why) = auto_mode(&Facts {
+            plan: &p2,
+            filesystems: &plain,
+            ..facts
+        });
+        assert_eq!(mode, InstallMode::Initial, "{why}");
+    }
+
+    #[test]
     fn auto_picks_update_only_when_everything_is_there() {
         use InstallMode::{Initial, Update};
         let slot_meta =
