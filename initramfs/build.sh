@@ -7,7 +7,8 @@
 #                             exactly the listed applets
 #   /sbin/{mke2fs,e2fsck,tune2fs,resize2fs}, /usr/bin/{chattr,lsattr} from Debian's
 #                             e2fsprogs, /sbin/{mkfs.fat,fsck.fat} (and their
-#                             .vfat names) from dosfstools, with exactly the
+#                             .vfat names) from dosfstools, /sbin/cryptsetup
+#                             from cryptsetup-bin (crypt- partitions), with exactly the
 #                             shared libraries their ELF NEEDED entries name
 #                             (transitively) and the dynamic loader
 #   /lib/modules/KVER/...     the kernel modules of --modules and their dependencies
@@ -29,6 +30,8 @@
 #                         initramfs/modules/ARCH.list when --kernel-root is given)
 #   --overlay DIR         files copied over the tree last (repeatable; tests add hooks)
 #   --budget BYTES        fail when the compressed image is larger (default 8 MiB)
+#   --no-cryptsetup       leave cryptsetup out (about 2.9 MiB compressed, most of it
+#                         OpenSSL's libcrypto): only layouts with crypt- partitions need it
 #   --busybox-applets FILE  only these applets (one a line, # comments), as OE's busybox
 #                         package has them (initramfs/busybox-oe.applets): Debian's
 #                         dynamically linked busybox, which unlike busybox-static runs no
@@ -41,7 +44,7 @@ repo=$(dirname "$here")
 # shellcheck source=../scripts/debs.sh
 . "$repo/scripts/debs.sh"
 
-arch=arm64 sysinstall="" output="" compress=gzip kernel_root="" kver="" modules="" applets=""
+arch=arm64 sysinstall="" output="" compress=gzip kernel_root="" kver="" modules="" applets="" cryptsetup=1
 budget=$((8 * 1024 * 1024))
 overlays=()
 die() { echo "initramfs: $*" >&2; exit 1; }
@@ -57,7 +60,8 @@ while (($#)); do
         --overlay) overlays+=("$2"); shift 2 ;;
         --budget) budget=$2; shift 2 ;;
         --busybox-applets) applets=$2; shift 2 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        --no-cryptsetup) cryptsetup=0; shift ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -129,21 +133,28 @@ else
 fi
 add_size busybox "$root/bin/busybox"
 
-# --- e2fsprogs and dosfstools with the libraries they need --------------------
+# --- e2fsprogs, dosfstools and cryptsetup with the libraries they need ---------
 # Unpack the packages and their direct dependencies; go one level deeper only
 # while some NEEDED soname is still not found (data-driven, no hand list).
 # chattr/lsattr: efivarfs marks UEFI variables immutable, and clearing that
 # flag is the documented manual step on an Orin. mkfs.fat: the ESP of an Orin
-# user device (sysinstall runs mkfs.vfat).
+# user device (sysinstall runs mkfs.vfat). cryptsetup: the LUKS2 containers of
+# crypt- partitions (its libraries bring OpenSSL's libcrypto, the largest part).
 declare -A part_of=([sbin/mke2fs]=e2fsprogs [sbin/e2fsck]=e2fsprogs [sbin/tune2fs]=e2fsprogs
                     [sbin/resize2fs]=e2fsprogs
                     [usr/bin/chattr]=e2fsprogs [usr/bin/lsattr]=e2fsprogs
-                    [sbin/mkfs.fat]=dosfstools [sbin/fsck.fat]=dosfstools)
+                    [sbin/mkfs.fat]=dosfstools [sbin/fsck.fat]=dosfstools
+                    [sbin/cryptsetup]=cryptsetup)
 tools=(sbin/mke2fs sbin/e2fsck sbin/tune2fs sbin/resize2fs usr/bin/chattr usr/bin/lsattr sbin/mkfs.fat sbin/fsck.fat)
 elves=()   # ELF files whose libraries go in (paths in the sysroot)
 for f in "${tools[@]}"; do elves+=("$sysroot/$f"); done
 declare -A unpacked=()
 frontier=("e2fsprogs:$arch" "dosfstools:$arch")
+if ((cryptsetup)); then
+    tools+=(sbin/cryptsetup)
+    elves+=("$sysroot/sbin/cryptsetup")
+    frontier+=("cryptsetup-bin:$arch")
+fi
 if [ -n "$applets" ]; then
     elves+=("$sysroot/bin/busybox")
     frontier+=("busybox:$arch")
@@ -173,7 +184,7 @@ resolve_libs() {   # prints "soname<TAB>path" for the closure; unresolved as "so
         done
     done
 }
-for level in 1 2 3; do
+for level in 1 2 3 4 5 6; do
     next=()
     for pkg in "${frontier[@]}"; do
         [ -n "${unpacked[$pkg]:-}" ] && continue
@@ -186,7 +197,7 @@ for level in 1 2 3; do
     resolved=$(resolve_libs)
     missing=$(awk -F'\t' '$2 == "" { print $1 }' <<<"$resolved")
     [ -z "$missing" ] && break
-    [ "$level" = 3 ] && die "libraries not found in the unpacked packages: $missing"
+    [ "$level" = 6 ] && die "libraries not found in the unpacked packages: $missing"
     frontier=("${next[@]}")
 done
 resolved=${resolved:-$(resolve_libs)}
@@ -270,6 +281,7 @@ sysinstall=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n 1)
 busybox=$(dpkg-deb -f "$(deb_fetch "${busybox_kind%% *}:$arch")" Version) $busybox_kind
 e2fsprogs=$(dpkg-deb -f "$(deb_fetch "e2fsprogs:$arch")" Version)
 dosfstools=$(dpkg-deb -f "$(deb_fetch "dosfstools:$arch")" Version)
+cryptsetup=$( ((cryptsetup)) && dpkg-deb -f "$(deb_fetch "cryptsetup-bin:$arch")" Version || echo none)
 kernel=${kver:-none}
 INFO
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
@@ -292,7 +304,7 @@ mv "$output.tmp" "$output"
 raw=$(stat -c %s "$work/initramfs.cpio")
 packed=$(stat -c %s "$output")
 echo "initramfs contents (uncompressed bytes):"
-for part in sysinstall busybox e2fsprogs dosfstools libraries modules; do
+for part in sysinstall busybox e2fsprogs dosfstools cryptsetup libraries modules; do
     printf '  %-11s %9d\n' "$part" "${size_of[$part]:-0}"
 done
 echo "  libraries:  $libs_list(interpreter $interp)"

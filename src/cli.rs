@@ -571,6 +571,18 @@ pub struct InstallArgs {
     #[arg(long, conflicts_with = "discard_data")]
     pub keep_data: bool,
 
+    /// Key of the encrypted (`crypt-`) partitions' LUKS2 containers: every
+    /// byte of FILE is the key (as `cryptsetup --key-file` reads it).
+    #[arg(long, value_name = "FILE", conflicts_with = "luks_key_command")]
+    pub luks_key_file: Option<PathBuf>,
+
+    /// Key of the `crypt-` partitions from a command (run once with `sh -c`
+    /// before anything is written; its standard output is the key, never
+    /// logged): the hook for a key derived from a secure-boot unit's
+    /// hardware, e.g. `keystoretool -p`.
+    #[arg(long, value_name = "CMD")]
+    pub luks_key_command: Option<String>,
+
     /// Let an initial install erase a DATA (or UDA) that holds a filesystem.
     /// Without it, or --keep-data, such an install is refused: user data is
     /// never erased silently (--yes does not imply it).

@@ -10,7 +10,7 @@
 //!                                   │
 //!  preflight: every input parsed and checked, nothing written yet
 //!                                   │
-//!  gpt ▶ mkfs ▶ rootfs (one stream, both slots) ▶ data ▶ boot partitions ▶ slot metadata
+//!  gpt ▶ LUKS2 (crypt-) ▶ mkfs ▶ rootfs (one stream, both slots) ▶ data ▶ boot partitions ▶ slot metadata
 //! ```
 //!
 //! Everything left of the last line is pure: it takes bytes, text or
@@ -35,7 +35,7 @@
 //!   the firmware preflight rules, the variable plan and `status`.
 //! * [`install`]: the orchestration of a whole install, preflight to commit.
 //! * [`events`] and [`progress`]: what the operator and automation see.
-//! * [`sys`]: commands, ioctls, mounts, sysfs.
+//! * [`sys`]: commands (mke2fs, cryptsetup, ...), ioctls, mounts, sysfs.
 //! * [`exit`]: exit codes, the contract with scripts.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

@@ -387,6 +387,8 @@ fn disk_image(a: &InstallArgs) -> anyhow::Result<Option<install::disk_image::Dis
         (a.capsule.is_some(), "--capsule"),
         (a.keep_data, "--keep-data"),
         (a.mode.is_some(), "--mode"),
+        (a.luks_key_file.is_some(), "--luks-key-file"),
+        (a.luks_key_command.is_some(), "--luks-key-command"),
     ]
     .into_iter()
     .find_map(|(set, name)| set.then_some(name));
@@ -442,6 +444,17 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         })?,
     };
     let layout_path = layout.clone();
+    let luks_key = match (a.luks_key_file.clone(), a.luks_key_command.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "--luks-key-file and --luks-key-command both given (the site configuration sets one of them?): give one".into(),
+            )
+            .into())
+        }
+        (Some(f), None) => install::LuksKey::File(f),
+        (None, Some(c)) => install::LuksKey::Command(c),
+        (None, None) => install::LuksKey::None,
+    };
     Ok(InstallOptions {
         rootfs,
         rootfs_sha256: a.rootfs_sha256.clone(),
@@ -475,6 +488,7 @@ pub fn resolve(cli: &InstallArgs) -> anyhow::Result<InstallOptions> {
         machine: a.board.machine.clone(),
         disk_image,
         no_bmap: a.no_bmap,
+        luks_key,
         sysroot: SysRoot::new(a.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"))),
         rundir: std::env::var_os("SYSINSTALL_RUNDIR")
             .map(PathBuf::from)

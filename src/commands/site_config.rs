@@ -36,6 +36,8 @@ pub const KEYS: &[&str] = &[
     "mode",
     "rootfs-sha256",
     "keep-data",
+    "luks-key-file",
+    "luks-key-command",
     "discard-data",
     "reboot",
     "new-machine-id",
@@ -191,6 +193,14 @@ pub fn apply(entries: &[ConfigLine], file: &str, args: &mut InstallArgs) -> Resu
                 args.rootfs_sha256.get_or_insert_with(v);
             }
             "keep-data" => args.keep_data |= boolean(e, file)?,
+            // A key on the command line wins over either key here.
+            "luks-key-file" if args.luks_key_command.is_none() => {
+                args.luks_key_file.get_or_insert_with(|| PathBuf::from(v()));
+            }
+            "luks-key-command" if args.luks_key_file.is_none() => {
+                args.luks_key_command.get_or_insert_with(v);
+            }
+            "luks-key-file" | "luks-key-command" => {}
             "discard-data" => args.discard_data |= boolean(e, file)?,
             "reboot" => args.reboot |= boolean(e, file)?,
             "new-machine-id" => args.new_machine_id |= boolean(e, file)?,
@@ -294,6 +304,21 @@ mod tests {
         assert_eq!(a.boot_devices.len(), 2);
         assert!(a.keep_data);
         assert_eq!(a.mode, Some(ModeArg::Update));
+    }
+
+    #[test]
+    fn a_luks_key_on_the_command_line_wins_over_either_in_the_file() {
+        let text = "luks-key-command = keystoretool -p\n";
+        let mut a = InstallArgs::default();
+        apply(&parse(text, "s.conf").unwrap(), "s.conf", &mut a).unwrap();
+        assert_eq!(a.luks_key_command.as_deref(), Some("keystoretool -p"));
+        let mut a = InstallArgs {
+            luks_key_file: Some("/run/k".into()),
+            ..Default::default()
+        };
+        apply(&parse(text, "s.conf").unwrap(), "s.conf", &mut a).unwrap();
+        assert_eq!(a.luks_key_command, None);
+        assert_eq!(a.luks_key_file.as_deref(), Some(Path::new("/run/k")));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use super::journal::{InstallMode, Record};
-use super::{slot_partition, Fs, FsRole};
+use super::{Fs, FsRole};
 use crate::bup::board::Slot;
 use crate::layout::Soc;
 use crate::probe::Content;
@@ -227,7 +227,7 @@ fn auto_mode(f: &Facts<'_>) -> (InstallMode, String) {
     let Some(running) = f.running else {
         return (InstallMode::Initial, "no active slot found".into());
     };
-    if holds_root_filesystem(f.plan, slot_partition(running.slot)) {
+    if holds_root_filesystem(f.plan, f.filesystems, running.slot) {
         (
             InstallMode::Update,
             format!(
@@ -251,12 +251,20 @@ fn has_second_slot(fs: &[Fs]) -> bool {
     fs.iter().any(|f| f.role == FsRole::Slot(Slot::B))
 }
 
-fn holds_root_filesystem(plan: &Plan, partition: &str) -> bool {
+/// The slot's partition holds a filesystem: ext4, or a LUKS container
+/// when it is a `crypt-` one (what is inside is known only with the key).
+fn holds_root_filesystem(plan: &Plan, fs: &[Fs], slot: Slot) -> bool {
+    fs.iter()
+        .find(|f| f.role == FsRole::Slot(slot))
+        .is_some_and(|f| holds_filesystem(plan, f))
+}
+
+fn holds_filesystem(plan: &Plan, f: &Fs) -> bool {
     plan.partitions
         .iter()
-        .find(|p| p.name == partition)
+        .find(|p| p.name == f.name)
         .and_then(|p| p.content.as_ref())
-        .is_some_and(|c| matches!(c, Content::Ext(_)))
+        .is_some_and(|c| matches!(c, Content::Ext(_)) || (f.crypt && *c == Content::Luks))
 }
 
 /// The slot an update writes: the journal's, else the one the board does
@@ -295,9 +303,7 @@ fn data_handling(
         return Some(DataHandling::SaveAndRestore);
     }
     let now = f.plan.partitions.iter().find(|p| p.name == data.name);
-    let has_fs = now
-        .and_then(|p| p.content.as_ref())
-        .is_some_and(|c| matches!(c, Content::Ext(_)));
+    let has_fs = holds_filesystem(f.plan, data);
     let in_place = mode == InstallMode::Update
         || (req.keep_data && has_fs && now.is_some_and(|p| p.action == PartitionAction::Keep));
     Some(if in_place {
@@ -397,6 +403,7 @@ mod tests {
             number: APP + i as u32,
             size: 1 << 30,
             role: *r,
+            crypt: false,
         })
         .collect()
     }
@@ -517,6 +524,48 @@ mod tests {
         };
         let d = run_as(r, &req).unwrap();
         (d.mode, d.why, d.target)
+    }
+
+    #[test]
+    fn a_crypt_slot_holding_luks_is_a_root_filesystem_for_auto() {
+        let app = |n: &str| n.starts_with("APP");
+        let luks_slots = |n: &str| Some(if app(n) { Content::Luks } else { ext(n) });
+        let crypt: Vec<Fs> = fs()
+            .into_iter()
+            .map(|mut f| {
+                if app(&f.name) {
+                    f.name = format!("crypt-{}", f.name);
+                    f.crypt = true;
+                }
+                f
+            })
+            .collect();
+        let mut p = plan(true, luks_slots);
+        for x in &mut p.partitions {
+            if app(&x.name) {
+                x.name = format!("crypt-{}", x.name);
+            }
+        }
+        let r = running(Slot::A);
+        let facts = Facts {
+            device: "/dev/mmcblk0",
+            plan: &p,
+            filesystems: &crypt,
+            soc: Some(Soc::T186),
+            journal: None,
+            running: Some(&r),
+            boot_mismatch: None,
+        };
+        assert_eq!(auto_mode(&facts).0, InstallMode::Update);
+        // LUKS in a slot that is not crypt- is not a root filesystem.
+        let plain = fs();
+        let p2 = plan(true, luks_slots);
+        let (mode, why) = auto_mode(&Facts {
+            plan: &p2,
+            filesystems: &plain,
+            ..facts
+        });
+        assert_eq!(mode, InstallMode::Initial, "{why}");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! was not finished. The bootloader is switched (slot metadata) only after
 //! everything it will boot is written and verified.
 
+mod crypt;
 pub mod decide;
 pub mod disk_image;
 pub mod fit;
@@ -156,10 +157,26 @@ pub struct InstallOptions {
     pub disk_image: Option<disk_image::DiskImage>,
     /// `--no-bmap`: no bmap is looked for beside a local image.
     pub no_bmap: bool,
+    /// The key of the `crypt-` partitions.
+    pub luks_key: LuksKey,
     /// Where /proc, /sys and board.conf are read.
     pub sysroot: SysRoot,
     /// Mount points and scratch files.
     pub rundir: PathBuf,
+}
+
+/// Where the key of the `crypt-` partitions' LUKS containers comes from.
+#[derive(Debug, Clone, Default)]
+pub enum LuksKey {
+    /// None given.
+    #[default]
+    None,
+    /// `--luks-key-file`: every byte of the file is the key.
+    File(PathBuf),
+    /// `--luks-key-command`: run once (`sh -c`) by the preflight; its
+    /// standard output is the key (the hook for a key derived from the
+    /// board's hardware on secure-boot units).
+    Command(String),
 }
 
 impl InstallOptions {
@@ -205,26 +222,66 @@ pub fn slot_partition(s: Slot) -> &'static str {
 /// A filesystem partition of the layout.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fs {
-    /// Partition name (also the ext4 label).
+    /// GPT partition name: `APP`, or `crypt-APP` for an encrypted one.
     pub name: String,
     /// GPT number.
     pub number: u32,
-    /// Size in bytes.
+    /// Size in bytes the filesystem gets (the partition's, less the LUKS2
+    /// header when it is encrypted).
     pub size: u64,
     /// What it is for.
     pub role: FsRole,
+    /// In a LUKS2 container (the partition is named `crypt-NAME`).
+    pub crypt: bool,
 }
 
-/// The filesystems a layout asks for: APP, APP_b, DATA, LOGS, EXTRA, UDA.
+/// Prefix of an encrypted partition's name (`crypt-APP`), as NVIDIA's
+/// secure-boot layouts spell it (docs/spec/flash-layout.md §9).
+pub const CRYPT_PREFIX: &str = "crypt-";
+/// Bytes a LUKS2 container keeps for its header: cryptsetup's default data
+/// offset (16 MiB), which `luksFormat` uses for these containers.
+pub const LUKS2_HEADER_BYTES: u64 = 16 << 20;
+
+impl Fs {
+    /// The name without `crypt-`: the ext4 label, and the role's name.
+    pub fn label(&self) -> &str {
+        self.name.strip_prefix(CRYPT_PREFIX).unwrap_or(&self.name)
+    }
+
+    /// How plans and events name it: `DATA`, or `APP (LUKS2 on crypt-APP)`.
+    pub fn shown(&self) -> String {
+        if self.crypt {
+            format!("{} (LUKS2 on {})", self.label(), self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// The filesystems a layout asks for: APP, APP_b, DATA, LOGS, EXTRA, UDA,
+/// each plain or encrypted (`crypt-APP`: the role of APP, in a LUKS2
+/// container); a layout with both spellings of one is refused.
 pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
-    let data_name = if table.by_name("DATA").is_some() {
+    let find = |name: &str| -> anyhow::Result<Option<(&layout::Partition, bool)>> {
+        let crypt = format!("{CRYPT_PREFIX}{name}");
+        match (table.by_name(name), table.by_name(&crypt)) {
+            (Some(_), Some(_)) => report::refuse!(
+                report::FailCode::LayoutInvalid,
+                "the layout has both {name} and {crypt}: one partition cannot be both plain and encrypted"
+            ),
+            (Some(p), None) => Ok(Some((p, false))),
+            (None, Some(p)) => Ok(Some((p, true))),
+            (None, None) => Ok(None),
+        }
+    };
+    let data_name = if find("DATA")?.is_some() {
         "DATA"
     } else {
         "UDA"
     };
     let mut out = Vec::new();
     for name in ["APP", "APP_b", "DATA", "LOGS", "EXTRA", "UDA"] {
-        let Some(p) = table.by_name(name) else {
+        let Some((p, crypt)) = find(name)? else {
             continue;
         };
         let role = match name {
@@ -233,20 +290,34 @@ pub fn filesystems(table: &layout::PartitionTable) -> anyhow::Result<Vec<Fs>> {
             n if n == data_name => FsRole::Data,
             _ => FsRole::Scratch,
         };
+        let size = p.size_bytes(table.sector_size);
         out.push(Fs {
-            name: name.to_owned(),
+            name: p.name.clone(),
             number: p.number,
-            size: p.size_bytes(table.sector_size),
+            size: if crypt {
+                size.saturating_sub(LUKS2_HEADER_BYTES)
+            } else {
+                size
+            },
             role,
+            crypt,
         });
     }
-    if !out.iter().any(|f| f.name == "APP") {
+    if !out.iter().any(|f| f.role == FsRole::Slot(Slot::A)) {
         report::refuse!(
             report::FailCode::LayoutInvalid,
-            "the layout has no APP partition to install the rootfs into"
+            "the layout has no APP partition (nor crypt-APP) to install the rootfs into"
         );
     }
     Ok(out)
+}
+
+/// The layout's partition holding slot `s`'s root filesystem: `APP`,
+/// `crypt-APP`, ...
+pub fn slot_name(fs: &[Fs], s: Slot) -> &str {
+    fs.iter()
+        .find(|f| f.role == FsRole::Slot(s))
+        .map_or(slot_partition(s), |f| f.name.as_str())
 }
 
 /// The node of partition `number`: the one the kernel made, else its name
@@ -448,6 +519,63 @@ mod tests {
         assert_eq!(
             mkfs_extra(&["-E root_owner=0:0".to_owned()], "LOGS"),
             ["-E", "root_owner=0:0"]
+        );
+    }
+
+    #[test]
+    fn crypt_partitions_of_the_secure_boot_layout_keep_their_roles() {
+        let l = crate::layout::load(
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/flash-layouts/r32.5.0-testdistro-flash_jetson-tx2-sb_custom.xml"
+            )),
+            &LoadOptions {
+                set: vec![("APPSIZE".into(), "6442450944".into())],
+                disk_sectors: Some(61_071_360),
+            },
+        )
+        .unwrap();
+        let fs = filesystems(&l.user).unwrap();
+        let got: Vec<(&str, &str, FsRole, bool)> = fs
+            .iter()
+            .map(|f| (f.name.as_str(), f.label(), f.role, f.crypt))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("crypt-APP", "APP", FsRole::Slot(Slot::A), true),
+                ("crypt-APP_b", "APP_b", FsRole::Slot(Slot::B), true),
+                ("crypt-DATA", "DATA", FsRole::Data, true),
+                ("crypt-LOGS", "LOGS", FsRole::Scratch, true),
+                ("crypt-EXTRA", "EXTRA", FsRole::Scratch, true)
+            ]
+        );
+        // The filesystem is the partition less the LUKS2 header.
+        let app = l.user.by_name("crypt-APP").unwrap();
+        assert_eq!(
+            fs[0].size + LUKS2_HEADER_BYTES,
+            app.size_bytes(l.user.sector_size)
+        );
+        assert_eq!(slot_name(&fs, Slot::B), "crypt-APP_b");
+        assert_eq!(fs[0].shown(), "APP (LUKS2 on crypt-APP)");
+    }
+
+    #[test]
+    fn a_partition_both_plain_and_encrypted_is_refused() {
+        let l = crate::layout::load(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/layouts/demo.xml")),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let mut t = l.user.clone();
+        let mut dup = t.by_name("DATA").unwrap().clone();
+        dup.name = "crypt-DATA".into();
+        t.partitions.push(dup);
+        let err = filesystems(&t).unwrap_err();
+        assert_eq!(report::failure_code(&err), report::FailCode::LayoutInvalid);
+        assert!(
+            err.to_string().contains("both DATA and crypt-DATA"),
+            "{err}"
         );
     }
 

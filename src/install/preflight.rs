@@ -85,6 +85,8 @@ pub struct Preflight {
     pub slot_image: Option<images::Measured>,
     /// The other partitions' images: name, source, what the preflight read.
     pub images: Vec<(Fs, String, images::Measured)>,
+    /// The key of the `crypt-` partitions, when the layout has any.
+    pub luks_key: Option<super::crypt::KeyFile>,
     /// The report shown before the confirmation.
     pub report: String,
 }
@@ -154,6 +156,7 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
     };
     let mut decision = decide::decide(&facts, &opts.request())?;
     check_tools(opts)?;
+    let luks_key = check_encryption(opts, &rundir, &disk, &plan, &fs, &decision)?;
     let captures = match (orin, &opts.bup) {
         (true, _) => t234::captures(),
         (false, None) => payload::captures(),
@@ -249,7 +252,12 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         data_copy: data_copy.as_ref(),
         plan: &plan,
         resume: resume.as_ref(),
+        target_name: super::slot_name(&fs, decision.target),
     });
+    let encrypted: Vec<String> = super::crypt::encrypted(&fs).map(Fs::shown).collect();
+    if !encrypted.is_empty() {
+        report.push_str(&format!("\nEncrypted: {}", encrypted.join(", ")));
+    }
     for (f, spec, m) in &images {
         report.push_str(&format!(
             "\nImage:    {} from {spec}: {}",
@@ -279,8 +287,37 @@ pub fn preflight(opts: &InstallOptions, events: &Events) -> anyhow::Result<Prefl
         data_copy,
         slot_image: rootfs.image.take(),
         images,
+        luks_key,
         report,
     })
+}
+
+/// The `crypt-` partitions: a key, cryptsetup and dm-crypt, and the key
+/// tried on the containers the run keeps (`crypt.rs`). `--keep-data` cannot
+/// save an encrypted DATA that moves (the preflight reads DATA before the
+/// key has a container to open): refused.
+fn check_encryption(
+    opts: &InstallOptions,
+    rundir: &Path,
+    disk: &Disk,
+    plan: &Plan,
+    fs: &[Fs],
+    decision: &Decision,
+) -> anyhow::Result<Option<super::crypt::KeyFile>> {
+    if let Some(d) = fs.iter().find(|f| f.role == FsRole::Data && f.crypt) {
+        if decision.data == Some(DataHandling::SaveAndRestore) {
+            refuse!(
+                FailCode::ModeRefused,
+                "--keep-data: {} moves and is encrypted; saving it is not supported (keep it in place, or --discard-data)",
+                d.name
+            );
+        }
+    }
+    let tested: Vec<(&Fs, PathBuf)> = super::crypt::to_test(fs, plan, decision)
+        .into_iter()
+        .map(|f| (f, disk.partition_path(f.number)))
+        .collect();
+    super::crypt::check(&opts.luks_key, &opts.sysroot.path("/"), rundir, fs, &tested)
 }
 
 /// Who the board is and which slot it runs, and where its boot chain is
@@ -415,6 +452,18 @@ fn run_dir(opts: &InstallOptions, disk: &Disk, events: &Events) -> anyhow::Resul
                     .join(", ")
             ),
         );
+    }
+    // Containers an interrupted run of ours left open hold the partitions:
+    // closed (the disk's lock says no live run owns them); anyone else's
+    // holder is refused by the in-use check.
+    if let Some(name) = disk.kernel_name() {
+        for m in sys::luks::ours_open(&opts.sysroot.path("/"), name) {
+            sys::luks::close(&m)?;
+            events.message(
+                Level::Warn,
+                format!("closed /dev/mapper/{m}, which an interrupted run left open"),
+            );
+        }
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)

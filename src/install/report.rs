@@ -8,7 +8,6 @@ use super::fit::NoSpace;
 use super::journal::{InstallMode, Record};
 use super::payload::BupSource;
 use super::preflight::Preflight;
-use super::slot_partition;
 use crate::exit;
 use crate::repartition::Plan;
 use serde::Serialize;
@@ -96,6 +95,8 @@ pub struct PreflightView<'a> {
     pub plan: &'a Plan,
     /// The interrupted install being finished.
     pub resume: Option<&'a Record>,
+    /// The partition of the slot an update writes (`APP_b`, `crypt-APP_b`).
+    pub target_name: &'a str,
 }
 
 /// The preflight report.
@@ -107,7 +108,7 @@ pub fn preflight(v: &PreflightView<'_>) -> String {
             "Layout:   {} ({} partitions)",
             v.layout_source, v.partitions
         ),
-        format!("Mode:     {} ({})", mode_text(d), d.why),
+        format!("Mode:     {} ({})", mode_text(d, v.target_name), d.why),
         rootfs_line(v.rootfs),
         payload_line(v.payload),
     ];
@@ -127,7 +128,7 @@ pub fn preflight(v: &PreflightView<'_>) -> String {
         }
         InstallMode::Update => out.push(format!(
             "Erased:   {} (slot {}; the running slot is not touched)",
-            slot_partition(d.target),
+            v.target_name,
             d.target.letter()
         )),
     }
@@ -142,14 +143,10 @@ pub fn preflight(v: &PreflightView<'_>) -> String {
     out.join("\n")
 }
 
-fn mode_text(d: &Decision) -> String {
+fn mode_text(d: &Decision, target_name: &str) -> String {
     match d.mode {
         InstallMode::Initial => "initial install".to_string(),
-        InstallMode::Update => format!(
-            "update of slot {} ({})",
-            d.target.letter(),
-            slot_partition(d.target)
-        ),
+        InstallMode::Update => format!("update of slot {} ({})", d.target.letter(), target_name),
     }
 }
 
@@ -316,6 +313,16 @@ pub fn plan_json(pre: &Preflight) -> serde_json::Value {
         "resuming": pre.resume.is_some(),
         "partitions": pre.plan.partitions,
     });
+    // Added only for layouts with `crypt-` partitions: NAME → "luks2".
+    let crypt: serde_json::Map<String, serde_json::Value> = pre
+        .fs
+        .iter()
+        .filter(|f| f.crypt)
+        .map(|f| (f.name.clone(), "luks2".into()))
+        .collect();
+    if !crypt.is_empty() {
+        plan["encrypted"] = crypt.into();
+    }
     if let Some(o) = &pre.orin {
         plan["uefi_variables"] = o.ops.iter().map(ToString::to_string).collect();
     }
@@ -366,8 +373,14 @@ pub enum FailCode {
     NoSpace,
     /// The bootloader payload is corrupt, missing, or not for this board.
     PayloadMismatch,
-    /// A program the install runs is not installed.
+    /// A program the install runs is not installed (or the kernel lacks
+    /// dm-crypt for the `crypt-` partitions).
     ToolMissing,
+    /// The layout has `crypt-` partitions and no key was given (or the key
+    /// command failed or printed nothing).
+    KeyMissing,
+    /// The key does not open an existing LUKS container the install keeps.
+    KeyRejected,
     /// Reading or writing a device failed.
     IoError,
     /// Anything else.
@@ -396,6 +409,8 @@ impl FailCode {
             FailCode::NoSpace => "no_space",
             FailCode::PayloadMismatch => "payload_mismatch",
             FailCode::ToolMissing => "tool_missing",
+            FailCode::KeyMissing => "key_missing",
+            FailCode::KeyRejected => "key_rejected",
             FailCode::IoError => "io_error",
             FailCode::Failed => "failed",
         }

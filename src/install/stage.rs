@@ -167,7 +167,9 @@ pub struct Candidate {
 
 /// The partitions that may hold the copy, best first: the filesystems the
 /// install (re)creates other than DATA, which it writes only after DATA is
-/// restored: slot B, slot A, then the others in layout order.
+/// restored: slot B, slot A, then the others in layout order. Never an
+/// encrypted (`crypt-`) one: its container is made right after the table,
+/// before DATA is restored, and would overwrite the copy.
 pub fn candidates<'a>(fs: &'a [Fs], create: &'a [String]) -> impl Iterator<Item = &'a Fs> + 'a {
     let rank = |f: &Fs| match f.role {
         FsRole::Slot(Slot::B) => 0,
@@ -176,7 +178,7 @@ pub fn candidates<'a>(fs: &'a [Fs], create: &'a [String]) -> impl Iterator<Item 
     };
     let mut v: Vec<&Fs> = fs
         .iter()
-        .filter(|f| f.role != FsRole::Data && create.contains(&f.name))
+        .filter(|f| f.role != FsRole::Data && !f.crypt && create.contains(&f.name))
         .collect();
     v.sort_by_key(|f| rank(f));
     v.into_iter()
@@ -369,6 +371,7 @@ mod tests {
             number: 1,
             size: 1,
             role,
+            crypt: name.starts_with(crate::install::CRYPT_PREFIX),
         };
         let fs = [
             f("APP", FsRole::Slot(Slot::A)),
@@ -380,6 +383,14 @@ mod tests {
         let create: Vec<String> = ["APP", "APP_b", "DATA", "EXTRA"].map(String::from).to_vec();
         let names: Vec<&str> = candidates(&fs, &create).map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["APP_b", "APP", "EXTRA"]);
+        // An encrypted partition's container would be made over the copy.
+        let fs = [
+            f("crypt-APP_b", FsRole::Slot(Slot::B)),
+            f("APP", FsRole::Slot(Slot::A)),
+        ];
+        let create: Vec<String> = ["crypt-APP_b", "APP"].map(String::from).to_vec();
+        let names: Vec<&str> = candidates(&fs, &create).map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["APP"]);
     }
 
     fn staged(payload: &[u8]) -> (Cursor<Vec<u8>>, Header) {

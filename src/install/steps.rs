@@ -1,7 +1,8 @@
 //! The install's writes, as named steps in this order:
 //!
 //! ```text
-//! journal → partition → make_filesystems → unpack_slots → fill_data
+//! journal → partition → open_containers (crypt-) → make_filesystems
+//!         → unpack_slots → fill_data
 //!         → write_boot (partitions, then slot metadata) → clear_journal
 //! ```
 //!
@@ -37,7 +38,7 @@ use crate::interrupt::{self, Interrupted};
 use crate::probe;
 use crate::rootfs::{self, Source, SourceOptions, UnpackOptions};
 use crate::sys::blockdev::Access;
-use crate::sys::{mkfs, mount::Mount};
+use crate::sys::{luks, mkfs, mount::Mount};
 use anyhow::{anyhow, bail, Context as _};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -51,6 +52,24 @@ pub struct Run<'a> {
     summary: &'a mut Summary,
     record: Record,
     nodes: Vec<PartitionNode>,
+    /// The LUKS containers this run opened (closed when the run ends).
+    opened: Opened,
+}
+
+/// Device-mapper names of the containers a run opened; closed, last first,
+/// when dropped: at the end and on every failure (after the mounts on them,
+/// which are dropped first).
+#[derive(Default)]
+struct Opened(Vec<String>);
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        while let Some(name) = self.0.pop() {
+            if let Err(e) = crate::sys::luks::close(&name) {
+                log::warn!("{e:#}");
+            }
+        }
+    }
 }
 
 /// Runs every step.
@@ -82,6 +101,7 @@ pub fn execute(
         summary,
         record,
         nodes: Vec::new(),
+        opened: Opened::default(),
     };
     run.steps().map_err(|e| match interrupt::received() {
         // A tool killed by the same Ctrl-C fails on its own; say why.
@@ -106,6 +126,7 @@ impl Run<'_> {
         interrupt::check()?;
         self.partition()?;
         failpoint::hit("partitioned");
+        self.open_containers()?;
         let stage = self.pre.staging.as_ref().map(|s| s.area.partition.clone());
         let mut created = self.make_filesystems(|n| Some(n) != stage.as_deref())?;
         if let Some(p) = &stage {
@@ -164,6 +185,68 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The containers of the `crypt-` filesystems this run writes: new ones
+    /// (`luksFormat`), or, when resuming, those the key opens, so that what
+    /// the earlier run finished in them is found. From here on the
+    /// partition's node is the container's (`/dev/mapper/sysinstall-APP`).
+    fn open_containers(&mut self) -> anyhow::Result<()> {
+        let Some(key) = &self.pre.luks_key else {
+            return Ok(());
+        };
+        let key = key.path().to_owned();
+        let todo: Vec<Fs> =
+            super::crypt::to_open(&self.pre.fs, &self.pre.decision, self.opts.data.is_some())
+                .into_iter()
+                .cloned()
+                .collect();
+        for f in &todo {
+            interrupt::check()?;
+            let dev = self.node_of(f);
+            let name = super::crypt::mapper_name(f);
+            let create = self.pre.decision.create.contains(&f.name);
+            let reused = if create && self.pre.resume.is_none() {
+                None
+            } else {
+                match luks::open(&dev, &name, &key) {
+                    Ok(p) => Some(p),
+                    Err(e) if create => {
+                        log::info!("{e:#}: a new container is made");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let mapped = match reused {
+                Some(p) => p,
+                None => {
+                    self.events.step_start(
+                        Phase::Mkfs,
+                        &format!("luksFormat {}", f.name),
+                        Some(&f.name),
+                    );
+                    self.changes.mark();
+                    luks::format(&dev, &key)?;
+                    let p = luks::open(&dev, &name, &key)?;
+                    self.events.step_end(Verdict::Ok);
+                    p
+                }
+            };
+            self.opened.0.push(name);
+            let dm = PartitionNode {
+                number: f.number,
+                name: f.name.clone(),
+                path: mapped,
+                origin: crate::sys::blockdev::NodeOrigin::Appeared,
+            };
+            match self.nodes.iter_mut().find(|n| n.number == f.number) {
+                Some(n) => *n = dm,
+                None => self.nodes.push(dm),
+            }
+            failpoint::hit(&format!("luks-{}", f.label()));
+        }
+        Ok(())
+    }
+
     fn node_of(&self, f: &Fs) -> PathBuf {
         node(&self.pre.disk, &self.nodes, f.number)
     }
@@ -183,16 +266,22 @@ impl Run<'_> {
             // must never be mixed.
             let keepable = self.pre.rootfs_sha256.is_some() || !matches!(f.role, FsRole::Slot(_));
             let finished = keepable
-                && sys_probe(&self.node_of(f))
-                    .ext()
-                    .is_some_and(|sb| self.record.is_done(&sb.last_mounted) && sb.label == f.name);
+                && sys_probe(&self.node_of(f)).ext().is_some_and(|sb| {
+                    self.record.is_done(&sb.last_mounted) && sb.label == f.label()
+                });
             if finished {
                 self.summary.resumed.push(f.name.clone());
             } else {
                 todo.push(f.clone());
             }
         }
-        if self.summary.resumed.iter().any(|n| n.starts_with("APP")) {
+        let slot = |n: &String| {
+            self.pre
+                .fs
+                .iter()
+                .any(|f| f.name == *n && matches!(f.role, FsRole::Slot(_)))
+        };
+        if self.summary.resumed.iter().any(slot) {
             self.summary.artifact = self.record.artifact.clone();
         }
         if !self.summary.resumed.is_empty() {
@@ -207,8 +296,8 @@ impl Run<'_> {
         for f in &todo {
             interrupt::check()?;
             self.events
-                .step_start(Phase::Mkfs, &format!("mkfs {}", f.name), Some(&f.name));
-            let mut o = mkfs::Ext4Options::for_partition(&f.name);
+                .step_start(Phase::Mkfs, &format!("mkfs {}", f.shown()), Some(&f.name));
+            let mut o = mkfs::Ext4Options::for_partition(f.label());
             o.extra = super::mkfs_extra(&self.opts.mkfs_options, &f.name);
             if f.role == FsRole::Scratch {
                 // Nothing goes into it: formatted is finished.

@@ -12,6 +12,7 @@ pub mod efivarfs;
 pub mod emmc;
 pub mod esrt;
 pub mod holders;
+pub mod luks;
 pub mod mkfs;
 pub mod mount;
 pub mod rawdev;

@@ -183,6 +183,7 @@ fn expected_code(case: &str) -> Option<&'static str> {
         "the same boot device twice" | "one boot device for an eMMC layout" => "device_invalid",
         "a partition is mounted" | "a partition is swap" => "device_busy",
         "mke2fs not installed" => "tool_missing",
+        "crypt- partitions and no key" => "key_missing",
         _ => return None,
     })
 }
@@ -370,6 +371,12 @@ for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
     std::fs::create_dir_all(&empty_path).unwrap();
     let p = |n: &str| d.join(n).display().to_string();
     let part = rig.lo.part(3);
+    // The demo layout with its slots and DATA encrypted (no dm needed: the
+    // refusal comes before cryptsetup would run).
+    let luks_layout = crate::support::repo()
+        .join("tests/fixtures/layouts/demo-luks.xml")
+        .display()
+        .to_string();
     let mut cases = vec![
         case(
             "layout missing",
@@ -382,6 +389,12 @@ for f in onebyte empty huge bigdata; do zstd -q --rm -f {d}/$f.tar; done"#,
             &["--layout", &bad_layout, &rootfs],
             3,
             "malformed XML",
+        ),
+        case(
+            "crypt- partitions and no key",
+            &["--layout", &luks_layout, &rootfs],
+            3,
+            "no key was given",
         ),
         case(
             "placeholder without a value",

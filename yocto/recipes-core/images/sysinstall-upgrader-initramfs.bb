@@ -18,9 +18,18 @@ SYSINSTALL_INITRAMFS_EXTRA ??= ""
 # the eMMC drivers built in: usually empty).
 SYSINSTALL_INITRAMFS_MODULES ??= ""
 
+# cryptsetup, for layouts with crypt- (LUKS) partitions: "cryptsetup" (its
+# recipe is meta-oe's, a layer meta-tegra does not need; about 2.5 MiB with
+# OpenSSL's libcrypto). The kernel needs dm-crypt (and the xts template); when
+# the MACHINE's kernel builds them as modules, add kernel-module-dm-crypt and
+# kernel-module-xts to SYSINSTALL_INITRAMFS_EXTRA and dm-crypt, xts to
+# SYSINSTALL_INITRAMFS_MODULES.
+SYSINSTALL_INITRAMFS_CRYPTSETUP ??= ""
+
 # e2fsprogs and dosfstools come with sysinstall's RDEPENDS.
 PACKAGE_INSTALL = "busybox sysinstall sysinstall-initramfs \
-                   ${SYSINSTALL_INITRAMFS_FIRMWARE} ${SYSINSTALL_INITRAMFS_EXTRA}"
+                   ${SYSINSTALL_INITRAMFS_FIRMWARE} ${SYSINSTALL_INITRAMFS_CRYPTSETUP} \
+                   ${SYSINSTALL_INITRAMFS_EXTRA}"
 
 IMAGE_FEATURES = ""
 IMAGE_LINGUAS = ""
