@@ -67,6 +67,7 @@ use extract::{EntryData, ExtractOptions, Extractor};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tar::{Kind, TarEntry, TarReader};
@@ -400,6 +401,8 @@ struct Hashing {
 const READ_AHEAD: usize = 4;
 /// The size of those blocks.
 const READ_BLOCK: usize = 1 << 20;
+/// How long the consumer waits for a block before it looks for a signal.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
 impl Hashing {
     /// Reads `inner` on a thread of its own, hashing every byte into
@@ -480,9 +483,17 @@ impl Read for Hashing {
         // A signal stops the stream here: every destination then stops too.
         crate::interrupt::check().map_err(io::Error::other)?;
         if self.pos == self.cur.len() {
-            let next = match self.rx.recv() {
-                Ok(r) => r?,
-                Err(_) => Vec::new(), // the source ended before
+            // A signal does not wake a thread waiting on a channel, so the
+            // wait is cut into short ones with a look for it between.
+            let next = loop {
+                match self.rx.recv_timeout(SIGNAL_POLL) {
+                    Ok(r) => break r?,
+                    Err(RecvTimeoutError::Timeout) => {
+                        crate::interrupt::check().map_err(io::Error::other)?
+                    }
+                    // The source ended before.
+                    Err(RecvTimeoutError::Disconnected) => break Vec::new(),
+                }
             };
             let used = std::mem::replace(&mut self.cur, next);
             let _ = self.spare.try_send(used);
