@@ -30,8 +30,12 @@
 #                         initramfs/modules/ARCH.list when --kernel-root is given)
 #   --overlay DIR         files copied over the tree last (repeatable; tests add hooks)
 #   --budget BYTES        fail when the compressed image is larger (default 8 MiB)
-#   --no-cryptsetup       leave cryptsetup out (about 2.9 MiB compressed, most of it
-#                         OpenSSL's libcrypto): only layouts with crypt- partitions need it
+#   --cryptsetup          add cryptsetup (about 2.9 MiB compressed, most of it
+#                         OpenSSL's libcrypto), for layouts with crypt- partitions;
+#                         without it sysinstall refuses those (tool_missing). Off by
+#                         default, as in the Yocto recipe (SYSINSTALL_INITRAMFS_CRYPTSETUP):
+#                         with busybox-static and kernel modules it would not fit 8 MiB
+#   --no-cryptsetup       leave it out (the default)
 #   --busybox-applets FILE  only these applets (one a line, # comments), as OE's busybox
 #                         package has them (initramfs/busybox-oe.applets): Debian's
 #                         dynamically linked busybox, which unlike busybox-static runs no
@@ -44,7 +48,7 @@ repo=$(dirname "$here")
 # shellcheck source=../scripts/debs.sh
 . "$repo/scripts/debs.sh"
 
-arch=arm64 sysinstall="" output="" compress=gzip kernel_root="" kver="" modules="" applets="" cryptsetup=1
+arch=arm64 sysinstall="" output="" compress=gzip kernel_root="" kver="" modules="" applets="" cryptsetup=0
 budget=$((8 * 1024 * 1024))
 overlays=()
 die() { echo "initramfs: $*" >&2; exit 1; }
@@ -60,6 +64,7 @@ while (($#)); do
         --overlay) overlays+=("$2"); shift 2 ;;
         --budget) budget=$2; shift 2 ;;
         --busybox-applets) applets=$2; shift 2 ;;
+        --cryptsetup) cryptsetup=1; shift ;;
         --no-cryptsetup) cryptsetup=0; shift ;;
         -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
