@@ -161,6 +161,9 @@ fn preflight(img: &DiskImage, opts: &InstallOptions, events: &Events) -> anyhow:
         now.map(|n| format!(" (partitions now: {n})"))
             .unwrap_or_default()
     ));
+    report.push_str(
+        "Boot:       left alone: a disk image brings no payload (boot partitions, capsule,\n            UEFI variables and the slot switch stay as they are)\n",
+    );
     if resume {
         report.push_str(
             "Resuming:   an interrupted write of this image; bytes already in place are kept\n",
