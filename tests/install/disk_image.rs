@@ -211,7 +211,11 @@ fn a_disk_image_lands_as_bmaptool_and_sgdisk_would_leave_it() {
     let o = install(&dev, &["--disk-image", zst.to_str().unwrap(), "--no-bmap"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("bmap:       none"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Boot:       left alone"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Boot:       left alone"),
+        "{}",
+        stderr(&o)
+    );
     check_disk(&dev);
     drop(dev);
     assert_like(&file, &reference(dir.path(), &img, false));

@@ -108,13 +108,11 @@ fn check_data(rig: &Rig, tarball: &Path) {
     ]);
 }
 
-#[test]
-#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
-fn a_moving_data_is_staged_and_survives_a_power_cut() {
-    require_root(TOOLS);
+/// A rig installed with an older layout (APP 768 MiB, so DATA sits 256 MiB
+/// lower than in the demo layout the tests install next), its DATA filled
+/// from the rootfs tarball; and that tarball.
+fn installed_with_data_lower() -> (Rig, PathBuf) {
     let rig = Rig::new();
-    // The old layout: APP 768 MiB, so DATA sits 256 MiB lower than in the
-    // demo layout, which the second install writes.
     let old = variant(
         &rig,
         "old.xml",
@@ -128,6 +126,14 @@ fn a_moving_data_is_staged_and_survives_a_power_cut() {
         .arg("--discard-data")
         .arg(&rootfs)
         .arg(&rootfs));
+    (rig, rootfs)
+}
+
+#[test]
+#[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
+fn a_moving_data_is_staged_and_survives_a_power_cut() {
+    require_root(TOOLS);
+    let (rig, rootfs) = installed_with_data_lower();
     let snap = snapshot(&rig);
     // No failpoint, then a kill after the copy is recorded, after the new
     // table is written, after the new DATA is made, in the middle of the
@@ -189,20 +195,7 @@ fn a_moving_data_is_staged_and_survives_a_power_cut() {
 #[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
 fn a_damaged_staged_copy_is_a_refusal() {
     require_root(TOOLS);
-    let rig = Rig::new();
-    let old = variant(
-        &rig,
-        "old.xml",
-        &[(
-            r#"<partition name="APP" id="1" type="data"><size>1073741824</size>"#,
-            r#"<partition name="APP" id="1" type="data"><size>805306368</size>"#,
-        )],
-    );
-    let rootfs = rig.rootfs.clone();
-    ok(cmd(&rig, &old)
-        .arg("--discard-data")
-        .arg(&rootfs)
-        .arg(&rootfs));
+    let (rig, rootfs) = installed_with_data_lower();
     let o = output(
         cmd(&rig, &rig.layout)
             .arg("--keep-data")
@@ -246,20 +239,7 @@ fn a_damaged_staged_copy_is_a_refusal() {
 #[cfg_attr(not(tier_root), ignore = "root tier: SYSINSTALL_TEST_ROOT=1")]
 fn starting_over_would_lose_the_staged_copy_and_is_refused() {
     require_root(TOOLS);
-    let rig = Rig::new();
-    let old = variant(
-        &rig,
-        "old.xml",
-        &[(
-            r#"<partition name="APP" id="1" type="data"><size>1073741824</size>"#,
-            r#"<partition name="APP" id="1" type="data"><size>805306368</size>"#,
-        )],
-    );
-    let rootfs = rig.rootfs.clone();
-    ok(cmd(&rig, &old)
-        .arg("--discard-data")
-        .arg(&rootfs)
-        .arg(&rootfs));
+    let (rig, rootfs) = installed_with_data_lower();
     let o = output(
         cmd(&rig, &rig.layout)
             .arg("--keep-data")
