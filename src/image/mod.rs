@@ -480,7 +480,6 @@ pub struct Mismatch {
 /// was read; the read-back looks for what the device lost or changed.)
 pub fn verify(t: &mut dyn Target, w: &Written) -> Result<()> {
     let mut buf = vec![0u8; CHUNK];
-    let zeros = vec![0u8; CHUNK];
     for e in &w.extents {
         let mut crc = crc32fast::Hasher::new();
         let mut done = 0;
@@ -491,8 +490,8 @@ pub fn verify(t: &mut dyn Target, w: &Written) -> Result<()> {
             t.read_at(e.offset + done, b)
                 .with_context(|| format!("reading {} back", t.name()))?;
             if e.zero {
-                // memcmp against zeros is vectorised; the position only on a miss.
-                if let Some(i) = (Some(&*b) != zeros.get(..n))
+                // The word-wise test first; the position only on a miss.
+                if let Some(i) = (!is_zero(b))
                     .then(|| b.iter().position(|x| *x != 0))
                     .flatten()
                 {
